@@ -1,0 +1,88 @@
+"""The ASGI application: create_app(settings) and its lifespan (engine, sessionmaker,
+authenticator), built per process so that nothing connects at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from sqlalchemy import text
+
+from flowdesk import __version__
+from flowdesk.auth.service import Authenticator
+from flowdesk.config import Settings, get_settings
+from flowdesk.db import embedded
+from flowdesk.db.engine import make_engine, make_sessionmaker
+from flowdesk.errors import ServiceUnavailable, install_handlers
+from flowdesk.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from flowdesk.tenants.endpoints import router as tenants_router
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+flowdesk is a multi-tenant service-desk ticketing API whose workflows are configuration.
+
+Authenticate with an API key: `Authorization: Bearer fdk_…`. Errors are RFC 9457
+`application/problem+json`.
+"""
+
+TAGS = [
+    {"name": "identity", "description": "Who the caller is."},
+    {"name": "administration", "description": "Tenant administration: users, groups, API keys."},
+    {"name": "health", "description": "Liveness and readiness probes."},
+]
+
+
+def database_url(settings: Settings) -> str:
+    """The configured URL, else the embedded server of the data directory (started or joined)."""
+    return settings.database_url or embedded.start(settings.data_dir)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(database_url(settings), settings)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.authenticator = Authenticator(
+            engine,
+            cache_seconds=settings.auth_cache_seconds,
+            touch_interval=settings.key_touch_interval_seconds,
+        )
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="flowdesk",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_handlers(app)
+    app.include_router(tenants_router)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="The database is reachable")
+    async def readyz(request: Request) -> dict[str, str]:
+        try:
+            async with request.app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise ServiceUnavailable("The database is unreachable.") from exc
+        return {"status": "ready"}
+
+    # Outermost first: the request id must be set before anything logs.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,1 @@
+"""Authentication (API keys) and authorisation (permissions intersected with key scopes)."""

@@ -1,0 +1,247 @@
+"""The `flowdesk` command: serve, migrate, openapi, tenants, keys, workflows.
+
+Every command that touches the database uses the same one as `serve`: FLOWDESK_DATABASE_URL
+when set, else the embedded server of FLOWDESK_DATA_DIR (joining the one `serve` runs, or
+starting it for the command and stopping it afterwards).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from flowdesk.config import Settings, get_settings
+
+T = TypeVar("T")
+
+DEMO_SLUG = "demo"
+
+
+def _settings(**overrides: object) -> Settings:
+    base = get_settings()
+    values = {k: v for k, v in overrides.items() if v is not None}
+    return base.model_copy(update=values) if values else base
+
+
+def _prepared_database(settings: Settings) -> str:
+    """The URL of the database, migrated to head."""
+    from flowdesk.app import database_url
+    from flowdesk.db import migrate
+
+    url = database_url(settings)
+    migrate.upgrade(url)
+    return url
+
+
+def _run_in_session(url: str, settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
+    """Run `work(session)` in one transaction (the CLI's unit of work)."""
+    from flowdesk.db.engine import make_engine, make_sessionmaker
+
+    async def runner() -> T:
+        engine = make_engine(url, settings, pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(runner())
+
+
+def _fail(message: str) -> None:
+    click.echo(f"flowdesk: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+@click.version_option(package_name="flowdesk")
+def main() -> None:
+    """flowdesk: multi-tenant service-desk ticketing with workflows as configuration."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option(
+    "--host", envvar="FLOWDESK_HOST", default=None, help="Bind address (default 127.0.0.1)."
+)
+@click.option("--port", envvar="FLOWDESK_PORT", type=int, default=None, help="Port (default 8000).")
+@click.option(
+    "--workers", envvar="FLOWDESK_WORKERS", type=int, default=None, help="Worker processes."
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Migrate the database and serve the API (uvloop + httptools)."""
+    import uvicorn
+
+    settings = _settings(host=host, port=port, workers=workers)
+    url = _prepared_database(settings)
+    if settings.seed_demo:
+        _seed_demo_tenant(url, settings)
+    # Worker processes read the URL from the environment, so the embedded server is started
+    # once, here, and shared by all of them.
+    os.environ["FLOWDESK_DATABASE_URL"] = url
+    base = f"http://{settings.host}:{settings.port}"
+    click.echo(
+        f"flowdesk: serving on {base} (OpenAPI docs: {base}/docs, schema: {base}/openapi.json)"
+    )
+    uvicorn.run(
+        "flowdesk.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _seed_demo_tenant(url: str, settings: Settings) -> None:
+    """On an empty database, a demo tenant and its admin key, printed once."""
+    from flowdesk.tenants.repository import TenantRepository
+    from flowdesk.tenants.service import NewTenant, create_tenant
+
+    async def work(session: object) -> NewTenant | None:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        assert isinstance(session, AsyncSession)
+        if await TenantRepository(session).count() > 0:
+            return None
+        return await create_tenant(session, DEMO_SLUG, "Demo", "TKT")
+
+    created = _run_in_session(url, settings, work)
+    if created is not None:
+        click.echo(
+            f"flowdesk: created the demo tenant '{DEMO_SLUG}' with admin {created.admin.email}"
+        )
+        click.echo("flowdesk: its admin API key (shown once, keep it):")
+        click.echo(f"FLOWDESK_ADMIN_KEY={created.key.secret}")
+
+
+@main.command()
+def migrate() -> None:
+    """Upgrade the database schema to the latest revision."""
+    _prepared_database(_settings())
+    click.echo("flowdesk: database is at the latest revision")
+
+
+@main.command()
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("openapi/openapi.json"),
+)
+@click.option(
+    "--check", is_flag=True, help="Exit 1 if the file differs from what the app generates."
+)
+def openapi(output: Path, check: bool) -> None:
+    """Write the OpenAPI document (or check the committed one for drift)."""
+    from flowdesk.app import create_app
+
+    document = json.dumps(create_app(_settings()).openapi(), indent=2, ensure_ascii=False) + "\n"
+    if check:
+        current = output.read_text(encoding="utf-8") if output.exists() else ""
+        if current != document:
+            _fail(f"{output} is out of date; run `flowdesk openapi` and commit it")
+        click.echo(f"flowdesk: {output} is up to date")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(document, encoding="utf-8")
+    click.echo(f"flowdesk: wrote {output}")
+
+
+@main.group()
+def tenants() -> None:
+    """Create and manage tenants."""
+
+
+@tenants.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="Display name.")
+@click.option("--prefix", default="TKT", show_default=True, help="Ticket number prefix.")
+@click.option("--admin-email", default=None, help="E-mail of the first admin.")
+def tenants_create(slug: str, name: str, prefix: str, admin_email: str | None) -> None:
+    """Create a tenant and its admin; print the admin's API key."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from flowdesk.errors import AppError
+    from flowdesk.http.types import Name, Slug, TicketPrefix
+    from flowdesk.tenants.service import create_tenant
+
+    try:
+        slug = TypeAdapter(Slug).validate_python(slug)
+        name = TypeAdapter(Name).validate_python(name)
+        prefix = TypeAdapter(TicketPrefix).validate_python(prefix)
+    except ValidationError as exc:
+        _fail(f"invalid input: {exc.errors()[0]['msg']}")
+    settings = _settings()
+    url = _prepared_database(settings)
+    try:
+        created = _run_in_session(
+            url, settings, lambda s: create_tenant(s, slug, name, prefix, admin_email)
+        )
+    except AppError as exc:
+        _fail(exc.detail)
+    click.echo(f"flowdesk: created tenant '{slug}' with admin {created.admin.email}")
+    click.echo(f"FLOWDESK_ADMIN_KEY={created.key.secret}")
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("create")
+@click.option("--tenant", "slug", required=True, help="Tenant slug.")
+@click.option("--user", "email", required=True, help="E-mail of the key's user.")
+@click.option("--scopes", required=True, help="Comma-separated: tickets:read,tickets:write,admin")
+@click.option("--name", default="cli key", show_default=True)
+def keys_create(slug: str, email: str, scopes: str, name: str) -> None:
+    """Create an API key for a user; print it (shown once)."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from flowdesk.auth.permissions import ALL_SCOPES
+    from flowdesk.errors import AppError, NotFound
+    from flowdesk.tenants.repository import TenantRepository, UserRepository
+    from flowdesk.tenants.service import NewKey, create_key
+
+    wanted = sorted({s.strip() for s in scopes.split(",") if s.strip()})
+    unknown = [s for s in wanted if s not in ALL_SCOPES]
+    if unknown or not wanted:
+        _fail(f"unknown scopes {unknown}; choose from {sorted(ALL_SCOPES)}")
+
+    async def work(session: AsyncSession) -> NewKey:
+        tenant = await TenantRepository(session).by_slug(slug)
+        if tenant is None:
+            raise NotFound(f"no tenant '{slug}'")
+        user = await UserRepository(session, tenant.id).by_email(email)
+        if user is None:
+            raise NotFound(f"no user '{email}' in tenant '{slug}'")
+        return await create_key(session, tenant.id, user.id, name, wanted, None)
+
+    settings = _settings()
+    try:
+        new = _run_in_session(_prepared_database(settings), settings, work)
+    except AppError as exc:
+        _fail(exc.detail)
+    click.echo(new.secret)
+
+
+def _register_optional_groups() -> None:
+    try:
+        from flowdesk.workflow.cli import workflows_cli  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # the workflow package is being built alongside
+        return
+    main.add_command(workflows_cli, "workflows")
+
+
+_register_optional_groups()

@@ -1,0 +1,58 @@
+"""Settings: one pydantic-settings class, read from the environment (prefix FLOWDESK_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWDESK_", extra="ignore")
+
+    # None means "start the embedded PostgreSQL in data_dir" (development and tests);
+    # production sets a postgresql+asyncpg:// URL.
+    database_url: str | None = None
+    data_dir: Path = Path(".flowdesk")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: str = "info"
+
+    # Values files merged over the shipped workflows.yaml (comma-separated in the environment).
+    workflow_files: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    # A request waits at most this long for a pooled connection before answering 503:
+    # an unreachable database must fail fast, not pile requests up.
+    db_pool_timeout: float = Field(default=2.0, gt=0)
+    db_connect_timeout: float = Field(default=2.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+
+    # How long a verified API key is trusted from the in-process cache. Revocation made on
+    # another worker takes effect within this many seconds (the worker that revokes clears
+    # its own cache at once).
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    # last_used_at is written at most this often per key, never on every request.
+    key_touch_interval_seconds: int = Field(default=60, ge=1)
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    redis_url: str | None = None
+    # Seeds the demo tenant on an empty database when serve starts the embedded server.
+    seed_demo: bool = True
+
+    @field_validator("workflow_files", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(p.strip()) for p in value.split(",") if p.strip()]
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

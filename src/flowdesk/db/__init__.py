@@ -1,0 +1,1 @@
+"""Database plumbing: metadata, engines, the unit of work, the embedded server, migrations."""

@@ -1,0 +1,33 @@
+"""Engine and sessionmaker construction (called from the lifespan, never at import time)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from flowdesk.config import Settings
+
+
+def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    server_settings = {"application_name": "flowdesk", "jit": "off"}
+    if settings.db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return create_async_engine(
+        url,
+        pool_size=pool_size or settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        # A connection killed by a database restart is noticed on checkout and replaced, so the
+        # service recovers by itself when the database comes back.
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"timeout": settings.db_connect_timeout, "server_settings": server_settings},
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

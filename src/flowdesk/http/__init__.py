@@ -1,0 +1,1 @@
+"""Cross-cutting HTTP pieces: shared schema types, pagination, middleware, ETags."""

@@ -1,0 +1,50 @@
+"""Constrained types every schema builds on: every string and list has a maximum length and no
+string may carry a NUL byte (PostgreSQL text cannot store one)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_nul),
+]
+ShortName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_no_nul),
+]
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
+    AfterValidator(_no_nul),
+]
+LongText = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(_no_nul)]
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    ),
+    AfterValidator(_no_nul),
+]
+Slug = Annotated[
+    str, StringConstraints(min_length=2, max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")
+]
+TicketPrefix = Annotated[
+    str, StringConstraints(min_length=1, max_length=10, pattern=r"^[A-Z][A-Z0-9]*$")
+]
+Limit = Annotated[int, Field(ge=1, le=100)]
+
+# Inputs refuse unknown fields: a typo, or a field the client may not set, is a 422 rather
+# than silently ignored.
+INPUT_CONFIG = ConfigDict(extra="forbid", str_max_length=20_000)

@@ -1,0 +1,7 @@
+"""ORM tables, one module per aggregate, all on one metadata (what Alembic compares against)."""
+
+from flowdesk.db.base import Base, metadata
+from flowdesk.models.identity import ApiKey, Group, GroupMember, User
+from flowdesk.models.tenants import Tenant
+
+__all__ = ["ApiKey", "Base", "Group", "GroupMember", "Tenant", "User", "metadata"]

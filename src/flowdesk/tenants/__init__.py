@@ -1,0 +1,1 @@
+"""Tenants and their administration: users, groups (permissions), API keys."""

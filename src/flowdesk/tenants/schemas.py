@@ -1,0 +1,116 @@
+"""Request and response bodies for tenant administration."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowdesk.auth.permissions import Permission, Scope
+from flowdesk.http.types import INPUT_CONFIG, Email, Name, ShortName, TicketPrefix
+
+UserKind = Literal["person", "service"]
+
+
+class TenantOut(BaseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+    ticket_prefix: str
+    flags: dict[str, Any]
+    quotas: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class TenantPatch(BaseModel):
+    model_config = INPUT_CONFIG
+    name: Name | None = None
+    ticket_prefix: TicketPrefix | None = None
+
+
+class UserIn(BaseModel):
+    model_config = INPUT_CONFIG
+    email: Email
+    name: Name
+    kind: UserKind = "person"
+
+
+class UserPatch(BaseModel):
+    model_config = INPUT_CONFIG
+    email: Email | None = None
+    name: Name | None = None
+    kind: UserKind | None = None
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    email: str
+    name: str
+    kind: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class GroupIn(BaseModel):
+    model_config = INPUT_CONFIG
+    name: ShortName
+    permissions: list[Permission] = Field(default_factory=list, max_length=10)
+
+
+class GroupPatch(BaseModel):
+    model_config = INPUT_CONFIG
+    name: ShortName | None = None
+    permissions: list[Permission] | None = Field(default=None, max_length=10)
+
+
+class GroupOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    permissions: list[str]
+    system: bool
+    member_ids: list[uuid.UUID]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApiKeyIn(BaseModel):
+    model_config = INPUT_CONFIG
+    user_id: uuid.UUID
+    name: ShortName
+    scopes: list[Scope] = Field(min_length=1, max_length=3)
+    expires_at: datetime | None = None
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    user_id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The secret. Shown only in this response; store it now.")
+
+
+class MeTenant(BaseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+
+
+class MeOut(BaseModel):
+    tenant: MeTenant
+    user: UserOut
+    key_id: uuid.UUID
+    scopes: list[str]
+    permissions: list[str]
