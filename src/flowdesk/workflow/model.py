@@ -1,0 +1,322 @@
+"""The compiled, immutable workflow model and the engine's inputs and outputs.
+
+Everything here is built once at load time (``compile.py``); a decision only reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, NamedTuple
+
+from .diagnostics import Diagnostic, Pos
+
+Category = Literal["initial", "active", "inactive"]
+CATEGORIES: tuple[Category, ...] = ("initial", "active", "inactive")
+PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+ROLES = ("assignee", "requester", "any")
+OPERATIONS = (
+    "set_owner",
+    "set_owner_to_self",
+    "may_set_owner",
+    "del_owner",
+    "set_resolution",
+    "del_resolution",
+    "leave_status",
+    "reset_workflow",
+)
+CONDITION_KINDS = ("field_set", "link", "type_in", "type_not_in", "approval")
+UPDATE_TYPES = ("comment", "reply", "quick")
+FLOWDESK_PERMISSIONS = ("tickets:create", "tickets:manage", "tickets:close", "admin")
+
+CREATE = ""  # the pseudo-status a ticket is in before it exists (RT's '', Trac's <none>)
+STAY = "stay"  # `to: stay`: the status does not change (Trac's `-> *` with leave_status)
+RETURN = "return"  # `to: return`: back to the status the ticket had before (a detour)
+RESET = "_reset"
+
+# Role bits: a decision ORs the actor's bits and tests them against the edge's mask.
+ROLE_ASSIGNEE = 1
+ROLE_REQUESTER = 2
+ROLE_ADMIN = 4
+ROLE_BITS = {"assignee": ROLE_ASSIGNEE, "requester": ROLE_REQUESTER, "any": 7}
+
+EMPTY: Mapping[str, object] = MappingProxyType({})
+
+
+def frozen_map(d: Mapping[str, object]) -> Mapping[str, object]:
+    return MappingProxyType(dict(d))
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    name: str
+    category: Category
+    hidden: bool = False
+    label: str = ""
+    dead_end: bool = False  # "no inactive status reachable from here" is intended
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why an action is refused: ``code`` for machines, ``detail`` for people."""
+
+    code: str  # role | permission | condition | owner | input | reset
+    detail: str
+    required: tuple[str, ...] = ()
+    condition: str | None = None
+    values: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"code": self.code, "detail": self.detail}
+        if self.required:
+            out["required"] = list(self.required)
+        if self.condition is not None:
+            out["condition"] = self.condition
+        if self.values:
+            out["values"] = list(self.values)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TicketFacts:
+    """What the caller knows about the ticket; ``status=None`` means "not yet created"."""
+
+    status: str | None = None
+    type: str | None = None
+    requester: str | None = None
+    owner: str | None = None
+    resolution: str | None = None
+    fields: Mapping[str, object] = field(default_factory=lambda: EMPTY)
+    links: frozenset[str] = frozenset()
+    approvals: frozenset[str] = frozenset()
+    # Needed only by `to: return` detours (platform_request's Waiting on Customer / Blocked):
+    # the status the ticket was in before it entered the current one, from its audit trail.
+    previous_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    user: str
+    permissions: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    kind: str
+    values: frozenset[str]
+    reason: Reason
+
+    def holds(self, facts: TicketFacts) -> bool:
+        kind = self.kind
+        if kind == "field_set":
+            (name,) = self.values
+            return is_set(facts.fields.get(name))
+        if kind == "link":
+            return not self.values.isdisjoint(facts.links)
+        if kind == "approval":
+            return not self.values.isdisjoint(facts.approvals)
+        if kind == "type_in":
+            return facts.type in self.values
+        return facts.type not in self.values  # type_not_in
+
+
+def is_set(value: object) -> bool:
+    if value is None or value == "":
+        return False
+    return not (isinstance(value, list | tuple | dict | set | frozenset) and not value)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One action as declared (``sources`` as written: '' = create, '*' = every status)."""
+
+    name: str
+    label: str
+    sources: tuple[str, ...]
+    to: str  # a status, STAY or RETURN
+    roles: tuple[str, ...] = ()
+    forbidden_roles: tuple[str, ...] = ()
+    permissions: tuple[str, ...] = ()
+    any_permission: tuple[str, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    operations: tuple[str, ...] = ()
+    resolutions: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+    weight: int = 0
+    update_type: str | None = None
+    comment_required: bool = False
+    external: bool = False
+    pos: Pos | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A row of the compiled table: one action out of one status, with its checks precomputed.
+
+    Permissions are stored as *grantor sets*: the held permissions that satisfy a requirement
+    through ``permission_implies`` (admin is in every one), so a check is one ``isdisjoint``.
+    """
+
+    action: Action
+    source: str
+    target: str  # a status, STAY or RETURN
+    role_mask: int  # 0: no role restriction
+    role_reason: Reason | None
+    forbidden_mask: int
+    forbidden_reason: Reason | None
+    all_of: tuple[tuple[frozenset[str], Reason], ...]
+    any_of: tuple[tuple[frozenset[str], Reason], ...]
+    conditions: tuple[Condition, ...]
+    noop_for_owner: bool  # Trac: set_owner_to_self alone, status unchanged, actor owns it
+    return_targets: frozenset[str]
+    rights: tuple[str, ...]  # permissions that came from `rights` patterns (for rendering)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Workflow:
+    name: str
+    display_name: str
+    statuses: Mapping[str, Status]
+    default_create_status: str
+    create_statuses: tuple[str, ...]
+    actions: tuple[Action, ...]
+    table: Mapping[str, tuple[Edge, ...]]  # status ('' = create) -> edges in display order
+    index: Mapping[str, Mapping[str, Edge]]  # status -> action name -> edge
+    reset_edges: tuple[Edge, ...]  # offered when the ticket's status is not in the workflow
+    admin_grantors: frozenset[str]
+    permission_implies: Mapping[str, tuple[str, ...]]
+    rights: tuple[tuple[str, str, tuple[str, ...]], ...]
+    pos: Pos | None = None
+
+    def status_category(self, status: str) -> Category | None:
+        found = self.statuses.get(status)
+        return found.category if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogItem:
+    name: str
+    display_name: str
+    type: str
+    workflow: str
+    default_priority: str
+
+
+class ActionOption(NamedTuple):
+    """One action out of the current status for one actor (a tuple: built per decision)."""
+
+    action: str
+    label: str
+    to: str | None  # leave_status: the current status; `return` with no known previous: None
+    allowed: bool
+    reasons: tuple[Reason, ...]
+    update_type: str | None
+    operations: tuple[str, ...]
+    resolutions: tuple[str, ...]
+    owners: tuple[str, ...]
+    comment_required: bool
+    external: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "action": self.action,
+            "label": self.label,
+            "to": self.to,
+            "allowed": self.allowed,
+            "reasons": [r.to_dict() for r in self.reasons],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyInputs:
+    owner: str | None = None
+    resolution: str | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    action: str
+    from_status: str | None
+    status: str
+    owner: str | None
+    resolution: str | None
+    changes: Mapping[str, tuple[object, object]]
+
+
+class WorkflowError(Exception):
+    """Base of the engine's domain errors (the HTTP layer maps them to status codes)."""
+
+
+class UnknownAction(WorkflowError):
+    def __init__(self, action: str, status: str | None, message: str | None = None) -> None:
+        self.action = action
+        self.status = status
+        where = "creation" if status is None else f"status '{status}'"
+        super().__init__(message or f"no action '{action}' out of {where}")
+
+
+class TransitionRefused(WorkflowError):
+    def __init__(self, action: str, reasons: tuple[Reason, ...]) -> None:
+        self.action = action
+        self.reasons = reasons
+        super().__init__(f"'{action}' refused: " + "; ".join(r.detail for r in reasons))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "action": self.action,
+            "allowed": False,
+            "reasons": [r.to_dict() for r in self.reasons],
+        }
+
+
+class StatusMapMissing(WorkflowError):
+    def __init__(self, from_workflow: str, to_workflow: str, status: str) -> None:
+        self.from_workflow = from_workflow
+        self.to_workflow = to_workflow
+        self.status = status
+        super().__init__(
+            f"no status map from '{from_workflow}' to '{to_workflow}' for status '{status}'"
+        )
+
+
+class UnknownWorkflow(WorkflowError, KeyError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown workflow '{name}'")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Catalog:
+    workflows: Mapping[str, Workflow]
+    items: Mapping[str, CatalogItem]
+    maps: Mapping[tuple[str, str], Mapping[str, str]]
+    warnings: tuple[Diagnostic, ...] = ()
+    sources: tuple[str, ...] = ()
+
+    def workflow(self, name: str) -> Workflow:
+        try:
+            return self.workflows[name]
+        except KeyError:
+            raise UnknownWorkflow(name) from None
+
+    def map_status(self, from_workflow: str, to_workflow: str, status: str) -> str:
+        """Where a ticket in ``status`` lands when it moves to another workflow.
+
+        An explicit map wins; otherwise a status of the same name in the target is kept; any
+        other move is an error (RT refuses a queue move without a map; we never guess).
+        """
+        target = self.workflow(to_workflow)
+        self.workflow(from_workflow)
+        if from_workflow == to_workflow:
+            return status
+        explicit = self.maps.get((from_workflow, to_workflow))
+        if explicit is not None and status in explicit:
+            return explicit[status]
+        if status in target.statuses:
+            return status
+        raise StatusMapMissing(from_workflow, to_workflow, status)

@@ -1,0 +1,480 @@
+"""The catalog schema: YAML nodes -> spec records that still know where they came from.
+
+Validation of *shape* happens here (types, known keys, known roles/operations/condition kinds);
+validation of *meaning* (statuses exist, reachability, ...) happens in ``checks.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from .diagnostics import Pos, Sink
+from .model import (
+    CATEGORIES,
+    CONDITION_KINDS,
+    CREATE,
+    OPERATIONS,
+    PRIORITIES,
+    RETURN,
+    ROLES,
+    STAY,
+    UPDATE_TYPES,
+)
+from .yamlnodes import (
+    boolean,
+    check_keys,
+    integer,
+    mapping,
+    pos_of,
+    scalar,
+    sequence,
+    string,
+    string_list,
+)
+
+ANY = "*"
+Named = tuple[str, Pos]
+
+WORKFLOW_KEYS = frozenset(
+    {
+        "name",
+        "display_name",
+        "description",
+        "extends",
+        "statuses",
+        "default_status",
+        "transitions",
+        "rights",
+        "reset",
+        "permission_implies",
+    }
+)
+STATUS_KEYS = frozenset({"name", "category", "hidden", "label", "dead_end"})
+TRANSITION_KEYS = frozenset(
+    {
+        "action",
+        "label",
+        "from",
+        "to",
+        "role",
+        "forbidden_roles",
+        "permissions",
+        "any_permission",
+        "conditions",
+        "operations",
+        "set_owner",
+        "set_resolution",
+        "weight",
+        "update",
+        "comment_required",
+        "remove",
+    }
+)
+RESET_KEYS = frozenset({"to", "permissions", "label"})
+ITEM_KEYS = frozenset({"name", "display_name", "type", "workflow", "default_priority"})
+MAP_KEYS = frozenset({"from", "to", "statuses"})
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSpec:
+    name: str
+    category: str
+    hidden: bool
+    label: str
+    dead_end: bool
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionSpec:
+    kind: str
+    values: tuple[str, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionSpec:
+    action: str
+    label: str
+    sources: tuple[Named, ...]  # CREATE ('') and ANY ('*') allowed
+    to: str  # status, STAY or RETURN
+    to_pos: Pos
+    roles: tuple[Named, ...]
+    forbidden_roles: tuple[Named, ...]
+    permissions: tuple[str, ...]
+    any_permission: tuple[str, ...]
+    conditions: tuple[ConditionSpec, ...]
+    operations: tuple[Named, ...]
+    resolutions: tuple[str, ...]
+    owners: tuple[str, ...]
+    weight: int
+    update: str | None
+    comment_required: bool
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class RightSpec:
+    source: str
+    target: str
+    permissions: tuple[str, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class ResetSpec:
+    enabled: bool
+    to: str | None
+    permissions: tuple[str, ...]
+    label: str
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSpec:
+    name: str
+    display_name: str
+    statuses: tuple[StatusSpec, ...] | None  # None: the standard four
+    default_status: Named | None
+    transitions: tuple[TransitionSpec, ...]
+    rights: tuple[RightSpec, ...]
+    reset: ResetSpec | None
+    implies: dict[str, tuple[str, ...]]
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSpec:
+    name: str
+    display_name: str
+    type: str
+    workflow: Named
+    default_priority: str
+    pos: Pos
+
+
+@dataclass(frozen=True, slots=True)
+class MapSpec:
+    source: Named
+    target: Named
+    statuses: tuple[tuple[Named, Named], ...]
+    pos: Pos
+
+
+def default_action_name(to: str) -> str:
+    """Seed 000 transitions carry no names: the action is named after its target status."""
+    return to.lower()
+
+
+def parse_sources(node: Node, sink: Sink, what: str) -> tuple[Named, ...]:
+    if isinstance(node, ScalarNode) and scalar(node) is None:
+        return ((CREATE, pos_of(node)),)
+    out = tuple(
+        (s.strip(), p) for s, p in ((v, pos_of(n)) for v, n in string_list(node, sink, what))
+    )
+    if not out:
+        sink.error(pos_of(node), f"{what} must name at least one status")
+    return out
+
+
+def transition_key(node: Node) -> tuple[str, tuple[str, ...]] | None:
+    """Identity used by ``extends``: the action name and its from-statuses as written."""
+    if not isinstance(node, MappingNode):
+        return None
+    fields = mapping(node, Sink(), "transition")
+    if fields is None or "from" not in fields:
+        return None
+    scratch = Sink()
+    sources = tuple(sorted(s for s, _ in parse_sources(fields["from"][1], scratch, "from")))
+    if "action" in fields:
+        name = scalar(fields["action"][1])
+    else:
+        name = scalar(fields["to"][1]) if "to" in fields else None
+        name = default_action_name(name) if isinstance(name, str) else None
+    return (name, sources) if isinstance(name, str) else None
+
+
+def parse_transition(node: Node, sink: Sink) -> TransitionSpec | None:
+    fields = mapping(node, sink, "transition")
+    if fields is None:
+        return None
+    check_keys(fields, TRANSITION_KEYS, sink, "transition")
+    pos = pos_of(node)
+    for required in ("from", "to"):
+        if required not in fields:
+            sink.error(pos, f"transition: missing '{required}'")
+    if "from" not in fields or "to" not in fields:
+        return None
+    sources = parse_sources(fields["from"][1], sink, "from")
+    to_node = fields["to"][1]
+    to = string(to_node, sink, "to") or STAY
+    if "action" in fields:
+        action = string(fields["action"][1], sink, "action") or "?"
+    elif to in (STAY, RETURN):
+        sink.error(pos, f"transition: 'to: {to}' needs an explicit 'action' name")
+        action = "?"
+    else:
+        action = default_action_name(to)
+
+    def names(key: str) -> tuple[Named, ...]:
+        if key not in fields:
+            return ()
+        return tuple((v, pos_of(n)) for v, n in string_list(fields[key][1], sink, key))
+
+    def strs(key: str) -> tuple[str, ...]:
+        return tuple(v for v, _ in names(key))
+
+    roles = names("role")
+    for role, rpos in roles:
+        if role not in ROLES:
+            sink.error(rpos, f"unknown role '{role}' (expected one of: {', '.join(ROLES)})")
+    forbidden = names("forbidden_roles")
+    for role, rpos in forbidden:
+        if role not in ("assignee", "requester"):
+            sink.error(rpos, f"unknown forbidden role '{role}' (expected assignee or requester)")
+    operations = list(names("operations"))
+    for op, opos in operations:
+        if op not in OPERATIONS:
+            sink.error(opos, f"unknown operation '{op}' (expected one of: {', '.join(OPERATIONS)})")
+    # Listing owners or resolutions implies the operation: less to write, same meaning as Trac.
+    for implied in ("set_owner", "set_resolution"):
+        if implied in fields and implied not in (op for op, _ in operations):
+            operations.append((implied, pos_of(fields[implied][0])))
+    update = None
+    if "update" in fields:
+        update = string(fields["update"][1], sink, "update")
+        if update is not None and update not in UPDATE_TYPES:
+            sink.error(
+                pos_of(fields["update"][1]),
+                f"unknown update type '{update}' (expected one of: {', '.join(UPDATE_TYPES)})",
+            )
+    comment_required = update in ("comment", "reply")
+    if "comment_required" in fields:
+        comment_required = boolean(fields["comment_required"][1], sink, "comment_required")
+    conditions: list[ConditionSpec] = []
+    if "conditions" in fields:
+        for cnode in sequence(fields["conditions"][1], sink, "conditions"):
+            cond = parse_condition(cnode, sink)
+            if cond is not None:
+                conditions.append(cond)
+    label_default = action.replace("_", " ").strip()
+    label = label_default
+    if "label" in fields:
+        label = string(fields["label"][1], sink, "label") or label_default
+    weight = integer(fields["weight"][1], sink, "weight") if "weight" in fields else 0
+    return TransitionSpec(
+        action=action,
+        label=label,
+        sources=sources,
+        to=to,
+        to_pos=pos_of(to_node),
+        roles=roles,
+        forbidden_roles=forbidden,
+        permissions=strs("permissions"),
+        any_permission=strs("any_permission"),
+        conditions=tuple(conditions),
+        operations=tuple(operations),
+        resolutions=strs("set_resolution"),
+        owners=strs("set_owner"),
+        weight=weight,
+        update=update,
+        comment_required=comment_required,
+        pos=pos,
+    )
+
+
+def parse_condition(node: Node, sink: Sink) -> ConditionSpec | None:
+    fields = mapping(node, sink, "condition")
+    if fields is None:
+        return None
+    if len(fields) != 1:
+        sink.error(pos_of(node), "a condition is a mapping with exactly one key, e.g. {link: X}")
+        return None
+    ((kind, (knode, vnode)),) = fields.items()
+    if kind not in CONDITION_KINDS:
+        sink.error(
+            pos_of(knode),
+            f"unknown condition kind '{kind}' (expected one of: {', '.join(CONDITION_KINDS)})",
+        )
+        return None
+    values = tuple(v for v, _ in string_list(vnode, sink, kind))
+    if kind == "field_set" and len(values) != 1:
+        sink.error(pos_of(vnode), "field_set names exactly one field")
+        return None
+    return ConditionSpec(kind, values, pos_of(knode))
+
+
+def parse_status(node: Node, sink: Sink) -> StatusSpec | None:
+    fields = mapping(node, sink, "status")
+    if fields is None:
+        return None
+    check_keys(fields, STATUS_KEYS, sink, "status")
+    if "name" not in fields or "category" not in fields:
+        sink.error(pos_of(node), "status: needs 'name' and 'category'")
+        return None
+    name = string(fields["name"][1], sink, "status name")
+    category = string(fields["category"][1], sink, "category")
+    if category is not None and category not in CATEGORIES:
+        sink.error(
+            pos_of(fields["category"][1]),
+            f"unknown category '{category}' (expected one of: {', '.join(CATEGORIES)})",
+        )
+        return None
+    if name is None or category is None:
+        return None
+    if name in (STAY, RETURN, ANY):
+        sink.error(pos_of(fields["name"][1]), f"'{name}' is reserved and cannot name a status")
+    flag = {k: boolean(fields[k][1], sink, k) for k in ("hidden", "dead_end") if k in fields}
+    label = string(fields["label"][1], sink, "label") if "label" in fields else None
+    return StatusSpec(
+        name,
+        category,
+        flag.get("hidden", False),
+        label or name.replace("_", " "),
+        flag.get("dead_end", False),
+        pos_of(node),
+    )
+
+
+def parse_rights(node: Node, sink: Sink) -> list[RightSpec]:
+    fields = mapping(node, sink, "rights", normalize=False)
+    out: list[RightSpec] = []
+    for key, (knode, vnode) in (fields or {}).items():
+        raw = scalar(knode)
+        parts = str(raw).split("->")
+        if len(parts) != 2:
+            sink.error(pos_of(knode), f"rights: '{raw}' must read 'FROM -> TO' ('*' for any)")
+            continue
+        perms = tuple(v for v, _ in string_list(vnode, sink, f"rights '{key}'"))
+        out.append(RightSpec(parts[0].strip(), parts[1].strip(), perms, pos_of(knode)))
+    return out
+
+
+def parse_reset(node: Node, sink: Sink) -> ResetSpec | None:
+    if isinstance(node, ScalarNode) and scalar(node) is False:
+        return ResetSpec(False, None, (), "reset", pos_of(node))
+    fields = mapping(node, sink, "reset")
+    if fields is None:
+        return None
+    check_keys(fields, RESET_KEYS, sink, "reset")
+    to = string(fields["to"][1], sink, "reset to") if "to" in fields else None
+    perms: tuple[str, ...] = ("admin",)
+    if "permissions" in fields:
+        perms = tuple(v for v, _ in string_list(fields["permissions"][1], sink, "permissions"))
+    label = string(fields["label"][1], sink, "label") if "label" in fields else None
+    return ResetSpec(True, to, perms, label or "reset", pos_of(node))
+
+
+def parse_implies(node: Node, sink: Sink) -> dict[str, tuple[str, ...]]:
+    fields = mapping(node, sink, "permission_implies", normalize=False)
+    return {
+        str(scalar(knode)): tuple(v for v, _ in string_list(vnode, sink, "permission_implies"))
+        for _, (knode, vnode) in (fields or {}).items()
+    }
+
+
+def parse_workflow(node: Node, sink: Sink) -> WorkflowSpec | None:
+    fields = mapping(node, sink, "workflow")
+    if fields is None:
+        return None
+    check_keys(fields, WORKFLOW_KEYS, sink, "workflow")
+    if "name" not in fields:
+        sink.error(pos_of(node), "workflow: missing 'name'")
+        return None
+    name = string(fields["name"][1], sink, "workflow name")
+    if name is None:
+        return None
+    display = name
+    if "display_name" in fields:
+        display = string(fields["display_name"][1], sink, "displayName") or name
+    statuses = None
+    if "statuses" in fields:
+        parsed = (parse_status(n, sink) for n in sequence(fields["statuses"][1], sink, "statuses"))
+        statuses = tuple(s for s in parsed if s is not None)
+    default_status = None
+    if "default_status" in fields:
+        dnode = fields["default_status"][1]
+        value = string(dnode, sink, "default_status")
+        default_status = (value, pos_of(dnode)) if value else None
+    transitions: list[TransitionSpec] = []
+    if "transitions" in fields:
+        for tnode in sequence(fields["transitions"][1], sink, "transitions"):
+            t = parse_transition(tnode, sink)
+            if t is not None:
+                transitions.append(t)
+    rights = parse_rights(fields["rights"][1], sink) if "rights" in fields else []
+    reset = parse_reset(fields["reset"][1], sink) if "reset" in fields else None
+    implies = (
+        parse_implies(fields["permission_implies"][1], sink)
+        if "permission_implies" in fields
+        else {}
+    )
+    return WorkflowSpec(
+        name,
+        display,
+        statuses,
+        default_status,
+        tuple(transitions),
+        tuple(rights),
+        reset,
+        implies,
+        pos_of(node),
+    )
+
+
+def parse_item(node: Node, sink: Sink) -> ItemSpec | None:
+    fields = mapping(node, sink, "catalog item")
+    if fields is None:
+        return None
+    check_keys(fields, ITEM_KEYS, sink, "catalog item")
+    missing = [k for k in ("name", "type", "workflow") if k not in fields]
+    if missing:
+        sink.error(pos_of(node), f"catalog item: missing {', '.join(repr(k) for k in missing)}")
+        return None
+    name = string(fields["name"][1], sink, "name")
+    itype = string(fields["type"][1], sink, "type")
+    wf = string(fields["workflow"][1], sink, "workflow")
+    display = name
+    if "display_name" in fields:
+        display = string(fields["display_name"][1], sink, "displayName")
+    priority = "MEDIUM"
+    if "default_priority" in fields:
+        pnode = fields["default_priority"][1]
+        priority = string(pnode, sink, "defaultPriority") or priority
+        if priority not in PRIORITIES:
+            sink.error(
+                pos_of(pnode),
+                f"unknown priority '{priority}' (expected one of: {', '.join(PRIORITIES)})",
+            )
+    if name is None or itype is None or wf is None or display is None:
+        return None
+    return ItemSpec(
+        name, display, itype, (wf, pos_of(fields["workflow"][1])), priority, pos_of(node)
+    )
+
+
+def parse_map(node: Node, sink: Sink) -> MapSpec | None:
+    fields = mapping(node, sink, "map")
+    if fields is None:
+        return None
+    check_keys(fields, MAP_KEYS, sink, "map")
+    if any(k not in fields for k in MAP_KEYS):
+        sink.error(pos_of(node), "map: needs 'from', 'to' and 'statuses'")
+        return None
+    src = string(fields["from"][1], sink, "from")
+    dst = string(fields["to"][1], sink, "to")
+    pairs = []
+    for _, (knode, vnode) in (
+        mapping(fields["statuses"][1], sink, "statuses", normalize=False) or {}
+    ).items():
+        k = string(knode, sink, "status")
+        v = string(vnode, sink, "status")
+        if k and v:
+            pairs.append(((k, pos_of(knode)), (v, pos_of(vnode))))
+    if src is None or dst is None:
+        return None
+    return MapSpec(
+        (src, pos_of(fields["from"][1])), (dst, pos_of(fields["to"][1])), tuple(pairs), pos_of(node)
+    )
