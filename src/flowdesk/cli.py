@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -82,11 +83,14 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
     settings = _settings(host=host, port=port, workers=workers)
     url = _prepared_database(settings)
-    if settings.seed_demo:
+    # Only the embedded (development) database gets a demo tenant; a production database is
+    # given its tenants with `flowdesk tenants create`.
+    if settings.seed_demo and settings.database_url is None:
         _seed_demo_tenant(url, settings)
     # Worker processes read the URL from the environment, so the embedded server is started
     # once, here, and shared by all of them.
     os.environ["FLOWDESK_DATABASE_URL"] = url
+    _exit_cleanly_on_signals()
     base = f"http://{settings.host}:{settings.port}"
     click.echo(
         f"flowdesk: serving on {base} (OpenAPI docs: {base}/docs, schema: {base}/openapi.json)"
@@ -103,6 +107,18 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         proxy_headers=True,
         timeout_graceful_shutdown=10,
     )
+
+
+def _exit_cleanly_on_signals() -> None:
+    """uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
+    handler that was installed before it. Make that handler a normal exit, so that exit hooks
+    run and the embedded PostgreSQL this process started is stopped rather than orphaned."""
+
+    def exit_now(signum: int, _frame: object) -> None:
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, exit_now)
+    signal.signal(signal.SIGINT, exit_now)
 
 
 def _seed_demo_tenant(url: str, settings: Settings) -> None:

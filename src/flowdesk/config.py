@@ -42,7 +42,7 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     redis_url: str | None = None
-    # Seeds the demo tenant on an empty database when serve starts the embedded server.
+    # Seeds a demo tenant (and prints its admin key) on an empty embedded database.
     seed_demo: bool = True
 
     @field_validator("workflow_files", mode="before")

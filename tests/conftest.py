@@ -1,0 +1,123 @@
+"""Test harness: a real PostgreSQL for the whole session (the embedded server by default, or
+the one in FLOWDESK_TEST_DATABASE_URL), a fresh database migrated to head, and the ASGI app
+driven through httpx.
+
+Tests isolate themselves by working in a tenant of their own (the `tenant` fixture): tenants
+share nothing, so tests need no truncation between them and can run in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+
+from flowdesk.app import create_app
+from flowdesk.config import Settings
+from flowdesk.db import embedded, migrate
+from tests.support import TenantCtx, new_tenant
+
+
+def _plain_dsn(url: str) -> str:
+    """asyncpg wants postgresql://, SQLAlchemy postgresql+asyncpg://."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A URL of the PostgreSQL server's maintenance database."""
+    configured = os.environ.get("FLOWDESK_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    data_dir = tmp_path_factory.mktemp("embedded-pg")
+    url = embedded.start(Path(data_dir), database="postgres")
+    # Durability is not what the tests check; turning it off halves the suite's time.
+    _run(
+        _execute(
+            url,
+            "ALTER SYSTEM SET fsync = off",
+            "ALTER SYSTEM SET synchronous_commit = off",
+            "SELECT pg_reload_conf()",
+        )
+    )
+    yield url
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine to completion from sync code, even when called inside a running loop
+    (the fixtures below are used from async tests too)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
+async def _execute(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(_plain_dsn(url))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def create_database(server_url: str) -> Iterator[object]:
+    """Makes fresh, empty databases on the test server; drops them at the end."""
+    made: list[str] = []
+
+    def create() -> str:
+        name = f"flowdesk_test_{uuid.uuid4().hex[:12]}"
+        _run(_execute(server_url, f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+    yield create
+    for name in made:
+        _run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def database_url(create_database: object) -> str:
+    url: str = create_database()  # type: ignore[operator]
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, seed_demo=False, db_pool_size=10)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://flowdesk.test") as c:
+        yield c
+
+
+@pytest.fixture
+async def tenant(app: FastAPI, client: httpx.AsyncClient) -> TenantCtx:
+    """A tenant of this test's own, with its admin and the admin's key."""
+    return await new_tenant(app, client)
+
+
+@pytest.fixture
+async def other_tenant(app: FastAPI, client: httpx.AsyncClient) -> TenantCtx:
+    return await new_tenant(app, client)

@@ -1,0 +1,99 @@
+"""With the database unreachable, requests get a quick 503 with Retry-After; when it comes
+back, the service recovers by itself. The database sits behind a TCP proxy the test cuts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from flowdesk.app import create_app
+from flowdesk.config import Settings
+from tests.support import new_tenant
+
+
+class Proxy:
+    """Forwards TCP connections to PostgreSQL (TCP or unix socket) until cut."""
+
+    def __init__(self, target: str) -> None:
+        url = make_url(target)
+        self.socket_dir = url.query.get("host")
+        self.host, self.port = url.host, url.port or 5432
+        self.server: asyncio.Server | None = None
+        self.links: set[asyncio.StreamWriter] = set()
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.socket_dir:
+            return await asyncio.open_unix_connection(f"{self.socket_dir}/.s.PGSQL.5432")
+        return await asyncio.open_connection(self.host, self.port)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await self._connect()
+        self.links |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(Exception):
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def start(self, port: int = 0) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for link in list(self.links):
+            link.close()
+        self.links.clear()
+        await self.server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def proxied_app(database_url: str) -> AsyncIterator[tuple[Proxy, int, object]]:
+    proxy = Proxy(database_url)
+    port = await proxy.start()
+    url = make_url(database_url)
+    via_proxy = url.set(host="127.0.0.1", port=port, query={}).render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=via_proxy, seed_demo=False, auth_cache_seconds=0))
+    async with app.router.lifespan_context(app):
+        yield proxy, port, app
+
+
+async def test_503_quickly_and_recovery(database_url: str) -> None:
+    async with proxied_app(database_url) as (proxy, port, app):
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            tenant = await new_tenant(app, client)  # type: ignore[arg-type]
+            assert (await client.get("/v1/me", headers=tenant.headers)).status_code == 200
+
+            await proxy.cut()
+            for path in ("/v1/me", "/readyz", "/v1/users"):
+                started = time.monotonic()
+                r = await client.get(path, headers=tenant.headers)
+                elapsed = time.monotonic() - started
+                assert r.status_code == 503, (path, r.text)
+                assert r.headers["retry-after"].isdigit()
+                assert r.json()["type"] == "/problems/service-unavailable"
+                # Generous bound: the point is "not hanging", and the machine is shared.
+                assert elapsed < 15, elapsed
+            assert (await client.get("/healthz")).status_code == 200
+
+            await proxy.start(port)
+            recovered = False
+            for _ in range(50):
+                if (await client.get("/v1/me", headers=tenant.headers)).status_code == 200:
+                    recovered = True
+                    break
+                await asyncio.sleep(0.1)
+            assert recovered
+            await proxy.cut()

@@ -1,0 +1,97 @@
+"""Helpers the API tests share: making tenants, users with permissions, and keys."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from flowdesk.tenants.service import create_tenant
+
+ALL_SCOPES = ["tickets:read", "tickets:write", "admin"]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@dataclass
+class Member:
+    id: str
+    email: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.key)
+
+
+@dataclass
+class TenantCtx:
+    app: FastAPI
+    client: httpx.AsyncClient
+    id: uuid.UUID
+    slug: str
+    admin: Member
+    _groups: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.admin.headers
+
+    async def group(self, *permissions: str) -> str:
+        """The id of a group granting exactly these permissions (made once per tenant)."""
+        wanted = tuple(sorted(permissions))
+        if wanted not in self._groups:
+            name = "g-" + ("-".join(p.replace(":", "_") for p in wanted) or "none")
+            r = await self.client.post(
+                "/v1/groups", json={"name": name, "permissions": list(wanted)}, headers=self.headers
+            )
+            assert r.status_code == 201, r.text
+            self._groups[wanted] = r.json()["id"]
+        return self._groups[wanted]
+
+    async def user(
+        self,
+        *permissions: str,
+        scopes: list[str] | None = None,
+        kind: str = "person",
+        name: str | None = None,
+    ) -> Member:
+        """A new user holding `permissions` (through a group) with a key of `scopes`."""
+        email = f"{uuid.uuid4().hex[:10]}@{self.slug}.example"
+        r = await self.client.post(
+            "/v1/users",
+            json={"email": email, "name": name or email, "kind": kind},
+            headers=self.headers,
+        )
+        assert r.status_code == 201, r.text
+        user_id = r.json()["id"]
+        if permissions:
+            group_id = await self.group(*permissions)
+            r = await self.client.put(
+                f"/v1/groups/{group_id}/members/{user_id}", headers=self.headers
+            )
+            assert r.status_code == 204, r.text
+        key = await self.key(user_id, scopes or ALL_SCOPES)
+        return Member(user_id, email, key)
+
+    async def key(self, user_id: str, scopes: list[str], **extra: Any) -> str:
+        r = await self.client.post(
+            "/v1/api-keys",
+            json={"user_id": user_id, "name": "test key", "scopes": scopes, **extra},
+            headers=self.headers,
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["key"])
+
+
+async def new_tenant(app: FastAPI, client: httpx.AsyncClient, **kwargs: Any) -> TenantCtx:
+    slug = f"t-{uuid.uuid4().hex[:12]}"
+    async with app.state.sessionmaker() as session, session.begin():
+        created = await create_tenant(session, slug, f"Tenant {slug}", **kwargs)
+    admin = Member(str(created.admin.id), created.admin.email, created.key.secret)
+    return TenantCtx(app, client, created.tenant.id, slug, admin)
