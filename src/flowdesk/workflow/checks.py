@@ -68,14 +68,16 @@ def check_workflow(workflow: Workflow, status_pos: dict[str, Pos], sink: Sink) -
             sink.warn(
                 pos, f"action '{action.name}': set_owner lists owners but no operation uses them"
             )
-    _warn_permissions(workflow, sink, fallback)
+    _warn_permissions(workflow, status_pos, sink, fallback)
     _warn_labels(workflow, sink, fallback)
 
 
 _GRANTING = frozenset(FLOWDESK_PERMISSIONS) - {"admin"}
 
 
-def _warn_permissions(workflow: Workflow, sink: Sink, fallback: Pos) -> None:
+def _warn_permissions(
+    workflow: Workflow, positions: dict[str, Pos], sink: Sink, fallback: Pos
+) -> None:
     """A permission no flowdesk permission grants is usable by admins only: legal, suspicious
     (typical after importing a Trac or RT workflow without aliasing its permissions)."""
     grantors = Grantors(workflow.permission_implies)
@@ -95,12 +97,12 @@ def _warn_permissions(workflow: Workflow, sink: Sink, fallback: Pos) -> None:
                 "no permission_implies entry grants it: only admins can use it "
                 f"(e.g. permission_implies: {{tickets:manage: [{perm}]}})",
             )
-    for _source, _target, perms in workflow.rights:
+    for source, target, perms in workflow.rights:
         for perm in perms:
             if perm != "admin" and ungranted(perm):
                 warned.add(perm)
                 sink.warn(
-                    workflow.pos or fallback,
+                    positions.get(f"{source} -> {target}", fallback),
                     f"permission '{perm}' (rights) is not a flowdesk permission and no "
                     "permission_implies entry grants it: only admins can use it",
                 )

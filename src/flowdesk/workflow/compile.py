@@ -340,7 +340,10 @@ def compile_workflow(
         rights=tuple((s, t, p) for (s, t), (p, _) in b.rights.items()),
         pos=spec.pos,
     )
-    return workflow, b.status_pos
+    positions = dict(b.status_pos)
+    for (source, target), (_, rpos) in b.rights.items():
+        positions[f"{source} -> {target}"] = rpos  # rights keys contain '->': no status clash
+    return workflow, positions
 
 
 def _replace_returns(e: Edge, back: frozenset[str]) -> Edge:

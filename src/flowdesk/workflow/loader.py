@@ -13,11 +13,12 @@ from typing import Final
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .catalog_spec import parse_implies, parse_item, parse_map
 from .checks import check_workflow
 from .compile import compile_workflow, merge_implies
 from .diagnostics import CatalogError, Diagnostic, Pos, Sink
 from .model import Catalog, CatalogItem, Workflow
-from .spec import parse_implies, parse_item, parse_map, parse_workflow, transition_key
+from .spec import parse_workflow, transition_key
 from .yamlnodes import check_keys, load_text, mapping, normalize_key, pos_of, scalar, sequence
 
 ENV_VAR: Final = "FLOWDESK_WORKFLOW_FILES"

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from .catalog_spec import parse_implies
 from .diagnostics import Pos, Sink
 from .model import (
     CATEGORIES,
     CONDITION_KINDS,
     CREATE,
     OPERATIONS,
-    PRIORITIES,
     RETURN,
     ROLES,
     STAY,
@@ -73,8 +73,6 @@ TRANSITION_KEYS = frozenset(
     }
 )
 RESET_KEYS = frozenset({"to", "permissions", "label"})
-ITEM_KEYS = frozenset({"name", "display_name", "type", "workflow", "default_priority"})
-MAP_KEYS = frozenset({"from", "to", "statuses"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,24 +140,6 @@ class WorkflowSpec:
     rights: tuple[RightSpec, ...]
     reset: ResetSpec | None
     implies: dict[str, tuple[str, ...]]
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class ItemSpec:
-    name: str
-    display_name: str
-    type: str
-    workflow: Named
-    default_priority: str
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class MapSpec:
-    source: Named
-    target: Named
-    statuses: tuple[tuple[Named, Named], ...]
     pos: Pos
 
 
@@ -367,14 +347,6 @@ def parse_reset(node: Node, sink: Sink) -> ResetSpec | None:
     return ResetSpec(True, to, perms, label or "reset", pos_of(node))
 
 
-def parse_implies(node: Node, sink: Sink) -> dict[str, tuple[str, ...]]:
-    fields = mapping(node, sink, "permission_implies", normalize=False)
-    return {
-        str(scalar(knode)): tuple(v for v, _ in string_list(vnode, sink, "permission_implies"))
-        for _, (knode, vnode) in (fields or {}).items()
-    }
-
-
 def parse_workflow(node: Node, sink: Sink) -> WorkflowSpec | None:
     fields = mapping(node, sink, "workflow")
     if fields is None:
@@ -421,60 +393,4 @@ def parse_workflow(node: Node, sink: Sink) -> WorkflowSpec | None:
         reset,
         implies,
         pos_of(node),
-    )
-
-
-def parse_item(node: Node, sink: Sink) -> ItemSpec | None:
-    fields = mapping(node, sink, "catalog item")
-    if fields is None:
-        return None
-    check_keys(fields, ITEM_KEYS, sink, "catalog item")
-    missing = [k for k in ("name", "type", "workflow") if k not in fields]
-    if missing:
-        sink.error(pos_of(node), f"catalog item: missing {', '.join(repr(k) for k in missing)}")
-        return None
-    name = string(fields["name"][1], sink, "name")
-    itype = string(fields["type"][1], sink, "type")
-    wf = string(fields["workflow"][1], sink, "workflow")
-    display = name
-    if "display_name" in fields:
-        display = string(fields["display_name"][1], sink, "displayName")
-    priority = "MEDIUM"
-    if "default_priority" in fields:
-        pnode = fields["default_priority"][1]
-        priority = string(pnode, sink, "defaultPriority") or priority
-        if priority not in PRIORITIES:
-            sink.error(
-                pos_of(pnode),
-                f"unknown priority '{priority}' (expected one of: {', '.join(PRIORITIES)})",
-            )
-    if name is None or itype is None or wf is None or display is None:
-        return None
-    return ItemSpec(
-        name, display, itype, (wf, pos_of(fields["workflow"][1])), priority, pos_of(node)
-    )
-
-
-def parse_map(node: Node, sink: Sink) -> MapSpec | None:
-    fields = mapping(node, sink, "map")
-    if fields is None:
-        return None
-    check_keys(fields, MAP_KEYS, sink, "map")
-    if any(k not in fields for k in MAP_KEYS):
-        sink.error(pos_of(node), "map: needs 'from', 'to' and 'statuses'")
-        return None
-    src = string(fields["from"][1], sink, "from")
-    dst = string(fields["to"][1], sink, "to")
-    pairs = []
-    for _, (knode, vnode) in (
-        mapping(fields["statuses"][1], sink, "statuses", normalize=False) or {}
-    ).items():
-        k = string(knode, sink, "status")
-        v = string(vnode, sink, "status")
-        if k and v:
-            pairs.append(((k, pos_of(knode)), (v, pos_of(vnode))))
-    if src is None or dst is None:
-        return None
-    return MapSpec(
-        (src, pos_of(fields["from"][1])), (dst, pos_of(fields["to"][1])), tuple(pairs), pos_of(node)
     )
