@@ -188,7 +188,7 @@ class _Builder:
             any_of = ((grant, reason),)
         role_mask = 0
         for role in action.roles:
-            role_mask |= ROLE_BITS[role]
+            role_mask |= ROLE_BITS.get(role, 0)  # unknown roles were reported by the parser
         forbidden = 0
         for role in action.forbidden_roles:
             forbidden |= ROLE_ASSIGNEE if role == "assignee" else ROLE_REQUESTER
