@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, any_, delete, func, literal, select, tuple
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from flowdesk.models import ApiKey, Group, GroupMember, Tenant, User
+from flowdesk.models import ApiKey, Group, GroupMember, Tenant, TicketCounter, User
 
 
 class TenantRepository:
@@ -22,6 +22,8 @@ class TenantRepository:
     async def create(self, slug: str, name: str, prefix: str) -> Tenant:
         tenant = Tenant(slug=slug, name=name, ticket_prefix=prefix)
         self.session.add(tenant)
+        await self.session.flush()
+        self.session.add(TicketCounter(tenant_id=tenant.id))
         await self.session.flush()
         await self.session.refresh(tenant)
         return tenant
