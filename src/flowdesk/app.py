@@ -18,6 +18,8 @@ from flowdesk.db.engine import make_engine, make_sessionmaker
 from flowdesk.errors import ServiceUnavailable, install_handlers
 from flowdesk.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from flowdesk.tenants.endpoints import router as tenants_router
+from flowdesk.tickets.endpoints import router as tickets_router
+from flowdesk.workflow import Catalog, load_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ Authenticate with an API key: `Authorization: Bearer fdk_…`. Errors are RFC 94
 
 TAGS = [
     {"name": "identity", "description": "Who the caller is."},
+    {"name": "tickets", "description": "Tickets, their transitions, comments and audit trail."},
+    {"name": "workflows", "description": "The compiled workflow catalog."},
     {"name": "administration", "description": "Tenant administration: users, groups, API keys."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
@@ -40,8 +44,11 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or embedded.start(settings.data_dir)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # The workflow catalog is compiled before anything is served: a broken catalog stops the
+    # start with file:line:col messages (flowdesk.workflow.CatalogError).
+    catalog = catalog or load_catalog(settings.workflow_files)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,8 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.catalog = catalog
     install_handlers(app)
     app.include_router(tenants_router)
+    app.include_router(tickets_router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     async def healthz() -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Tickets: numbering, the workflow wired to PostgreSQL, comments, the audit trail."""

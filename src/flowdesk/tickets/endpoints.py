@@ -1,0 +1,7 @@
+"""HTTP endpoints for tickets (/v1/tickets ...)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1")
