@@ -170,7 +170,9 @@ def test_no_inactive_reachable_and_dead_end_marker() -> None:
         "bad.yaml:6:9: workflow 'w': no inactive status can be reached from 'LIMBO' "
         "(mark the status 'dead_end: true' if that is intended)"
     ]
-    fixed = text.replace("{name: LIMBO, category: active}", "{name: LIMBO, category: active, dead_end: true}")
+    fixed = text.replace(
+        "{name: LIMBO, category: active}", "{name: LIMBO, category: active, dead_end: true}"
+    )
     assert "LIMBO" in compile_yaml(fixed).workflow("w").statuses
 
 
@@ -193,7 +195,10 @@ def test_unknown_key_and_duplicate_key() -> None:
 
 
 def test_catalog_item_unknown_workflow_and_priority() -> None:
-    text = GOOD + "        catalog:\n          - {name: i, type: t, workflow: nope, defaultPriority: URGENT}\n"
+    text = (
+        GOOD
+        + "        catalog:\n          - {name: i, type: t, workflow: nope, defaultPriority: URGENT}\n"
+    )
     assert errors(text) == [
         "bad.yaml:10:34: catalog item 'i': unknown workflow 'nope'",
         "bad.yaml:10:57: unknown priority 'URGENT' (expected one of: LOW, MEDIUM, HIGH, CRITICAL)",
