@@ -195,10 +195,8 @@ def test_unknown_key_and_duplicate_key() -> None:
 
 
 def test_catalog_item_unknown_workflow_and_priority() -> None:
-    text = (
-        GOOD
-        + "        catalog:\n          - {name: i, type: t, workflow: nope, defaultPriority: URGENT}\n"
-    )
+    item = "          - {name: i, type: t, workflow: nope, defaultPriority: URGENT}\n"
+    text = GOOD + "        catalog:\n" + item
     assert errors(text) == [
         "bad.yaml:10:34: catalog item 'i': unknown workflow 'nope'",
         "bad.yaml:10:57: unknown priority 'URGENT' (expected one of: LOW, MEDIUM, HIGH, CRITICAL)",
