@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 
 from .diagnostics import Pos, Sink
@@ -347,10 +348,4 @@ def compile_workflow(
 
 
 def _replace_returns(e: Edge, back: frozenset[str]) -> Edge:
-    from dataclasses import replace
-
     return replace(e, return_targets=back)
-
-
-def grantors_for(workflow: Workflow) -> Grantors:
-    return Grantors(workflow.permission_implies)

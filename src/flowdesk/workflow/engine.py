@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from .model import (
     CREATE,
-    RESET,
     RETURN,
     ROLE_ADMIN,
     ROLE_ASSIGNEE,
@@ -205,7 +204,3 @@ def action_for_target(workflow: Workflow, facts: TicketFacts, actor: Actor, to_s
         if option.allowed:
             return option.action
     raise TransitionRefused(options[0].action, options[0].reasons)
-
-
-def is_reset(action: str) -> bool:
-    return action == RESET
