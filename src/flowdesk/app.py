@@ -19,6 +19,7 @@ from flowdesk.errors import ServiceUnavailable, install_handlers
 from flowdesk.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from flowdesk.tenants.endpoints import router as tenants_router
 from flowdesk.tickets.endpoints import router as tickets_router
+from flowdesk.tickets.workflow_endpoints import router as workflows_router
 from flowdesk.workflow import Catalog, load_catalog
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     install_handlers(app)
     app.include_router(tenants_router)
     app.include_router(tickets_router)
+    app.include_router(workflows_router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     async def healthz() -> dict[str, str]:

@@ -20,6 +20,7 @@ from typing import TypeVar
 import click
 
 from flowdesk.config import Settings, get_settings
+from flowdesk.workflow.cli import workflows_cli
 
 T = TypeVar("T")
 
@@ -252,12 +253,4 @@ def keys_create(slug: str, email: str, scopes: str, name: str) -> None:
     click.echo(new.secret)
 
 
-def _register_optional_groups() -> None:
-    try:
-        from flowdesk.workflow.cli import workflows_cli  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # the workflow package is being built alongside
-        return
-    main.add_command(workflows_cli, "workflows")
-
-
-_register_optional_groups()
+main.add_command(workflows_cli, "workflows")

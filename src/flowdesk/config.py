@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     @classmethod
     def _split_paths(cls, value: object) -> object:
         if isinstance(value, str):
-            return [Path(p.strip()) for p in value.split(",") if p.strip()]
+            from flowdesk.workflow.loader import split_workflow_files
+
+            return [Path(p) for p in split_workflow_files(value)]
         return value
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
 
-def _no_nul(value: str) -> str:
+def no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     return value
@@ -17,25 +17,25 @@ def _no_nul(value: str) -> str:
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_no_nul),
+    AfterValidator(no_nul),
 ]
 ShortName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
-    AfterValidator(_no_nul),
+    AfterValidator(no_nul),
 ]
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=300),
-    AfterValidator(_no_nul),
+    AfterValidator(no_nul),
 ]
-LongText = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(_no_nul)]
+LongText = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(no_nul)]
 Email = Annotated[
     str,
     StringConstraints(
         strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
     ),
-    AfterValidator(_no_nul),
+    AfterValidator(no_nul),
 ]
 Slug = Annotated[
     str, StringConstraints(min_length=2, max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")

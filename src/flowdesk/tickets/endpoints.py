@@ -1,7 +1,344 @@
-"""HTTP endpoints for tickets (/v1/tickets ...)."""
+"""HTTP endpoints for tickets (/v1/tickets …) and the catalog they are filed against."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-router = APIRouter(prefix="/v1")
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from pydantic import BaseModel
+
+from flowdesk.db.session import DbSession
+from flowdesk.errors import InvalidInput
+from flowdesk.http.etag import version_etag
+from flowdesk.http.idempotency import idempotent
+from flowdesk.http.pagination import DEFAULT_LIMIT, Page, cursor_time, cursor_uuid, decode_cursor
+from flowdesk.http.types import Limit
+from flowdesk.tickets import activity, service, transitions
+from flowdesk.tickets.dependencies import TicketReader, TicketWriter
+from flowdesk.tickets.schemas import (
+    ApprovalIn,
+    ApprovalOut,
+    CatalogItemOut,
+    CommentIn,
+    CommentOut,
+    EventOut,
+    LinkIn,
+    LinkOut,
+    TicketCreate,
+    TicketOut,
+    TicketPatch,
+    TransitionIn,
+    TransitionsOut,
+)
+from flowdesk.workflow import Catalog
+
+router = APIRouter(prefix="/v1", tags=["tickets"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=512)]
+IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", max_length=512)]
+Cursor = Annotated[str | None, Query(max_length=512)]
+Multi = Annotated[list[str] | None, Query(max_length=20)]
+Sort = Literal["created", "-created", "updated", "-updated", "priority", "-priority"]
+
+
+def _catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+def ticket_response(
+    ticket: TicketOut, status_code: int = 200, *, location: bool = False
+) -> Response:
+    headers = {"ETag": version_etag(ticket.version)}
+    if location:
+        headers["Location"] = f"/v1/tickets/{ticket.id}"
+    return Response(
+        ticket.model_dump_json().encode(),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _json(model: BaseModel, status_code: int = 200) -> Response:
+    return Response(
+        model.model_dump_json().encode(), status_code=status_code, media_type="application/json"
+    )
+
+
+_TICKET: dict[int | str, dict[str, Any]] = {
+    200: {"model": TicketOut, "headers": {"ETag": {"description": "The ticket's version."}}}
+}
+
+
+@router.get(
+    "/catalog", response_model=list[CatalogItemOut], summary="What a ticket can be filed against"
+)
+async def catalog_items(request: Request, principal: TicketReader) -> list[CatalogItemOut]:
+    return [
+        CatalogItemOut(
+            name=i.name,
+            display_name=i.display_name,
+            type=i.type,
+            workflow=i.workflow,
+            default_priority=i.default_priority,
+        )
+        for i in _catalog(request).items.values()
+    ]
+
+
+@router.post(
+    "/tickets",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TicketOut,
+    summary="Open a ticket",
+)
+async def create_ticket(
+    body: TicketCreate,
+    request: Request,
+    principal: TicketWriter,
+    session: DbSession,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    async def handler() -> Response:
+        ticket = await service.create_ticket(session, _catalog(request), principal, body)
+        return ticket_response(ticket, 201, location=True)
+
+    return await idempotent(request, principal, session, idempotency_key, handler)
+
+
+@router.get(
+    "/tickets",
+    response_model=Page[TicketOut],
+    summary="The queue (agents) or my tickets (requesters)",
+)
+async def list_tickets(
+    request: Request,
+    principal: TicketReader,
+    session: DbSession,
+    status_: Annotated[list[str] | None, Query(alias="status", max_length=20)] = None,
+    status_category: Annotated[
+        list[Literal["initial", "active", "inactive"]] | None, Query(max_length=3)
+    ] = None,
+    assignee: Annotated[
+        str | None, Query(max_length=36, description="me, none, or a user id")
+    ] = None,
+    requester: Annotated[str | None, Query(max_length=36, description="me or a user id")] = None,
+    priority: Annotated[
+        list[Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]] | None, Query(max_length=4)
+    ] = None,
+    type_: Annotated[list[str] | None, Query(alias="type", max_length=20)] = None,
+    catalog_item: Multi = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Full-text search in title and description")
+    ] = None,
+    stale: Annotated[
+        bool, Query(description="Only tickets whose status their workflow no longer has")
+    ] = False,
+    sort: Sort = "-created",
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[TicketOut]:
+    after = None
+    if cursor:
+        cursor_sort, key, ident = decode_cursor(cursor, 3)
+        if cursor_sort != sort:
+            raise InvalidInput(
+                "The cursor belongs to another sort order.", [("/query/cursor", "sort changed")]
+            )
+        after = (key if sort.lstrip("-") == "priority" else cursor_time(key), cursor_uuid(ident))
+    if q is not None and "\x00" in q:
+        raise InvalidInput("q must not contain NUL characters.", [("/query/q", "NUL")])
+    params = service.ListParams(
+        statuses=status_ or [],
+        categories=list(status_category or []),
+        assignee=assignee,
+        requester=requester,
+        priorities=list(priority or []),
+        types=type_ or [],
+        catalog_items=catalog_item or [],
+        created_after=created_after,
+        created_before=created_before,
+        updated_after=updated_after,
+        updated_before=updated_before,
+        q=q,
+        stale=stale,
+        sort=sort,
+        after=after,
+        limit=limit,
+    )
+    return await service.list_tickets(session, _catalog(request), principal, params)
+
+
+@router.get(
+    "/tickets/{ref}",
+    responses=_TICKET,
+    response_model=TicketOut,
+    summary="One ticket, by id or number",
+)
+async def get_ticket(
+    ref: str, principal: TicketReader, session: DbSession, if_none_match: IfNoneMatch = None
+) -> Response:
+    ticket = await service.get_ticket(session, principal, ref)
+    etag = version_etag(ticket.version)
+    if if_none_match and etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    return ticket_response(ticket)
+
+
+@router.patch(
+    "/tickets/{ref}",
+    responses=_TICKET,
+    response_model=TicketOut,
+    summary="Change a ticket (not its status)",
+)
+async def patch_ticket(
+    ref: str,
+    body: TicketPatch,
+    request: Request,
+    principal: TicketWriter,
+    session: DbSession,
+    if_match: IfMatch = None,
+) -> Response:
+    ticket = await service.update_ticket(session, _catalog(request), principal, ref, body, if_match)
+    return ticket_response(ticket)
+
+
+@router.get(
+    "/tickets/{ref}/transitions",
+    response_model=TransitionsOut,
+    summary="What the caller may do now, and why not",
+)
+async def get_transitions(
+    ref: str, request: Request, principal: TicketReader, session: DbSession
+) -> TransitionsOut:
+    return await transitions.list_transitions(session, _catalog(request), principal, ref)
+
+
+@router.post(
+    "/tickets/{ref}/transitions",
+    responses=_TICKET,
+    response_model=TicketOut,
+    summary="Move a ticket",
+)
+async def post_transition(
+    ref: str,
+    body: TransitionIn,
+    request: Request,
+    principal: TicketWriter,
+    session: DbSession,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    async def handler() -> Response:
+        ticket = await transitions.transition(
+            session, _catalog(request), principal, ref, body, if_match
+        )
+        return ticket_response(ticket)
+
+    return await idempotent(request, principal, session, idempotency_key, handler)
+
+
+@router.post(
+    "/tickets/{ref}/comments",
+    status_code=201,
+    response_model=CommentOut,
+    summary="Comment (internal or external)",
+)
+async def post_comment(
+    ref: str,
+    body: CommentIn,
+    request: Request,
+    principal: TicketWriter,
+    session: DbSession,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    async def handler() -> Response:
+        return _json(await activity.add_comment(session, principal, ref, body), 201)
+
+    return await idempotent(request, principal, session, idempotency_key, handler)
+
+
+@router.get(
+    "/tickets/{ref}/comments",
+    response_model=Page[CommentOut],
+    summary="Comments (requesters see external ones)",
+)
+async def get_comments(
+    ref: str,
+    principal: TicketReader,
+    session: DbSession,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[CommentOut]:
+    after = None
+    if cursor:
+        created, ident = decode_cursor(cursor, 2)
+        after = (cursor_time(created), cursor_uuid(ident))
+    return await activity.list_comments(session, principal, ref, after, limit)
+
+
+@router.get("/tickets/{ref}/events", response_model=Page[EventOut], summary="The audit trail")
+async def get_events(
+    ref: str,
+    principal: TicketReader,
+    session: DbSession,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[EventOut]:
+    after = None
+    if cursor:
+        (last,) = decode_cursor(cursor, 1)
+        if not isinstance(last, int):
+            raise InvalidInput("The cursor is not valid.", [("/query/cursor", "malformed")])
+        after = last
+    return await activity.list_events(session, principal, ref, after, limit)
+
+
+@router.get("/tickets/{ref}/links", response_model=list[LinkOut], summary="Links to other tickets")
+async def get_links(ref: str, principal: TicketReader, session: DbSession) -> list[LinkOut]:
+    return await activity.list_links(session, principal, ref)
+
+
+@router.post(
+    "/tickets/{ref}/links",
+    status_code=201,
+    response_model=LinkOut,
+    summary="Link to another ticket (e.g. blocked_by)",
+)
+async def post_link(ref: str, body: LinkIn, principal: TicketWriter, session: DbSession) -> LinkOut:
+    return await activity.add_link(session, principal, ref, body.kind, body.target)
+
+
+@router.delete("/tickets/{ref}/links/{link_id}", status_code=204, summary="Remove a link")
+async def delete_link(
+    ref: str, link_id: uuid.UUID, principal: TicketWriter, session: DbSession
+) -> Response:
+    await activity.delete_link(session, principal, ref, link_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/tickets/{ref}/approvals", response_model=list[ApprovalOut], summary="Recorded approvals"
+)
+async def get_approvals(ref: str, principal: TicketReader, session: DbSession) -> list[ApprovalOut]:
+    return await activity.list_approvals(session, principal, ref)
+
+
+@router.post(
+    "/tickets/{ref}/approvals",
+    status_code=201,
+    response_model=ApprovalOut,
+    summary="Record an approval (agents)",
+)
+async def post_approval(
+    ref: str, body: ApprovalIn, principal: TicketWriter, session: DbSession
+) -> ApprovalOut:
+    return await activity.add_approval(session, principal, ref, body.name)

@@ -42,10 +42,14 @@ def shipped_catalog_path() -> Path:
     return Path(str(resources.files("flowdesk.workflow").joinpath("workflows.yaml")))
 
 
+def split_workflow_files(raw: str) -> list[str]:
+    """``FLOWDESK_WORKFLOW_FILES``: values files separated by commas (flowdesk.config reads
+    the variable with this same function)."""
+    return [p.strip() for p in raw.split(",") if p.strip()]
+
+
 def env_workflow_files(environ: Mapping[str, str] | None = None) -> list[str]:
-    """``FLOWDESK_WORKFLOW_FILES``: values files separated by ``os.pathsep`` (':' on Unix)."""
-    raw = (os.environ if environ is None else environ).get(ENV_VAR, "")
-    return [p for p in raw.split(os.pathsep) if p.strip()]
+    return split_workflow_files((os.environ if environ is None else environ).get(ENV_VAR, ""))
 
 
 @dataclass

@@ -1,0 +1,207 @@
+"""Comments, the audit trail, links and approvals of a ticket."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flowdesk.auth.principal import Principal
+from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
+from flowdesk.http.pagination import Page, encode_cursor
+from flowdesk.tickets.facts import format_number
+from flowdesk.tickets.schemas import (
+    ApprovalOut,
+    CommentIn,
+    CommentOut,
+    EventOut,
+    LinkOut,
+    UserRef,
+)
+from flowdesk.tickets.service import locate
+
+
+def _agent(principal: Principal) -> bool:
+    return principal.can("tickets:manage")
+
+
+def _require_agent(principal: Principal, what: str) -> None:
+    if not _agent(principal):
+        raise Forbidden(
+            f"{what} needs the 'tickets:manage' permission.",
+            extra={"required_permission": "tickets:manage"},
+        )
+
+
+async def add_comment(
+    session: AsyncSession, principal: Principal, ref: str, body: CommentIn
+) -> CommentOut:
+    repo, row = await locate(session, principal, ref)
+    if body.visibility == "internal" and not _agent(principal):
+        raise Forbidden(
+            "Requesters can only write external comments.",
+            extra={"required_permission": "tickets:manage"},
+        )
+    comment = await repo.add_comment(row["id"], principal.user_id, body.body, body.visibility)
+    await repo.append_events(
+        row["id"],
+        principal.user_id,
+        [
+            {
+                "kind": "commented",
+                "visibility": body.visibility,
+                "data": {"comment_id": comment["id"], "visibility": body.visibility},
+            }
+        ],
+        [
+            {
+                "topic": "ticket.comment_added",
+                "payload": {"comment_id": comment["id"], "visibility": body.visibility},
+            }
+        ],
+    )
+    return _comment_out(comment)
+
+
+def _comment_out(m: RowMapping) -> CommentOut:
+    return CommentOut(
+        id=m["id"],
+        author=UserRef(id=m["author_id"], name=m["author_name"]),
+        body=m["body"],
+        visibility=m["visibility"],
+        created_at=m["created_at"],
+    )
+
+
+async def list_comments(
+    session: AsyncSession,
+    principal: Principal,
+    ref: str,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Page[CommentOut]:
+    repo, row = await locate(session, principal, ref)
+    rows = await repo.comments(
+        row["id"], external_only=not _agent(principal), after=after, limit=limit
+    )
+    items = [_comment_out(r) for r in rows[:limit]]
+    cursor = (
+        encode_cursor([rows[limit - 1]["created_at"], rows[limit - 1]["id"]])
+        if len(rows) > limit
+        else None
+    )
+    return Page[CommentOut](items=items, next_cursor=cursor)
+
+
+async def list_events(
+    session: AsyncSession, principal: Principal, ref: str, after: int | None, limit: int
+) -> Page[EventOut]:
+    repo, row = await locate(session, principal, ref)
+    rows = await repo.events(
+        row["id"], external_only=not _agent(principal), after=after, limit=limit
+    )
+    items = [
+        EventOut(
+            id=r["id"],
+            kind=r["kind"],
+            actor=UserRef(id=r["actor_id"], name=r["actor_name"]) if r["actor_id"] else None,
+            data=r["data"],
+            created_at=r["created_at"],
+        )
+        for r in rows[:limit]
+    ]
+    cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
+    return Page[EventOut](items=items, next_cursor=cursor)
+
+
+async def list_links(session: AsyncSession, principal: Principal, ref: str) -> list[LinkOut]:
+    repo, row = await locate(session, principal, ref)
+    return [
+        LinkOut(
+            id=r["id"],
+            kind=r["kind"],
+            target_id=r["target_id"],
+            target_number=format_number(r["target_prefix"], r["target_number"]),
+            created_at=r["created_at"],
+        )
+        for r in await repo.links(row["id"])
+    ]
+
+
+async def add_link(
+    session: AsyncSession, principal: Principal, ref: str, kind: str, target_ref: str
+) -> LinkOut:
+    _require_agent(principal, "Linking tickets")
+    repo, row = await locate(session, principal, ref)
+    try:
+        _, target = await locate(session, principal, target_ref)
+    except NotFound as exc:
+        raise InvalidInput(f"No ticket '{target_ref}'.", [("/target", "no such ticket")]) from exc
+    if target["id"] == row["id"]:
+        raise InvalidInput("A ticket cannot link to itself.", [("/target", "same ticket")])
+    link_id = await repo.add_link(row["id"], kind, target["id"])
+    if link_id is None:
+        raise Conflict(f"That '{kind}' link already exists.")
+    await repo.append_events(
+        row["id"],
+        principal.user_id,
+        [{"kind": "linked", "data": {"kind": kind, "target_id": target["id"]}}],
+        [],
+    )
+    links = await list_links(session, principal, ref)
+    return next(link for link in links if link.id == link_id)
+
+
+async def delete_link(
+    session: AsyncSession, principal: Principal, ref: str, link_id: uuid.UUID
+) -> None:
+    _require_agent(principal, "Unlinking tickets")
+    repo, row = await locate(session, principal, ref)
+    removed = await repo.delete_link(row["id"], link_id)
+    if removed is None:
+        raise NotFound(f"No link {link_id} on this ticket.")
+    await repo.append_events(
+        row["id"],
+        principal.user_id,
+        [
+            {
+                "kind": "unlinked",
+                "data": {"kind": removed["kind"], "target_id": removed["target_id"]},
+            }
+        ],
+        [],
+    )
+
+
+async def add_approval(
+    session: AsyncSession, principal: Principal, ref: str, name: str
+) -> ApprovalOut:
+    _require_agent(principal, "Recording an approval")
+    repo, row = await locate(session, principal, ref)
+    a = await repo.add_approval(row["id"], name, principal.user_id)
+    await repo.append_events(
+        row["id"], principal.user_id, [{"kind": "approved", "data": {"name": name}}], []
+    )
+    return ApprovalOut(
+        id=a["id"],
+        name=a["name"],
+        approver=UserRef(id=a["approver_id"], name=a["approver_name"]),
+        created_at=a["created_at"],
+    )
+
+
+async def list_approvals(
+    session: AsyncSession, principal: Principal, ref: str
+) -> list[ApprovalOut]:
+    repo, row = await locate(session, principal, ref)
+    return [
+        ApprovalOut(
+            id=a["id"],
+            name=a["name"],
+            approver=UserRef(id=a["approver_id"], name=a["approver_name"]),
+            created_at=a["created_at"],
+        )
+        for a in await repo.approvals(row["id"])
+    ]

@@ -1,0 +1,179 @@
+"""Request and response bodies for tickets, transitions, comments and the audit trail."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+
+from flowdesk.http.types import INPUT_CONFIG, LongText, ShortName, Title, no_nul
+
+Priority = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+Visibility = Literal["internal", "external"]
+
+FieldKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+FieldText = Annotated[str, StringConstraints(max_length=2000), AfterValidator(no_nul)]
+SafeInt = Annotated[int, Field(ge=-(2**53), le=2**53)]
+# Custom field values: scalars or short lists of strings, as a service desk's forms produce.
+FieldValue = FieldText | bool | SafeInt | float | list[FieldText] | None
+CustomFields = Annotated[dict[FieldKey, FieldValue], Field(max_length=50)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(no_nul)]
+
+
+class UserRef(BaseModel):
+    id: uuid.UUID
+    name: str
+
+
+class TicketCreate(BaseModel):
+    model_config = INPUT_CONFIG
+    title: Title
+    description: LongText = ""
+    catalog_item: Name
+    priority: Priority | None = Field(default=None, description="Default: the catalog item's.")
+    fields: CustomFields = Field(default_factory=dict)
+    requester_id: uuid.UUID | None = Field(
+        default=None, description="File on behalf of this user (needs tickets:manage)."
+    )
+    status: Name | None = Field(
+        default=None, description="A create status the workflow permits; default: its default."
+    )
+
+
+class TicketPatch(BaseModel):
+    """Only what a client may change. Status changes go through transitions; id, number,
+    timestamps and version are the server's (sending them is a 422)."""
+
+    model_config = INPUT_CONFIG
+    title: Title | None = None
+    description: LongText | None = None
+    priority: Priority | None = None
+    fields: CustomFields | None = Field(
+        default=None, description="Merged into the ticket's fields; a null value removes a key."
+    )
+    assignee_id: uuid.UUID | None = Field(default=None, description="null unassigns.")
+    catalog_item: Name | None = Field(
+        default=None, description="Move the ticket; its status follows the workflows' status map."
+    )
+
+
+class TicketOut(BaseModel):
+    id: uuid.UUID
+    number: str
+    title: str
+    description: str
+    type: str
+    catalog_item: str
+    workflow: str
+    status: str
+    status_category: str | None
+    priority: Priority
+    requester: UserRef
+    assignee: UserRef | None
+    resolution: str | None
+    fields: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class TransitionIn(BaseModel):
+    model_config = INPUT_CONFIG
+    to: Name | None = None
+    action: Name | None = None
+    comment: LongText | None = None
+    comment_visibility: Visibility | None = Field(
+        default=None, description="Default: what the action's update type says (reply = external)."
+    )
+    resolution: Name | None = None
+    assignee_id: uuid.UUID | None = Field(default=None, description="For set_owner actions.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransitionIn:
+        if (self.to is None) == (self.action is None):
+            raise ValueError("give exactly one of 'to' or 'action'")
+        return self
+
+
+class ReasonOut(BaseModel):
+    code: str
+    detail: str
+    required: list[str] | None = None
+    condition: str | None = None
+    values: list[str] | None = None
+
+
+class TransitionOption(BaseModel):
+    action: str
+    label: str
+    to: str | None
+    allowed: bool
+    reasons: list[ReasonOut]
+    update_type: str | None
+    comment_required: bool
+    resolutions: list[str]
+    owners: list[str]
+
+
+class TransitionsOut(BaseModel):
+    status: str
+    version: int
+    items: list[TransitionOption]
+
+
+class CommentIn(BaseModel):
+    model_config = INPUT_CONFIG
+    body: Annotated[str, StringConstraints(min_length=1, max_length=20_000), AfterValidator(no_nul)]
+    visibility: Visibility = "external"
+
+
+class CommentOut(BaseModel):
+    id: uuid.UUID
+    author: UserRef
+    body: str
+    visibility: Visibility
+    created_at: datetime
+
+
+class EventOut(BaseModel):
+    id: int
+    kind: str
+    actor: UserRef | None
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class CatalogItemOut(BaseModel):
+    name: str
+    display_name: str
+    type: str
+    workflow: str
+    default_priority: Priority
+
+
+class LinkIn(BaseModel):
+    model_config = INPUT_CONFIG
+    kind: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    target: Name = Field(description="The linked ticket: its id or number.")
+
+
+class LinkOut(BaseModel):
+    id: uuid.UUID
+    kind: str
+    target_id: uuid.UUID
+    target_number: str
+    created_at: datetime
+
+
+class ApprovalIn(BaseModel):
+    model_config = INPUT_CONFIG
+    name: ShortName = Field(description="What is approved, e.g. 'infra' (a workflow condition).")
+
+
+class ApprovalOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    approver: UserRef
+    created_at: datetime

@@ -1,0 +1,320 @@
+"""Ticket use cases: create, read, list, update (and move between workflows). Each runs in
+the caller's unit of work and only flushes through its statements."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flowdesk.auth.principal import Principal
+from flowdesk.errors import Forbidden, InvalidInput, NotFound
+from flowdesk.http.etag import check_if_match
+from flowdesk.http.pagination import Page, encode_cursor
+from flowdesk.tickets.errors import (
+    StatusMapMissingError,
+    TransitionRefusedError,
+    TransitionUnavailable,
+)
+from flowdesk.tickets.facts import actor_of, parse_ref, repository_for, ticket_out
+from flowdesk.tickets.repository import ListQuery, TicketRepository
+from flowdesk.tickets.schemas import TicketCreate, TicketOut, TicketPatch
+from flowdesk.workflow import (
+    ApplyInputs,
+    Catalog,
+    StatusMapMissing,
+    TicketFacts,
+    TransitionRefused,
+    UnknownAction,
+    action_for_target,
+    apply,
+)
+
+# Fields a requester may change on their own ticket; everything else is the agents'.
+REQUESTER_EDITABLE = frozenset({"title", "description", "fields"})
+
+
+async def locate(
+    session: AsyncSession, principal: Principal, ref: str, *, lock: bool = False
+) -> tuple[TicketRepository, RowMapping]:
+    """The ticket behind `ref` as this caller may see it, or 404 (another tenant's ticket, or
+    another requester's, is not found rather than forbidden)."""
+    repo = repository_for(session, principal)
+    parsed = parse_ref(ref)
+    row = await repo.get(parsed, lock=lock) if parsed is not None else None
+    if row is None:
+        raise NotFound(f"No ticket '{ref}'.")
+    return repo, row
+
+
+async def create_ticket(
+    session: AsyncSession, catalog: Catalog, principal: Principal, body: TicketCreate
+) -> TicketOut:
+    if not principal.can("tickets:create"):
+        raise Forbidden(
+            "Creating tickets needs the 'tickets:create' permission.",
+            extra={"required_permission": "tickets:create"},
+        )
+    item = catalog.items.get(body.catalog_item)
+    if item is None:
+        raise InvalidInput(
+            f"No catalog item '{body.catalog_item}'.",
+            [("/catalog_item", f"one of: {', '.join(sorted(catalog.items))}")],
+        )
+    requester = principal.user_id
+    if body.requester_id is not None and body.requester_id != principal.user_id:
+        if not principal.can("tickets:manage"):
+            raise Forbidden(
+                "Filing on behalf of someone else needs the 'tickets:manage' permission.",
+                extra={"required_permission": "tickets:manage"},
+            )
+        requester = body.requester_id
+    workflow = catalog.workflow(item.workflow)
+    facts = TicketFacts(status=None, type=item.type, requester=str(requester), fields=body.fields)
+    actor = actor_of(principal)
+    target = body.status or workflow.default_create_status
+    try:
+        action = action_for_target(workflow, facts, actor, target)
+        outcome = apply(workflow, action, facts, actor, ApplyInputs())
+    except UnknownAction as exc:
+        allowed = ", ".join(workflow.create_statuses)
+        raise InvalidInput(
+            f"A ticket cannot be created in '{target}'.", [("/status", f"one of: {allowed}")]
+        ) from exc
+    except TransitionRefused as exc:
+        raise TransitionRefusedError.from_engine(exc) from exc
+    values = {
+        "title": body.title,
+        "description": body.description,
+        "type": item.type,
+        "catalog_item": item.name,
+        "workflow": workflow.name,
+        "status": outcome.status,
+        "status_category": workflow.status_category(outcome.status),
+        "priority": body.priority or item.default_priority,
+        "requester_id": requester,
+        "fields": _clean_fields(body.fields),
+    }
+    events = [
+        {
+            "kind": "created",
+            "data": {
+                "status": outcome.status,
+                "priority": values["priority"],
+                "catalog_item": item.name,
+            },
+        }
+    ]
+    outbox = [{"topic": "ticket.created", "payload": {"actor_id": principal.user_id}}]
+    row = await repository_for(session, principal).insert(values, principal.user_id, events, outbox)
+    if row is None:
+        # The statement took a number and inserted nothing; raising rolls both back.
+        raise InvalidInput(
+            "The requester is not a user of this tenant.", [("/requester_id", "no such user")]
+        )
+    return ticket_out(row)
+
+
+async def get_ticket(session: AsyncSession, principal: Principal, ref: str) -> TicketOut:
+    _, row = await locate(session, principal, ref)
+    return ticket_out(row)
+
+
+@dataclass(frozen=True, slots=True)
+class ListParams:
+    statuses: list[str]
+    categories: list[str]
+    assignee: str | None
+    requester: str | None
+    priorities: list[str]
+    types: list[str]
+    catalog_items: list[str]
+    created_after: datetime | None
+    created_before: datetime | None
+    updated_after: datetime | None
+    updated_before: datetime | None
+    q: str | None
+    stale: bool
+    sort: str
+    after: tuple[Any, uuid.UUID] | None
+    limit: int
+
+
+async def list_tickets(
+    session: AsyncSession, catalog: Catalog, principal: Principal, p: ListParams
+) -> Page[TicketOut]:
+    exclude_hidden: list[tuple[str, list[str]]] = []
+    categories = p.categories
+    stale_in = None
+    if p.stale:
+        stale_in = [(w.name, list(w.statuses)) for w in catalog.workflows.values()]
+    elif not p.statuses:
+        # As RT: inactive tickets are left out unless asked for, hidden statuses unless named.
+        categories = categories or ["initial", "active"]
+        exclude_hidden = [
+            (w.name, [s.name for s in w.statuses.values() if s.hidden])
+            for w in catalog.workflows.values()
+            if any(s.hidden for s in w.statuses.values())
+        ]
+    query = ListQuery(
+        statuses=p.statuses,
+        categories=categories,
+        exclude_hidden=exclude_hidden,
+        assignee=_person(p.assignee, principal, "assignee")
+        if p.assignee not in (None, "none")
+        else None,
+        unassigned=p.assignee == "none",
+        requester=_person(p.requester, principal, "requester") if p.requester else None,
+        priorities=p.priorities,
+        types=p.types,
+        catalog_items=p.catalog_items,
+        created_after=p.created_after,
+        created_before=p.created_before,
+        updated_after=p.updated_after,
+        updated_before=p.updated_before,
+        q=p.q,
+        stale_in=stale_in,
+        sort=p.sort,
+        after=p.after,
+        limit=p.limit,
+    )
+    rows = await repository_for(session, principal).page(query)
+    items = [ticket_out(r) for r in rows[: p.limit]]
+    next_cursor = None
+    if len(rows) > p.limit:
+        last = rows[p.limit - 1]
+        key = {"created": "created_at", "updated": "updated_at", "priority": "priority_rank"}[
+            p.sort.lstrip("-")
+        ]
+        next_cursor = encode_cursor([p.sort, last[key], last["id"]])
+    return Page[TicketOut](items=items, next_cursor=next_cursor)
+
+
+def _person(value: str | None, principal: Principal, name: str) -> uuid.UUID:
+    if value == "me":
+        return principal.user_id
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"'{name}' must be 'me', 'none' or a user id.", [(f"/query/{name}", "invalid")]
+        ) from exc
+
+
+async def update_ticket(
+    session: AsyncSession,
+    catalog: Catalog,
+    principal: Principal,
+    ref: str,
+    body: TicketPatch,
+    if_match: str | None,
+) -> TicketOut:
+    repo, row = await locate(session, principal, ref, lock=True)
+    check_if_match(if_match, row["version"])
+    sent = body.model_fields_set
+    if not principal.can("tickets:manage"):
+        beyond = sorted(sent - REQUESTER_EDITABLE)
+        if beyond:
+            raise Forbidden(
+                f"Changing {', '.join(beyond)} needs the 'tickets:manage' permission.",
+                extra={"required_permission": "tickets:manage", "fields": beyond},
+            )
+    changes: dict[str, Any] = {}
+    events: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
+    for name in ("title", "description", "priority"):
+        value = getattr(body, name)
+        if name in sent and value is not None and value != row[name]:
+            changes[name] = value
+            events.append(
+                {"kind": "field_changed", "data": {"field": name, "old": row[name], "new": value}}
+            )
+    if "fields" in sent and body.fields is not None:
+        merged = {**row["fields"], **body.fields}
+        merged = _clean_fields(merged)
+        if merged != row["fields"]:
+            changes["fields"] = merged
+            events.append(
+                {
+                    "kind": "field_changed",
+                    "data": {"field": "fields", "old": row["fields"], "new": merged},
+                }
+            )
+    if "assignee_id" in sent and body.assignee_id != row["assignee_id"]:
+        if body.assignee_id is not None and not await repo.is_agent(body.assignee_id):
+            raise InvalidInput(
+                "The assignee must be an agent of this tenant.",
+                [("/assignee_id", "not an agent (tickets:manage)")],
+            )
+        changes["assignee_id"] = body.assignee_id
+        events.append(
+            {"kind": "assigned", "data": {"old": row["assignee_id"], "new": body.assignee_id}}
+        )
+        if body.assignee_id is not None:
+            outbox.append(
+                {"topic": "ticket.assigned", "payload": {"assignee_id": body.assignee_id}}
+            )
+    if (
+        "catalog_item" in sent
+        and body.catalog_item is not None
+        and body.catalog_item != row["catalog_item"]
+    ):
+        changes |= _move(catalog, row, body.catalog_item, events)
+    if not changes:
+        return ticket_out(row)
+    written = await repo.update(row["id"], changes, principal.user_id, events, outbox)
+    return ticket_out(written)
+
+
+def _move(
+    catalog: Catalog, row: RowMapping, item_name: str, events: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A new catalog item, and with it maybe a new workflow: the status follows the map."""
+    item = catalog.items.get(item_name)
+    if item is None:
+        raise InvalidInput(f"No catalog item '{item_name}'.", [("/catalog_item", "unknown")])
+    try:
+        status = catalog.map_status(row["workflow"], item.workflow, row["status"])
+    except StatusMapMissing as exc:
+        raise StatusMapMissingError.from_engine(exc) from exc
+    workflow = catalog.workflow(item.workflow)
+    events.append(
+        {
+            "kind": "moved",
+            "data": {
+                "from_catalog_item": row["catalog_item"],
+                "to_catalog_item": item.name,
+                "from_workflow": row["workflow"],
+                "to_workflow": workflow.name,
+                "from_status": row["status"],
+                "to_status": status,
+            },
+        }
+    )
+    return {
+        "catalog_item": item.name,
+        "type": item.type,
+        "workflow": workflow.name,
+        "status": status,
+        "status_category": workflow.status_category(status),
+    }
+
+
+def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A null value removes the key (JSON merge-patch semantics)."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+__all__ = [
+    "ListParams",
+    "TransitionUnavailable",
+    "create_ticket",
+    "get_ticket",
+    "list_tickets",
+    "locate",
+    "update_ticket",
+]

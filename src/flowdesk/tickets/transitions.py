@@ -1,0 +1,190 @@
+"""Transitions: what the caller may do to a ticket now (with reasons when not), and doing it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flowdesk.auth.principal import Principal
+from flowdesk.errors import Forbidden, InvalidInput
+from flowdesk.http.etag import check_if_match
+from flowdesk.tickets.errors import TransitionRefusedError, TransitionUnavailable
+from flowdesk.tickets.facts import actor_of, facts_of, needs, ticket_out
+from flowdesk.tickets.repository import TicketRepository
+from flowdesk.tickets.schemas import (
+    ReasonOut,
+    TicketOut,
+    TransitionIn,
+    TransitionOption,
+    TransitionsOut,
+)
+from flowdesk.tickets.service import locate
+from flowdesk.workflow import (
+    RESET,
+    ActionOption,
+    ApplyInputs,
+    Catalog,
+    TicketFacts,
+    TransitionRefused,
+    UnknownAction,
+    UnknownWorkflow,
+    Workflow,
+    action_for_target,
+    apply,
+    available_actions,
+)
+
+
+async def _facts(repo: TicketRepository, workflow: Workflow, row: RowMapping) -> TicketFacts:
+    links = await repo.link_kinds(row["id"]) if needs(workflow, "link") else frozenset()
+    approvals = await repo.approval_names(row["id"]) if needs(workflow, "approval") else frozenset()
+    return facts_of(row, links=links, approvals=approvals)
+
+
+def _workflow(catalog: Catalog, row: RowMapping) -> Workflow:
+    try:
+        return catalog.workflow(row["workflow"])
+    except UnknownWorkflow as exc:
+        raise TransitionUnavailable(
+            f"The ticket's workflow '{row['workflow']}' is no longer in the catalog; move it to "
+            "another catalog item.",
+            extra={"workflow": row["workflow"]},
+        ) from exc
+
+
+def _option(o: ActionOption) -> TransitionOption:
+    return TransitionOption(
+        action=o.action,
+        label=o.label,
+        to=o.to,
+        allowed=o.allowed,
+        reasons=[ReasonOut.model_validate(r.to_dict()) for r in o.reasons],
+        update_type=o.update_type,
+        comment_required=o.comment_required,
+        resolutions=list(o.resolutions),
+        owners=list(o.owners),
+    )
+
+
+async def list_transitions(
+    session: AsyncSession, catalog: Catalog, principal: Principal, ref: str
+) -> TransitionsOut:
+    repo, row = await locate(session, principal, ref)
+    workflow = _workflow(catalog, row)
+    facts = await _facts(repo, workflow, row)
+    options = available_actions(workflow, facts, actor_of(principal))
+    return TransitionsOut(
+        status=row["status"], version=row["version"], items=[_option(o) for o in options]
+    )
+
+
+async def transition(
+    session: AsyncSession,
+    catalog: Catalog,
+    principal: Principal,
+    ref: str,
+    body: TransitionIn,
+    if_match: str | None,
+) -> TicketOut:
+    repo, row = await locate(session, principal, ref, lock=True)
+    check_if_match(if_match, row["version"])
+    workflow = _workflow(catalog, row)
+    facts = await _facts(repo, workflow, row)
+    actor = actor_of(principal)
+    inputs = ApplyInputs(
+        owner=str(body.assignee_id) if body.assignee_id else None,
+        resolution=body.resolution,
+        comment=body.comment,
+    )
+    try:
+        action = body.action or action_for_target(workflow, facts, actor, str(body.to))
+        outcome = apply(workflow, action, facts, actor, inputs)
+    except UnknownAction as exc:
+        raise TransitionUnavailable.from_engine(exc, workflow.name) from exc
+    except TransitionRefused as exc:
+        raise TransitionRefusedError.from_engine(exc) from exc
+    option = next(
+        o for o in available_actions(workflow, facts, actor) if o.action == outcome.action
+    )
+    visibility = _comment_visibility(principal, option, body)
+
+    changes: dict[str, Any] = {}
+    kind = "reset" if outcome.action == RESET else "transitioned"
+    events: list[dict[str, Any]] = [
+        {
+            "kind": kind,
+            "data": {"action": outcome.action, "from": row["status"], "to": outcome.status},
+        }
+    ]
+    outbox: list[dict[str, Any]] = []
+    if outcome.status != row["status"]:
+        changes |= {
+            "status": outcome.status,
+            "status_category": workflow.status_category(outcome.status),
+            "previous_status": row["status"],
+        }
+        outbox.append(
+            {
+                "topic": "ticket.status_changed",
+                "payload": {"from": row["status"], "to": outcome.status},
+            }
+        )
+        if outcome.status.lower() == "resolved":
+            outbox.append({"topic": "ticket.resolved", "payload": {}})
+        if workflow.status_category(outcome.status) == "inactive":
+            outbox.append({"topic": "ticket.closed", "payload": {"status": outcome.status}})
+    if outcome.resolution != row["resolution"]:
+        changes["resolution"] = outcome.resolution
+        events[0]["data"]["resolution"] = outcome.resolution
+    owner = uuid.UUID(outcome.owner) if outcome.owner else None
+    if owner != row["assignee_id"]:
+        if owner is not None and not await repo.is_agent(owner):
+            raise InvalidInput(
+                "The new owner must be an agent of this tenant.", [("/assignee_id", "not an agent")]
+            )
+        changes["assignee_id"] = owner
+        events.append({"kind": "assigned", "data": {"old": row["assignee_id"], "new": owner}})
+        if owner is not None:
+            outbox.append({"topic": "ticket.assigned", "payload": {"assignee_id": owner}})
+    if body.comment:
+        comment = await repo.add_comment(row["id"], principal.user_id, body.comment, visibility)
+        events.append(
+            {
+                "kind": "commented",
+                "visibility": visibility,
+                "data": {"comment_id": comment["id"], "visibility": visibility},
+            }
+        )
+        outbox.append(
+            {
+                "topic": "ticket.comment_added",
+                "payload": {"comment_id": comment["id"], "visibility": visibility},
+            }
+        )
+    # Every transition is on the record and moves the version, even one that leaves the
+    # status as it was (Trac's leave_status), so that If-Match sees it.
+    changes.setdefault("status", outcome.status)
+    written = await repo.update(row["id"], changes, principal.user_id, events, outbox)
+    return ticket_out(written)
+
+
+def _comment_visibility(principal: Principal, option: ActionOption, body: TransitionIn) -> str:
+    """Requesters only ever write external comments; agents default to what the action's
+    update type says (a reply is external, a comment internal)."""
+    agent = principal.can("tickets:manage")
+    wanted = body.comment_visibility
+    if wanted is None:
+        wanted = (
+            "internal"
+            if agent and option.update_type == "comment" and not option.external
+            else "external"
+        )
+    if wanted == "internal" and not agent:
+        raise Forbidden(
+            "Requesters can only write external comments.",
+            extra={"required_permission": "tickets:manage"},
+        )
+    return wanted

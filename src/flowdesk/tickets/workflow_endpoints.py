@@ -1,0 +1,125 @@
+"""The compiled workflow catalog over HTTP: what SPAs need to draw forms, buttons and graphs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowdesk.errors import NotFound
+from flowdesk.tickets.dependencies import TicketReader
+from flowdesk.workflow import Catalog, Workflow, render_dot, render_mermaid
+
+router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
+
+
+class StatusOut(BaseModel):
+    name: str
+    label: str
+    category: str
+    hidden: bool
+
+
+class ConditionOut(BaseModel):
+    kind: str
+    values: list[str]
+    detail: str
+
+
+class ActionOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    name: str
+    label: str
+    from_: list[str] = Field(alias="from")
+    to: str
+    roles: list[str]
+    permissions: list[str]
+    conditions: list[ConditionOut]
+    operations: list[str]
+    resolutions: list[str]
+    update_type: str | None
+    weight: int
+
+
+class WorkflowSummary(BaseModel):
+    name: str
+    display_name: str
+
+
+class WorkflowOut(WorkflowSummary):
+    statuses: list[StatusOut]
+    create_statuses: list[str]
+    default_create_status: str
+    actions: list[ActionOut]
+
+
+def _catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+def _workflow(request: Request, name: str) -> Workflow:
+    workflow = _catalog(request).workflows.get(name)
+    if workflow is None:
+        raise NotFound(f"No workflow '{name}'.")
+    return workflow
+
+
+@router.get("", response_model=list[WorkflowSummary], summary="The workflows of the catalog")
+async def list_workflows(request: Request, principal: TicketReader) -> list[WorkflowSummary]:
+    return [
+        WorkflowSummary(name=w.name, display_name=w.display_name)
+        for w in _catalog(request).workflows.values()
+    ]
+
+
+@router.get("/{name}", response_model=WorkflowOut, summary="One compiled workflow")
+async def get_workflow(name: str, request: Request, principal: TicketReader) -> WorkflowOut:
+    w = _workflow(request, name)
+    return WorkflowOut(
+        name=w.name,
+        display_name=w.display_name,
+        statuses=[
+            StatusOut(name=s.name, label=s.label or s.name, category=s.category, hidden=s.hidden)
+            for s in w.statuses.values()
+        ],
+        create_statuses=list(w.create_statuses),
+        default_create_status=w.default_create_status,
+        actions=[
+            ActionOut(
+                name=a.name,
+                label=a.label,
+                from_=list(a.sources),
+                to=a.to,
+                roles=list(a.roles),
+                permissions=list(a.permissions),
+                conditions=[
+                    ConditionOut(kind=c.kind, values=sorted(c.values), detail=c.reason.detail)
+                    for c in a.conditions
+                ],
+                operations=list(a.operations),
+                resolutions=list(a.resolutions),
+                update_type=a.update_type,
+                weight=a.weight,
+            )
+            for a in w.actions
+        ],
+    )
+
+
+@router.get(
+    "/{name}/graph",
+    summary="The workflow as a Mermaid or Graphviz DOT diagram",
+    response_class=Response,
+)
+async def get_graph(
+    name: str,
+    request: Request,
+    principal: TicketReader,
+    format: Literal["mermaid", "dot"] = "mermaid",
+) -> Response:
+    w = _workflow(request, name)
+    if format == "dot":
+        return Response(render_dot(w), media_type="text/vnd.graphviz")
+    return Response(render_mermaid(w), media_type="text/vnd.mermaid")
