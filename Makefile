@@ -46,6 +46,13 @@ openapi-check: $(TEST_STAMP)
 
 check: lint typecheck openapi-check test
 
+# The load benchmark (not part of `make test`): installs wrk if missing, then flowdesk vs the
+# raw-asyncpg reference vs pgbench; about 15 minutes. BENCH_QUICK=1 for a one-minute smoke run,
+# BENCH_PROFILE=1 to add a py-spy profile; see bench/README.md.
+bench: $(RUN_STAMP)
+	VENV_PY=$(BIN)/python bash bench/setup.sh
+	$(BIN)/python bench/run.py
+
 # Re-resolve the newest versions into constraints.txt (in a scratch venv, so nothing stale
 # from .venv leaks in).
 lock:

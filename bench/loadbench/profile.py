@@ -1,0 +1,127 @@
+"""Where a worker's time goes under load: py-spy samples one flowdesk worker while wrk drives
+it, and the collapsed stacks are summed per function (self and total) and per library."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+_LINE = re.compile(r"^(.*) (\d+)$")
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::\d+)?\)$")
+AREAS = [
+    ("sqlalchemy", "/sqlalchemy/"),
+    ("asyncpg", "/asyncpg/"),
+    ("pydantic", "/pydantic"),
+    ("fastapi", "/fastapi/"),
+    ("starlette", "/starlette/"),
+    ("uvicorn/httptools", "/uvicorn/"),
+    ("uvicorn/httptools", "/httptools/"),
+    ("orjson/json", "/json/"),
+    ("flowdesk", "/flowdesk/"),
+    ("asyncio/uvloop", "/asyncio/"),
+    ("asyncio/uvloop", "/uvloop/"),
+    ("logging", "/logging/"),
+]
+
+
+def py_spy_binary() -> str | None:
+    local = Path(sys.executable).with_name("py-spy")
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def _short(frame: str) -> str:
+    """'execute (sqlalchemy/orm/session.py:123)' -> 'sqlalchemy/orm/session.py:execute'."""
+    match = _FRAME.match(frame)
+    if not match:
+        return frame
+    path = match["file"]
+    for marker in ("site-packages/", "/src/", "/lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{path}:{match['func']}"
+
+
+def _area(frame: str) -> str:
+    for area, marker in AREAS:
+        if marker in frame:
+            return area
+    return "other (stdlib, C, idle)"
+
+
+def summarise(collapsed: Path, top: int = 30) -> dict[str, Any]:
+    self_time: Counter[str] = Counter()
+    total_time: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.read_text(errors="replace").splitlines():
+        match = _LINE.match(line)
+        if not match:
+            continue
+        stack, count = match[1], int(match[2])
+        frames = [f for f in stack.split(";") if f]
+        if not frames:
+            continue
+        samples += count
+        # Skip the process/thread header frames py-spy may put first.
+        self_time[_short(frames[-1])] += count
+        areas[_area(frames[-1])] += count
+        for name in {_short(f) for f in frames}:
+            total_time[name] += count
+    if not samples:
+        return {"samples": 0, "top": [], "areas": {}}
+    pct = 100.0 / samples
+    ranked = sorted(total_time, key=lambda k: (-self_time[k], -total_time[k]))[:top]
+    return {
+        "samples": samples,
+        "top": [
+            {"frame": k, "self_pct": self_time[k] * pct, "total_pct": total_time[k] * pct}
+            for k in ranked
+        ],
+        "top_total": [
+            {"frame": k, "total_pct": v * pct, "self_pct": self_time[k] * pct}
+            for k, v in total_time.most_common(top)
+        ],
+        "areas": {k: round(v * pct, 1) for k, v in areas.most_common()},
+    }
+
+
+def record(pid: int, seconds: int, out: Path, *, delay: float = 2.0) -> threading.Thread:
+    """Start py-spy on `pid` after `delay` seconds (for `seconds`), in a thread; writes the
+    collapsed stacks to `out`."""
+    binary = py_spy_binary()
+    if binary is None:
+        raise RuntimeError("py-spy is not installed (BENCH_PROFILE=1 make bench installs it)")
+
+    def run() -> None:
+        threading.Event().wait(delay)
+        subprocess.run(
+            [
+                binary,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(seconds),
+                "--rate",
+                "200",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+            ],
+            capture_output=True,
+            check=False,
+            timeout=seconds + 60,
+        )
+
+    thread = threading.Thread(target=run, name="py-spy", daemon=True)
+    thread.start()
+    return thread
