@@ -4,51 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-FLOWDESK = str(Path(sys.executable).with_name("flowdesk"))
+from tests.servers import free_port, start_serve, stop, wait_healthy
+
 KEY_LINE = re.compile(r"^FLOWDESK_ADMIN_KEY=(fdk_[A-Za-z0-9]+)$", re.MULTILINE)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_serve(data_dir: Path, port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOWDESK_")}
-    environment |= {"FLOWDESK_DATA_DIR": str(data_dir), "FLOWDESK_PORT": str(port), **env}
-    return subprocess.Popen(
-        [FLOWDESK, "serve"], env=environment, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
-
-
-def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"serve never became healthy:\n{log.read_text()}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=30)
+def start_embedded(data_dir: Path, port: int, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    return start_serve(port, log, FLOWDESK_DATA_DIR=str(data_dir), **env)
 
 
 def postmaster_running(data_dir: Path) -> bool:
@@ -67,7 +34,7 @@ def test_serve_on_embedded_postgres_prints_a_working_admin_key_and_keeps_data(
     tmp_path: Path,
 ) -> None:
     data_dir, port, log = tmp_path / "data", free_port(), tmp_path / "serve.log"
-    proc = start_serve(data_dir, port, log)
+    proc = start_embedded(data_dir, port, log)
     try:
         wait_healthy(proc, port, log)
         match = KEY_LINE.search(log.read_text())
@@ -84,7 +51,7 @@ def test_serve_on_embedded_postgres_prints_a_working_admin_key_and_keeps_data(
 
     # A restart keeps the data: no new demo tenant, and the old key still works.
     log2 = tmp_path / "serve2.log"
-    proc = start_serve(data_dir, port, log2, FLOWDESK_WORKERS="2")
+    proc = start_embedded(data_dir, port, log2, FLOWDESK_WORKERS="2")
     try:
         wait_healthy(proc, port, log2)
         assert KEY_LINE.search(log2.read_text()) is None

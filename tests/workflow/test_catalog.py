@@ -133,7 +133,10 @@ def test_seed_000_list_form_is_accepted() -> None:
 
 
 def test_env_files_and_unreadable_file(tmp_path: Path) -> None:
-    assert env_workflow_files({"FLOWDESK_WORKFLOW_FILES": "a.yaml:b.yaml:"}) == ["a.yaml", "b.yaml"]
+    assert env_workflow_files({"FLOWDESK_WORKFLOW_FILES": "a.yaml, b.yaml,"}) == [
+        "a.yaml",
+        "b.yaml",
+    ]
     assert env_workflow_files({}) == []
     with pytest.raises(CatalogError, match=r"nope.yaml:0:0: cannot read: No such file"):
         load_catalog([tmp_path / "nope.yaml"], base=None)

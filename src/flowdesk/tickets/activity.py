@@ -133,8 +133,8 @@ async def list_links(session: AsyncSession, principal: Principal, ref: str) -> l
 async def add_link(
     session: AsyncSession, principal: Principal, ref: str, kind: str, target_ref: str
 ) -> LinkOut:
-    _require_agent(principal, "Linking tickets")
     repo, row = await locate(session, principal, ref)
+    _require_agent(principal, "Linking tickets")
     try:
         _, target = await locate(session, principal, target_ref)
     except NotFound as exc:
@@ -157,8 +157,8 @@ async def add_link(
 async def delete_link(
     session: AsyncSession, principal: Principal, ref: str, link_id: uuid.UUID
 ) -> None:
-    _require_agent(principal, "Unlinking tickets")
     repo, row = await locate(session, principal, ref)
+    _require_agent(principal, "Unlinking tickets")
     removed = await repo.delete_link(row["id"], link_id)
     if removed is None:
         raise NotFound(f"No link {link_id} on this ticket.")
@@ -178,8 +178,8 @@ async def delete_link(
 async def add_approval(
     session: AsyncSession, principal: Principal, ref: str, name: str
 ) -> ApprovalOut:
-    _require_agent(principal, "Recording an approval")
     repo, row = await locate(session, principal, ref)
+    _require_agent(principal, "Recording an approval")
     a = await repo.add_approval(row["id"], name, principal.user_id)
     await repo.append_events(
         row["id"], principal.user_id, [{"kind": "approved", "data": {"name": name}}], []

@@ -22,6 +22,7 @@ from sqlalchemy import (
     bindparam,
     func,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -44,6 +45,10 @@ from flowdesk.models import (
 )
 
 _requester = aliased(User, name="requester")
+# Permissions that make a user an agent (admin implies tickets:manage).
+AGENT_GRANTORS: ColumnElement[list[str]] = literal_column(
+    "ARRAY['tickets:manage', 'admin']::text[]"
+)
 _assignee = aliased(User, name="assignee")
 
 TICKET_COLUMNS = (
@@ -348,7 +353,7 @@ class TicketRepository:
                 GroupMember.tenant_id == self.tenant_id,
                 GroupMember.user_id == user_id,
                 User.deleted_at.is_(None),
-                Group.permissions.overlap(["tickets:manage", "admin"]),
+                Group.permissions.op("&&")(AGENT_GRANTORS),
             )
             .limit(1)
         )

@@ -6,7 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 from flowdesk.http.types import INPUT_CONFIG, LongText, ShortName, Title, no_nul
 
@@ -15,9 +23,11 @@ Visibility = Literal["internal", "external"]
 
 FieldKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 FieldText = Annotated[str, StringConstraints(max_length=2000), AfterValidator(no_nul)]
+# Numbers stay within what every JSON client can represent exactly.
 SafeInt = Annotated[int, Field(ge=-(2**53), le=2**53)]
+SafeFloat = Annotated[float, Field(ge=-(2**53), le=2**53, allow_inf_nan=False)]
 # Custom field values: scalars or short lists of strings, as a service desk's forms produce.
-FieldValue = FieldText | bool | SafeInt | float | list[FieldText] | None
+FieldValue = FieldText | bool | SafeInt | SafeFloat | list[FieldText] | None
 CustomFields = Annotated[dict[FieldKey, FieldValue], Field(max_length=50)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(no_nul)]
 
@@ -98,11 +108,18 @@ class TransitionIn(BaseModel):
 
 
 class ReasonOut(BaseModel):
+    """Why an action is not allowed: `code` for machines (role, permission, condition, owner,
+    input, reset), `detail` for people; the same shape as a 409's `reasons`."""
+
     code: str
     detail: str
     required: list[str] | None = None
     condition: str | None = None
     values: list[str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_empty(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class TransitionOption(BaseModel):

@@ -1,0 +1,70 @@
+"""People of a service desk for the ticket tests: a requester, the assignee, another agent and
+the tenant's admin, each with their own key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from tests.support import Member, TenantCtx
+
+AGENT = ("tickets:create", "tickets:manage", "tickets:close")
+
+
+@dataclass
+class Desk:
+    client: httpx.AsyncClient
+    tenant: TenantCtx
+    requester: Member
+    assignee: Member
+    agent: Member
+
+    @property
+    def admin(self) -> Member:
+        return self.tenant.admin
+
+    async def open(self, by: Member | None = None, **body: Any) -> dict[str, Any]:
+        payload = {"title": "Something is broken", "catalog_item": "itsm_incident", **body}
+        r = await self.client.post(
+            "/v1/tickets", json=payload, headers=(by or self.requester).headers
+        )
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def assign(self, ticket: dict[str, Any], to: Member) -> dict[str, Any]:
+        r = await self.client.patch(
+            f"/v1/tickets/{ticket['id']}", json={"assignee_id": to.id}, headers=self.admin.headers
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def move(self, ticket: dict[str, Any], by: Member, **body: Any) -> httpx.Response:
+        return await self.client.post(
+            f"/v1/tickets/{ticket['id']}/transitions", json=body, headers=by.headers
+        )
+
+
+@pytest.fixture
+async def desk(client: httpx.AsyncClient, tenant: TenantCtx) -> Desk:
+    return Desk(
+        client=client,
+        tenant=tenant,
+        requester=await tenant.user("tickets:create", name="Rita Requester"),
+        assignee=await tenant.user(*AGENT, name="Ada Assignee"),
+        agent=await tenant.user(*AGENT, name="Otto Other"),
+    )
+
+
+async def force_status(app: FastAPI, ticket_id: str, status: str, **extra: Any) -> None:
+    """Put a ticket in a status directly (test set-up for a transition matrix)."""
+    assignments = ", ".join(["status = :status", *[f"{k} = :{k}" for k in extra]])
+    async with app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            text(f"UPDATE tickets SET {assignments} WHERE id = CAST(:id AS uuid)"),
+            {"status": status, "id": ticket_id, **extra},
+        )

@@ -1,0 +1,144 @@
+"""Comments (internal notes versus external replies), the audit trail, links and approvals."""
+
+from __future__ import annotations
+
+from tests.tickets.conftest import Desk
+
+
+async def test_requesters_never_see_internal_notes(desk: Desk) -> None:
+    ticket = await desk.open()
+    url = f"/v1/tickets/{ticket['id']}"
+    c = desk.client
+    r = await c.post(
+        f"{url}/comments",
+        json={"body": "Looks like the switch in B2", "visibility": "internal"},
+        headers=desk.agent.headers,
+    )
+    assert r.status_code == 201 and r.json()["visibility"] == "internal"
+    r = await c.post(
+        f"{url}/comments",
+        json={"body": "We are on it", "visibility": "external"},
+        headers=desk.agent.headers,
+    )
+    assert r.status_code == 201
+    r = await c.post(f"{url}/comments", json={"body": "Thanks!"}, headers=desk.requester.headers)
+    assert r.status_code == 201 and r.json()["visibility"] == "external"
+    r = await c.post(
+        f"{url}/comments",
+        json={"body": "psst", "visibility": "internal"},
+        headers=desk.requester.headers,
+    )
+    assert r.status_code == 403
+    # An internal note through a transition is refused to a requester too.
+    r = await c.post(
+        f"{url}/comments",
+        json={"body": "", "visibility": "external"},
+        headers=desk.requester.headers,
+    )
+    assert r.status_code == 422
+
+    as_requester = (await c.get(f"{url}/comments", headers=desk.requester.headers)).json()["items"]
+    assert [x["body"] for x in as_requester] == ["We are on it", "Thanks!"]
+    as_agent = (await c.get(f"{url}/comments", headers=desk.agent.headers)).json()["items"]
+    assert [x["body"] for x in as_agent] == [
+        "Looks like the switch in B2",
+        "We are on it",
+        "Thanks!",
+    ]
+    assert as_agent[0]["author"]["name"] == "Otto Other"
+
+    requester_events = (await c.get(f"{url}/events", headers=desk.requester.headers)).json()[
+        "items"
+    ]
+    agent_events = (await c.get(f"{url}/events", headers=desk.agent.headers)).json()["items"]
+    assert [e["data"]["visibility"] for e in requester_events if e["kind"] == "commented"] == [
+        "external",
+        "external",
+    ]
+    assert [e["data"]["visibility"] for e in agent_events if e["kind"] == "commented"] == [
+        "internal",
+        "external",
+        "external",
+    ]
+
+
+async def test_audit_trail_records_every_change_with_actor(desk: Desk) -> None:
+    ticket = await desk.open()
+    url = f"/v1/tickets/{ticket['id']}"
+    await desk.assign(ticket, desk.assignee)
+    await desk.client.patch(url, json={"priority": "LOW"}, headers=desk.agent.headers)
+    await desk.move(
+        ticket, desk.assignee, action="start", comment="Starting now", comment_visibility="internal"
+    )
+    events = (await desk.client.get(f"{url}/events", headers=desk.agent.headers)).json()["items"]
+    assert [e["kind"] for e in events] == [
+        "created",
+        "assigned",
+        "field_changed",
+        "transitioned",
+        "commented",
+    ]
+    actors = [e["actor"]["id"] for e in events]
+    assert actors == [
+        desk.requester.id,
+        desk.admin.id,
+        desk.agent.id,
+        desk.assignee.id,
+        desk.assignee.id,
+    ]
+    assert events[3]["data"] == {"action": "start", "from": "open", "to": "in_progress"}
+    # Pages of the trail.
+    page = (
+        await desk.client.get(f"{url}/events", params={"limit": 2}, headers=desk.agent.headers)
+    ).json()
+    rest = (
+        await desk.client.get(
+            f"{url}/events",
+            params={"limit": 10, "cursor": page["next_cursor"]},
+            headers=desk.agent.headers,
+        )
+    ).json()
+    assert [e["id"] for e in page["items"] + rest["items"]] == [e["id"] for e in events]
+    assert rest["next_cursor"] is None
+
+
+async def test_links_and_approvals(desk: Desk) -> None:
+    a, b = await desk.open(), await desk.open()
+    c, h = desk.client, desk.agent.headers
+    url = f"/v1/tickets/{a['id']}"
+    r = await c.post(f"{url}/links", json={"kind": "blocked_by", "target": b["id"]}, headers=h)
+    assert r.status_code == 201
+    link = r.json()
+    assert (
+        await c.post(f"{url}/links", json={"kind": "blocked_by", "target": b["number"]}, headers=h)
+    ).status_code == 409
+    assert (
+        await c.post(f"{url}/links", json={"kind": "blocked_by", "target": a["id"]}, headers=h)
+    ).status_code == 422
+    assert (
+        await c.post(f"{url}/links", json={"kind": "blocked_by", "target": "TKT-999999"}, headers=h)
+    ).status_code == 422
+    assert (
+        await c.post(f"{url}/links", json={"kind": "Blocked By", "target": b["id"]}, headers=h)
+    ).status_code == 422
+    r = await c.post(
+        f"{url}/links",
+        json={"kind": "relates_to", "target": b["id"]},
+        headers=desk.requester.headers,
+    )
+    assert r.status_code == 403
+    assert [
+        x["kind"] for x in (await c.get(f"{url}/links", headers=desk.requester.headers)).json()
+    ] == ["blocked_by"]
+    assert (await c.delete(f"{url}/links/{link['id']}", headers=h)).status_code == 204
+    assert (await c.delete(f"{url}/links/{link['id']}", headers=h)).status_code == 404
+    assert (await c.get(f"{url}/links", headers=h)).json() == []
+
+    assert (
+        await c.post(f"{url}/approvals", json={"name": "infra"}, headers=desk.requester.headers)
+    ).status_code == 403
+    r = await c.post(f"{url}/approvals", json={"name": "infra"}, headers=h)
+    assert r.status_code == 201 and r.json()["approver"]["id"] == desk.agent.id
+    assert [x["name"] for x in (await c.get(f"{url}/approvals", headers=h)).json()] == ["infra"]
+    kinds = [e["kind"] for e in (await c.get(f"{url}/events", headers=h)).json()["items"]]
+    assert kinds == ["created", "linked", "unlinked", "approved"]

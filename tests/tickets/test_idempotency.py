@@ -1,0 +1,100 @@
+"""Idempotency-Key on ticket creation, transitions and comments."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from tests.tickets.conftest import Desk
+
+
+async def test_a_retry_returns_the_first_response(desk: Desk) -> None:
+    h = desk.requester.headers | {"Idempotency-Key": "create-1"}
+    body = {"title": "Idempotent", "catalog_item": "incident"}
+    first = await desk.client.post("/v1/tickets", json=body, headers=h)
+    again = await desk.client.post("/v1/tickets", json=body, headers=h)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["etag"] == first.headers["etag"]
+    listed = (await desk.client.get("/v1/tickets", headers=desk.requester.headers)).json()["items"]
+    assert len(listed) == 1
+    # The same key with another body is refused; the key is per API key, so another caller's
+    # identical key is independent.
+    r = await desk.client.post("/v1/tickets", json={**body, "title": "Other"}, headers=h)
+    assert r.status_code == 422
+    r = await desk.client.post(
+        "/v1/tickets", json=body, headers=desk.agent.headers | {"Idempotency-Key": "create-1"}
+    )
+    assert r.status_code == 201 and r.json()["id"] != first.json()["id"]
+
+
+async def test_a_refusal_is_replayed_too(desk: Desk) -> None:
+    ticket = await desk.open()
+    h = desk.requester.headers | {"Idempotency-Key": "t-1"}
+    url = f"/v1/tickets/{ticket['id']}/transitions"
+    first = await desk.client.post(url, json={"action": "start"}, headers=h)
+    again = await desk.client.post(url, json={"action": "start"}, headers=h)
+    assert first.status_code == again.status_code == 409
+    assert first.json() == again.json()
+    assert again.headers["content-type"] == "application/problem+json"
+
+
+async def test_comments_are_idempotent(desk: Desk) -> None:
+    ticket = await desk.open()
+    url = f"/v1/tickets/{ticket['id']}/comments"
+    h = desk.requester.headers | {"Idempotency-Key": "c-1"}
+    a = await desk.client.post(url, json={"body": "hello"}, headers=h)
+    b = await desk.client.post(url, json={"body": "hello"}, headers=h)
+    assert a.json() == b.json()
+    assert len((await desk.client.get(url, headers=h)).json()["items"]) == 1
+
+
+async def test_in_flight_is_409(desk: Desk, app: FastAPI) -> None:
+    body = b'{"title":"x","catalog_item":"incident"}'
+    digest = hashlib.sha256(b"POST /v1/tickets\n" + body).digest()
+    async with app.state.sessionmaker() as session, session.begin():
+        key_id = (
+            await session.execute(
+                text("SELECT id FROM api_keys WHERE user_id = :u"), {"u": desk.requester.id}
+            )
+        ).scalar_one()
+        await session.execute(
+            text(
+                "INSERT INTO idempotency_keys "
+                "(tenant_id, api_key_id, key, request_hash, state, expires_at) "
+                "VALUES (:t, :k, 'busy', :h, 'in_flight', now() + interval '1 day')"
+            ),
+            {"t": desk.tenant.id, "k": key_id, "h": digest},
+        )
+    h = desk.requester.headers | {"Idempotency-Key": "busy", "content-type": "application/json"}
+    r = await desk.client.post("/v1/tickets", content=body, headers=h)
+    assert r.status_code == 409 and r.headers["retry-after"] == "1"
+
+
+async def test_concurrent_retries_create_one_ticket(desk: Desk) -> None:
+    key = str(uuid.uuid4())
+    h = desk.requester.headers | {"Idempotency-Key": key}
+    body = {"title": "Storm", "catalog_item": "incident"}
+    results = await asyncio.gather(
+        *[desk.client.post("/v1/tickets", json=body, headers=h) for _ in range(8)]
+    )
+    created = {r.json()["id"] for r in results if r.status_code == 201}
+    assert len(created) == 1
+    assert all(r.status_code in (201, 409) for r in results)
+    listed = (await desk.client.get("/v1/tickets", headers=desk.requester.headers)).json()["items"]
+    assert [t["id"] for t in listed] == list(created)
+
+
+async def test_bad_keys_are_422(desk: Desk) -> None:
+    r = await desk.client.post(
+        "/v1/tickets",
+        json={"title": "x", "catalog_item": "incident"},
+        headers=desk.requester.headers | {"Idempotency-Key": "k" * 256},
+    )
+    assert r.status_code == 422
