@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from flowdesk.app import create_app
 from flowdesk.config import Settings
 from flowdesk.db import embedded, migrate
-from tests.support import TenantCtx, new_tenant
+from tests.support import PLATFORM_TOKEN, TenantCtx, new_tenant
 
 
 def _plain_dsn(url: str) -> str:
@@ -95,7 +95,15 @@ def database_url(create_database: object) -> str:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, seed_demo=False, db_pool_size=10)
+    return Settings(
+        database_url=database_url,
+        seed_demo=False,
+        db_pool_size=10,
+        platform_token=PLATFORM_TOKEN,
+        # The background tasks are driven by hand in the tests that need them.
+        quota_check_seconds=0,
+        usage_flush_seconds=3600,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,13 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from flowdesk.itsm.service import LicenceChange, update_licence
+from flowdesk.itsm.vocabulary import FLAGS
 from flowdesk.tenants.service import create_tenant
 
 ALL_SCOPES = ["tickets:read", "tickets:write", "admin"]
+# The platform operator's credential in the test app's settings.
+PLATFORM_TOKEN = "test-platform-token-0123456789abcdef"
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -89,9 +93,26 @@ class TenantCtx:
         return str(r.json()["key"])
 
 
-async def new_tenant(app: FastAPI, client: httpx.AsyncClient, **kwargs: Any) -> TenantCtx:
+async def new_tenant(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    *,
+    licensed: bool = True,
+    flags: dict[str, bool] | None = None,
+    quotas: dict[str, int | None] | None = None,
+    **kwargs: Any,
+) -> TenantCtx:
+    """A tenant with its admin. By default its ITSM licence is active with every feature flag
+    on (`licensed=False` for one without; `flags`/`quotas` to shape the licence)."""
     slug = f"t-{uuid.uuid4().hex[:12]}"
     async with app.state.sessionmaker() as session, session.begin():
         created = await create_tenant(session, slug, f"Tenant {slug}", **kwargs)
+        if licensed or flags or quotas:
+            change = LicenceChange(
+                active=licensed,
+                flags={flag: True for flag in FLAGS} | (flags or {}),
+                quotas=quotas or {},
+            )
+            await update_licence(session, created.tenant.id, change, "tests")
     admin = Member(str(created.admin.id), created.admin.email, created.key.secret)
     return TenantCtx(app, client, created.tenant.id, slug, admin)

@@ -17,9 +17,14 @@ from flowdesk.db import embedded
 from flowdesk.db.engine import make_engine, make_sessionmaker
 from flowdesk.errors import ServiceUnavailable, install_handlers
 from flowdesk.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from flowdesk.itsm.runtime import itsm_runtime
+from flowdesk.platform.endpoints import router as platform_router
+from flowdesk.public.endpoints import router as public_router
 from flowdesk.tenants.endpoints import router as tenants_router
 from flowdesk.tickets.endpoints import router as tickets_router
 from flowdesk.tickets.workflow_endpoints import router as workflows_router
+from flowdesk.usage.endpoints import router as usage_router
+from flowdesk.usage.middleware import ApiUsageMiddleware
 from flowdesk.workflow import Catalog, load_catalog
 
 logger = logging.getLogger(__name__)
@@ -37,6 +42,16 @@ TAGS = [
     {"name": "workflows", "description": "The compiled workflow catalog."},
     {"name": "administration", "description": "Tenant administration: users, groups, API keys."},
     {"name": "health", "description": "Liveness and readiness probes."},
+    {
+        "name": "public",
+        "description": "The public API for external systems: tickets with scoped API keys, "
+        "rate limits (IETF RateLimit fields) and usage metering; needs the public_api flag.",
+    },
+    {
+        "name": "platform",
+        "description": "The platform operator's API (ITSM licences, quota alerts, usage), "
+        "authenticated with the platform token, never a tenant's key.",
+    },
 ]
 
 
@@ -62,7 +77,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             touch_interval=settings.key_touch_interval_seconds,
         )
         try:
-            yield
+            async with itsm_runtime(app, engine, settings):
+                yield
         finally:
             await engine.dispose()
 
@@ -79,6 +95,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(tenants_router)
     app.include_router(tickets_router)
     app.include_router(workflows_router)
+    app.include_router(usage_router)
+    app.include_router(public_router)
+    app.include_router(platform_router)
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     async def healthz() -> dict[str, str]:
@@ -94,6 +113,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         return {"status": "ready"}
 
     # Outermost first: the request id must be set before anything logs.
+    app.add_middleware(
+        ApiUsageMiddleware,
+        limited_paths=settings.rate_limit_paths,
+        metered_paths=settings.metered_paths,
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -41,9 +41,39 @@ class Settings(BaseSettings):
     key_touch_interval_seconds: int = Field(default=60, ge=1)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Redis shared by replicas for rate limits (redis://host:6379/0); unset: in-process limits.
     redis_url: str | None = None
+
+    # The platform operator's credential for /platform/v1 (`Authorization: Bearer …`). Unset:
+    # the platform API answers 503. Only its SHA-256 is kept once the app is built.
+    platform_token: SecretStr | None = None
+    # How long a tenant's licence, flags and rate-limit policy are trusted from memory; a change
+    # made on another worker (or by the CLI) takes effect within this many seconds.
+    licence_cache_seconds: float = Field(default=5.0, ge=0)
+    # The default rate limit per API key, for tenants without a policy of their own.
+    rate_limit_requests: int = Field(default=600, ge=1)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    # Path prefixes the rate limit applies to (comma-separated in the environment). The public
+    # API always; add "/v1/" to limit the first-party API too.
+    rate_limit_paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["/public/"])
+    # Path prefixes whose requests are metered (per key, day, endpoint family, status class).
+    metered_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/public/", "/v1/"]
+    )
+    # Usage counts are kept in memory and written in one batch this often (and at shutdown).
+    usage_flush_seconds: float = Field(default=10.0, gt=0)
+    # The background quota check runs this often in each process (0: never); an advisory lock
+    # lets one process at a time do it.
+    quota_check_seconds: float = Field(default=300.0, ge=0)
     # Seeds a demo tenant (and prints its admin key) on an empty embedded database.
     seed_demo: bool = True
+
+    @field_validator("rate_limit_paths", "metered_paths", mode="before")
+    @classmethod
+    def _split_prefixes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
 
     @field_validator("workflow_files", mode="before")
     @classmethod

@@ -80,6 +80,64 @@ class InvalidInput(AppError):
         super().__init__(detail, extra={"errors": [{"pointer": p, "detail": d} for p, d in errors]})
 
 
+class LicenceInactive(AppError):
+    """The tenant has no active ITSM licence: its ticket endpoints are closed (403)."""
+
+    status, slug, title = 403, "licence-inactive", "ITSM licence inactive"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            detail
+            or "The ITSM add-on is not licensed for this tenant; the platform operator "
+            "activates it."
+        )
+
+
+class FeatureDisabled(AppError):
+    """A feature flag of the tenant's ITSM licence is off (403); `flag` names it."""
+
+    status, slug, title = 403, "feature-disabled", "Feature disabled"
+
+    def __init__(self, flag: str, detail: str = "") -> None:
+        super().__init__(
+            detail or f"The '{flag}' feature is not enabled for this tenant.",
+            extra={"flag": flag},
+        )
+
+
+class QuotaExceeded(AppError):
+    """A change that would take the tenant beyond a quota of its licence (409: it conflicts
+    with the tenant's current state and succeeds once usage is lowered or the quota raised)."""
+
+    status, slug, title = 409, "quota-exceeded", "Quota exceeded"
+
+    def __init__(self, quota: str, limit: int, current: int, detail: str = "") -> None:
+        super().__init__(
+            detail or f"This would exceed the '{quota}' quota ({current} in use, limit {limit}).",
+            extra={"quota": quota, "limit": limit, "current": current},
+        )
+        self.quota, self.limit, self.current = quota, limit, current
+
+
+class RateLimited(AppError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(
+        self, detail: str, retry_after: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(
+            detail,
+            extra={"retry_after": retry_after},
+            headers={**(headers or {}), "Retry-After": str(retry_after)},
+        )
+
+
+class PlatformDisabled(AppError):
+    """The platform API has no credential configured (FLOWDESK_PLATFORM_TOKEN is unset)."""
+
+    status, slug, title = 503, "platform-api-disabled", "Platform API not configured"
+
+
 class ServiceUnavailable(AppError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
 

@@ -2,6 +2,7 @@
 
 from flowdesk.db.base import Base, metadata
 from flowdesk.models.identity import ApiKey, Group, GroupMember, User
+from flowdesk.models.itsm import LicenceEvent, QuotaAlert
 from flowdesk.models.tenants import Tenant
 from flowdesk.models.tickets import (
     IdempotencyRecord,
@@ -13,14 +14,18 @@ from flowdesk.models.tickets import (
     TicketEvent,
     TicketLink,
 )
+from flowdesk.models.usage import ApiUsage
 
 __all__ = [
     "ApiKey",
+    "ApiUsage",
     "Base",
     "Group",
     "GroupMember",
     "IdempotencyRecord",
+    "LicenceEvent",
     "OutboxMessage",
+    "QuotaAlert",
     "Tenant",
     "Ticket",
     "TicketApproval",

@@ -19,6 +19,8 @@ from flowdesk.http.pagination import (
     encode_cursor,
 )
 from flowdesk.http.types import Limit
+from flowdesk.itsm.controls import default_policy
+from flowdesk.itsm.service import describe
 from flowdesk.models import Group
 from flowdesk.tenants import service
 from flowdesk.tenants.repository import (
@@ -71,20 +73,25 @@ async def me(principal: Authenticated, session: DbSession) -> MeOut:
 # --- tenant --------------------------------------------------------------------------------
 
 
-@router.get("/tenant", response_model=TenantOut, tags=["administration"])
-async def get_tenant(principal: AdminPrincipal, session: DbSession) -> TenantOut:
+@router.get(
+    "/tenant",
+    response_model=TenantOut,
+    tags=["administration"],
+    summary="The tenant: settings, ITSM licence, flags, quotas and their use, rate limit",
+)
+async def get_tenant(request: Request, principal: AdminPrincipal, session: DbSession) -> TenantOut:
     tenant = await service.update_tenant(session, principal.tenant_id, {})
-    return TenantOut.model_validate(tenant, from_attributes=True)
+    return await describe(session, tenant, default_policy(request.app.state.settings))
 
 
 @router.patch("/tenant", response_model=TenantOut, tags=["administration"])
 async def patch_tenant(
-    body: TenantPatch, principal: AdminPrincipal, session: DbSession
+    body: TenantPatch, request: Request, principal: AdminPrincipal, session: DbSession
 ) -> TenantOut:
     tenant = await service.update_tenant(
         session, principal.tenant_id, body.model_dump(exclude_unset=True)
     )
-    return TenantOut.model_validate(tenant, from_attributes=True)
+    return await describe(session, tenant, default_policy(request.app.state.settings))
 
 
 # --- users ---------------------------------------------------------------------------------

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowdesk.auth.permissions import Permission, Scope
 from flowdesk.http.types import INPUT_CONFIG, Email, Name, ShortName, TicketPrefix
+from flowdesk.itsm.schemas import LicenceOut, QuotaUse, RateLimitOut
 
 UserKind = Literal["person", "service"]
 
@@ -19,8 +20,11 @@ class TenantOut(BaseModel):
     slug: str
     name: str
     ticket_prefix: str
-    flags: dict[str, Any]
-    quotas: dict[str, Any]
+    licence: LicenceOut = Field(description="The ITSM add-on licence (set by the operator).")
+    flags: dict[str, bool] = Field(description="Every ITSM feature flag with its value.")
+    quotas: dict[str, int | None] = Field(description="Quota limits; null is unlimited.")
+    quota_usage: dict[str, QuotaUse]
+    rate_limit: RateLimitOut = Field(description="The rate limit per API key.")
     created_at: datetime
     updated_at: datetime
 

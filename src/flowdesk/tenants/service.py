@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flowdesk.auth import keys
 from flowdesk.auth.permissions import ALL_PERMISSIONS, ALL_SCOPES
 from flowdesk.errors import Conflict, InvalidInput, NotFound
+from flowdesk.itsm.quotas import check_agent_seats, grants_agent_seat, guard_agent_seats
 from flowdesk.models import ApiKey, Group, Tenant, User
 from flowdesk.tenants.repository import (
     ApiKeyRepository,
@@ -151,7 +152,21 @@ async def update_group(
             raise Conflict(f"'{group.name}' is a system group; it cannot be renamed.")
         if await groups.by_name(name) is not None:
             raise Conflict(f"A group named '{name}' already exists.")
+    # Granting tickets:manage (or admin) to a group with members may take agent seats.
+    guard = None
+    if "permissions" in values and grants_agent_seat(values["permissions"]):
+        guard = await guard_agent_seats(session, tenant_id)
     group = await groups.update(group, values) if values else group
+    if guard is not None:
+        await check_agent_seats(
+            session,
+            guard,
+            {
+                "action": "update_group",
+                "group_id": str(group_id),
+                "permissions": values["permissions"],
+            },
+        )
     await _ensure_an_admin_remains(session, tenant_id)
     return group
 
@@ -167,9 +182,21 @@ async def delete_group(session: AsyncSession, tenant_id: uuid.UUID, group_id: uu
 async def add_member(
     session: AsyncSession, tenant_id: uuid.UUID, group_id: uuid.UUID, user_id: uuid.UUID
 ) -> bool:
-    await get_group(session, tenant_id, group_id)
+    group = await get_group(session, tenant_id, group_id)
     await get_user(session, tenant_id, user_id)
-    return await GroupRepository(session, tenant_id).add_member(group_id, user_id)
+    guard = (
+        await guard_agent_seats(session, tenant_id)
+        if grants_agent_seat(group.permissions)
+        else None
+    )
+    added = await GroupRepository(session, tenant_id).add_member(group_id, user_id)
+    if guard is not None and added:
+        await check_agent_seats(
+            session,
+            guard,
+            {"action": "add_member", "group_id": str(group_id), "user_id": str(user_id)},
+        )
+    return added
 
 
 async def remove_member(

@@ -1,30 +1,57 @@
 """Who may reach the ticket endpoints at all, before any ticket is looked at.
 
-This is the one place where tenant-level gates on ticket access live (the ITSM licence and
-feature flags hook in here), so that /v1/tickets and /public/v1/tickets share them.
+This is the one place where tenant-level gates on ticket access live, so that /v1/tickets and
+/public/v1/tickets share them. In order:
+
+1. the ITSM licence: without an active one every ticket endpoint answers 403
+   `licence-inactive` (the rest of the tenant works as before);
+2. the channel's feature flag: on /v1 an agent (a principal holding tickets:manage) needs
+   `agent_portal` and anyone else (a desk user) `end_user_portal`; on /public/v1 the tenant
+   needs `public_api`. A disabled flag is 403 `feature-disabled` naming it;
+3. the key's scope: tickets:read to read, tickets:write to write.
+
+The licence state comes from a per-process cache of a few seconds (flowdesk.itsm.controls),
+so the gate costs no query on a warm worker.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from flowdesk.auth.dependencies import require_scope
+from flowdesk.auth.dependencies import Authenticated, require_scope
 from flowdesk.auth.principal import Principal
+from flowdesk.itsm.dependencies import controls_of, ensure_flag
 
 
-async def _reader(
-    principal: Annotated[Principal, Depends(require_scope("tickets:read"))],
-) -> Principal:
-    return principal
+def portal_flag(principal: Principal) -> str:
+    """The flag the first-party ticket endpoints need for this caller."""
+    return "agent_portal" if principal.can("tickets:manage") else "end_user_portal"
 
 
-async def _writer(
-    principal: Annotated[Principal, Depends(require_scope("tickets:write"))],
-) -> Principal:
-    return principal
+async def _gate(request: Request, principal: Principal, flag: str, scope: str) -> Principal:
+    ensure_flag(await controls_of(request, principal), flag)
+    return await require_scope(scope)(principal)
+
+
+async def _reader(request: Request, principal: Authenticated) -> Principal:
+    return await _gate(request, principal, portal_flag(principal), "tickets:read")
+
+
+async def _writer(request: Request, principal: Authenticated) -> Principal:
+    return await _gate(request, principal, portal_flag(principal), "tickets:write")
+
+
+async def _public_reader(request: Request, principal: Authenticated) -> Principal:
+    return await _gate(request, principal, "public_api", "tickets:read")
+
+
+async def _public_writer(request: Request, principal: Authenticated) -> Principal:
+    return await _gate(request, principal, "public_api", "tickets:write")
 
 
 TicketReader = Annotated[Principal, Depends(_reader)]
 TicketWriter = Annotated[Principal, Depends(_writer)]
+PublicTicketReader = Annotated[Principal, Depends(_public_reader)]
+PublicTicketWriter = Annotated[Principal, Depends(_public_writer)]

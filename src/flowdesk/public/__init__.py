@@ -1,0 +1,1 @@
+"""The public API (/public/v1) for external systems (seed 004, "Public API")."""

@@ -1,0 +1,141 @@
+"""Rate limits and usage metering for API-key requests, as pure ASGI middleware.
+
+For a request under a limited prefix (the public API by default) carrying a valid key, the
+key's budget is drawn from before the app runs: over it, the answer is 429 problem+json with
+`Retry-After`, without touching the app. Every response under a limited prefix carries the
+IETF `RateLimit` and `RateLimit-Policy` fields (error responses included). Requests under a
+metered prefix are counted per key once the response has started (see flowdesk.usage.meter).
+
+The key is resolved through the app's Authenticator, whose in-process cache the endpoint's own
+authentication then hits: no extra query. A request without a valid key passes through
+untouched (the endpoint answers 401; there is no key to charge).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flowdesk.auth.principal import Principal
+from flowdesk.errors import RateLimited, problem_response
+from flowdesk.usage.ratelimit import Decision
+
+logger = logging.getLogger(__name__)
+
+OTHER_FAMILY = "other"
+
+
+def family_of(path: str) -> str:
+    """ "/public/v1/tickets/…" -> "public.tickets", "/v1/users/…" -> "v1.users"."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "public" and len(parts) >= 3:
+        return f"public.{parts[2]}"
+    if parts[0] == "v1" and len(parts) >= 2:
+        return f"v1.{parts[1]}"
+    return OTHER_FAMILY
+
+
+class ApiUsageMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, limited_paths: Sequence[str], metered_paths: Sequence[str]
+    ) -> None:
+        self.app = app
+        self.limited = tuple(limited_paths)
+        self.metered = tuple(metered_paths)
+        self._families: set[str] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limited = path.startswith(self.limited) if self.limited else False
+        metered = path.startswith(self.metered) if self.metered else False
+        if not (limited or metered):
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        principal = await _principal(state, scope)
+        if principal is None:
+            await self.app(scope, receive, send)
+            return
+
+        decision = await _decide(state, principal) if limited else None
+        extra = (
+            [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
+            if decision
+            else []
+        )
+        status = 500
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                if extra:
+                    message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            if decision is not None and not decision.allowed:
+                await _too_many(decision)(scope, receive, send_counted)
+            else:
+                await self.app(scope, receive, send_counted)
+        finally:
+            if metered:
+                state.usage_meter.record(
+                    principal.tenant_id, principal.key_id, self._family(scope, path), status
+                )
+
+    def _family(self, scope: Scope, path: str) -> str:
+        """The family of the request: bounded by the app's routes, never by a client's URL.
+        A matched route names it; an unmatched path (or a 429, answered before routing) gets
+        its family only if a route has already shown that family exists."""
+        route = scope.get("route")
+        if route is not None and hasattr(route, "path"):
+            family = family_of(str(route.path))
+            self._families.add(family)
+            return family
+        family = family_of(path)
+        return family if family in self._families else OTHER_FAMILY
+
+
+async def _principal(state: Any, scope: Scope) -> Principal | None:
+    authorization = None
+    for key, value in scope.get("headers", []):
+        if key == b"authorization":
+            authorization = value.decode("latin-1")
+            break
+    if not authorization:
+        return None
+    try:
+        principal: Principal = await state.authenticator.authenticate(authorization)
+    except Exception:  # 401, or the database away: the endpoint will say so itself
+        return None
+    return principal
+
+
+async def _decide(state: Any, principal: Principal) -> Decision | None:
+    try:
+        controls = await state.controls.get(principal.tenant_id)
+    except Exception:  # the database away: no policy to apply; the endpoint will answer 503
+        logger.warning("rate limiter: no policy for tenant %s", principal.tenant_id)
+        return None
+    decision: Decision = await state.rate_limiter.hit(str(principal.key_id), controls.rate_policy)
+    return decision
+
+
+def _too_many(decision: Decision) -> Any:
+    retry_after = max(1, decision.reset_seconds or 1)
+    policy = decision.policy
+    exc = RateLimited(
+        f"This API key's rate limit of {policy.requests} requests per "
+        f"{policy.window_seconds} seconds is used up; retry in {retry_after} seconds.",
+        retry_after,
+    )
+    return problem_response(
+        exc.status, exc.slug, exc.title, exc.detail, extra=exc.extra, headers=exc.headers
+    )
