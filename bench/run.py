@@ -291,7 +291,7 @@ class Bench:
             script = SCENARIOS[scenario][1]
             if script is None:
                 continue
-            for clients in sorted(set(cfg.connections + cfg.connections_multi)):
+            for clients in cfg.all_connections:
                 if cfg.warmup:
                     run_pgbench(
                         binary, conn_args, script, variables, clients, cfg.warmup, self.log_dir

@@ -64,12 +64,17 @@ class Config:
     profile: bool = False
     profile_seconds: int = 15
 
-    @property
-    def max_connections(self) -> int:
-        return max(self.connections + self.connections_multi)
-
     def points(self, workers: int) -> list[int]:
         return self.connections if workers == 1 else self.connections_multi
+
+    @property
+    def all_connections(self) -> list[int]:
+        """Every connection count some worker count is measured at (pgbench runs these)."""
+        return sorted({c for w in self.workers for c in self.points(w)})
+
+    @property
+    def max_connections(self) -> int:
+        return max(self.all_connections)
 
     @classmethod
     def from_env(cls) -> Config:
@@ -111,7 +116,9 @@ class Config:
             raise SystemExit(f"bench: BENCH_DB_PREFIX {self.db_prefix!r} is not an identifier")
         if self.duration < 1 or self.repetitions < 1 or self.warmup < 0:
             raise SystemExit("bench: duration and repetitions must be >= 1, warmup >= 0")
-        if min(self.connections + self.connections_multi) < 1 or self.max_connections > 256:
+        if not self.workers or min(self.workers) < 1:
+            raise SystemExit("bench: worker counts must be >= 1")
+        if min(self.all_connections) < 1 or self.max_connections > 256:
             raise SystemExit("bench: connections must be between 1 and 256")
         if self.tenants < 1:
             raise SystemExit("bench: at least one tenant")
