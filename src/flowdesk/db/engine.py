@@ -21,9 +21,11 @@ def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        # A connection killed by a database restart is noticed on checkout and replaced, so the
-        # service recovers by itself when the database comes back.
-        pool_pre_ping=True,
+        # No pre-ping: it would cost a round trip on every request. A connection broken by a
+        # database restart fails its statement, SQLAlchemy invalidates it (and the pool's
+        # older connections), that request gets a 503 and the next ones get fresh connections:
+        # the service recovers by itself when the database comes back.
+        pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"timeout": settings.db_connect_timeout, "server_settings": server_settings},
     )
