@@ -22,6 +22,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from loadbench import database, prepare, profile, report, seed, servers
 from loadbench.config import ROOT, SCENARIOS, Config
@@ -50,6 +51,7 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--database-url", help="a PostgreSQL server to use instead of the embedded one")
     p.add_argument("--no-pgbench", action="store_true", help="leave pgbench out")
     p.add_argument("--profile", action="store_true", help="also profile a worker with py-spy")
+    p.add_argument("--profile-only", action="store_true", help="seed, then only the py-spy profile")
     p.add_argument("--drop", action="store_true", help="drop the databases at the end")
     args = p.parse_args(argv)
     if args.quick:
@@ -73,8 +75,9 @@ def parse_args(argv: list[str] | None) -> Config:
         cfg.database_url = args.database_url
     if args.no_pgbench:
         cfg.pgbench = False
-    if args.profile:
+    if args.profile or args.profile_only:
         cfg.profile = True
+    cfg.profile_only = args.profile_only
     if args.drop:
         cfg.drop_databases = True
     cfg.validate()
@@ -125,10 +128,9 @@ class Bench:
         for system, secrets in (("flowdesk", keys), ("reference", tokens)):
             keys_file = self.run_dir / f"{system}_keys.txt"
             keys_file.write_text("\n".join(secrets) + "\n")
-            self.files[system] = {
-                "keys": keys_file,
-                "tickets": self.run_dir / f"{system}_tickets.txt",
-            }
+            tickets_file = self.run_dir / f"{system}_tickets.txt"
+            tickets_file.unlink(missing_ok=True)  # a previous run's, in databases now gone
+            self.files[system] = {"keys": keys_file, "tickets": tickets_file}
         log("seeded the reference and pgbench databases")
         self._meta()
 
@@ -309,37 +311,52 @@ class Bench:
     # --- profile -----------------------------------------------------------------------
 
     def profile_phase(self) -> None:
+        """py-spy on the one worker of a fresh flowdesk while wrk drives each profiled
+        scenario at 32 connections."""
         assert self.server is not None
         cfg = self.cfg
         if profile.py_spy_binary() is None:
             log("py-spy is not installed; no profile (BENCH_PROFILE=1 make bench installs it)")
             return
+        cfg.results_dir.mkdir(parents=True, exist_ok=True)
         fd = servers.start_flowdesk(
             self.server.sqlalchemy_url(self.names["flowdesk"]), 1, self.log_dir
         )
         try:
-            out = cfg.results_dir / "profile-create-spread.collapsed.txt"
-            cfg.results_dir.mkdir(parents=True, exist_ok=True)
+            files = self.files["flowdesk"]
+            if not files["tickets"].exists():
+                count = 32 * cfg.tickets_per_connection
+                made = asyncio.run(prepare.prepare(fd.base_url, _lines(files["keys"]), count, 0))
+                files["tickets"].write_text("\n".join(made) + "\n")
             pid = fd.workers()[0].pid
-            thread = profile.record(pid, cfg.profile_seconds, out)
-            sample = run_wrk(
-                fd.base_url,
-                "create.lua",
-                self._script_args("flowdesk", "create_spread"),
-                32,
-                cfg.profile_seconds + 4,
-            )
-            thread.join(cfg.profile_seconds + 60)
+            for scenario in cfg.profile_scenarios:
+                self.results.profiles[scenario] = self._profile_one(fd, pid, scenario)
         finally:
             fd.stop()
+
+    def _profile_one(self, fd: servers.ServerProcess, pid: int, scenario: str) -> dict[str, Any]:
+        cfg = self.cfg
+        if scenario == "transition":
+            asyncio.run(prepare.reset(fd.base_url, _lines(self.files["flowdesk"]["tickets"])))
+        out = cfg.results_dir / f"profile-{scenario}.collapsed.txt"
+        out.unlink(missing_ok=True)
+        thread = profile.record(pid, cfg.profile_seconds, out)
+        sample = run_wrk(
+            fd.base_url,
+            SCENARIOS[scenario][0],
+            self._script_args("flowdesk", scenario),
+            32,
+            cfg.profile_seconds + 4,
+        )
+        thread.join(cfg.profile_seconds + 60)
         if not out.exists():
             log("py-spy wrote no profile (does this system allow ptrace?)")
-            return
+            return {}
         summary = profile.summarise(out)
         summary["rps_while_profiling"] = round(sample.rps, 1)
-        summary["file"] = str(out.relative_to(ROOT))
-        self.results.profile = summary
-        log(f"profile: {summary['samples']} samples; by library: {summary['areas']}")
+        summary["file"] = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
+        log(f"profile {scenario}: {summary['samples']} samples; by library: {summary['areas']}")
+        return summary
 
     # --- all ---------------------------------------------------------------------------
 
@@ -347,16 +364,17 @@ class Bench:
         cfg = self.cfg
         try:
             self.setup()
-            for index, workers in enumerate(cfg.workers):
+            for index, workers in enumerate([] if cfg.profile_only else cfg.workers):
                 self.http_phase(workers, first=index == 0)
-            if cfg.pgbench:
+            if cfg.pgbench and not cfg.profile_only:
                 self.pgbench_phase()
             if cfg.profile:
                 self.profile_phase()
         finally:
             if cfg.drop_databases and self.server is not None:
                 asyncio.run(database.drop(self.server, list(self.names.values())))
-        json_path, md_path, text = report.write(self.results, cfg.results_dir)
+        stem = "profile" if cfg.profile_only else "latest"
+        json_path, md_path, text = report.write(self.results, cfg.results_dir, stem)
         print()
         print(text)
         log(f"wrote {json_path} and {md_path}")

@@ -62,6 +62,8 @@ class Config:
     db_prefix: str = "bench"
     drop_databases: bool = False
     profile: bool = False
+    profile_only: bool = False
+    profile_scenarios: list[str] = field(default_factory=lambda: ["create_spread", "transition"])
     profile_seconds: int = 15
 
     def points(self, workers: int) -> list[int]:
@@ -109,6 +111,8 @@ class Config:
             cfg.results_dir = Path(env["BENCH_RESULTS_DIR"]).resolve()
         cfg.db_prefix = env.get("BENCH_DB_PREFIX", cfg.db_prefix)
         cfg.profile = env.get("BENCH_PROFILE", "0") not in ("", "0")
+        if "BENCH_PROFILE_SCENARIOS" in env:
+            cfg.profile_scenarios = _names(env["BENCH_PROFILE_SCENARIOS"])
         return cfg
 
     def validate(self) -> None:

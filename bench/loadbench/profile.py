@@ -14,20 +14,15 @@ from typing import Any
 
 _LINE = re.compile(r"^(.*) (\d+)$")
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::\d+)?\)$")
-AREAS = [
-    ("sqlalchemy", "/sqlalchemy/"),
-    ("asyncpg", "/asyncpg/"),
-    ("pydantic", "/pydantic"),
-    ("fastapi", "/fastapi/"),
-    ("starlette", "/starlette/"),
-    ("uvicorn/httptools", "/uvicorn/"),
-    ("uvicorn/httptools", "/httptools/"),
-    ("orjson/json", "/json/"),
-    ("flowdesk", "/flowdesk/"),
-    ("asyncio/uvloop", "/asyncio/"),
-    ("asyncio/uvloop", "/uvloop/"),
-    ("logging", "/logging/"),
-]
+# Top-level modules grouped into the areas the report names.
+AREAS = {
+    "pydantic_core": "pydantic",
+    "httptools": "uvicorn/httptools",
+    "uvicorn": "uvicorn/httptools",
+    "uvloop": "asyncio/uvloop",
+    "asyncio": "asyncio/uvloop",
+    "greenlet": "sqlalchemy",
+}
 
 
 def py_spy_binary() -> str | None:
@@ -35,24 +30,28 @@ def py_spy_binary() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def _short(frame: str) -> str:
-    """'execute (sqlalchemy/orm/session.py:123)' -> 'sqlalchemy/orm/session.py:execute'."""
+def _split(frame: str) -> tuple[str, str]:
+    """'execute (sqlalchemy/orm/session.py:123)' -> ('execute', 'sqlalchemy/orm/session.py')."""
     match = _FRAME.match(frame)
     if not match:
-        return frame
+        return frame, ""
     path = match["file"]
-    for marker in ("site-packages/", "/src/", "/lib/python3"):
+    for marker in ("site-packages/", "/src/", "/lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break
-    return f"{path}:{match['func']}"
+    return match["func"], path
+
+
+def _short(frame: str) -> str:
+    func, path = _split(frame)
+    return f"{path}:{func}" if path else func
 
 
 def _area(frame: str) -> str:
-    for area, marker in AREAS:
-        if marker in frame:
-            return area
-    return "other (stdlib, C, idle)"
+    _, path = _split(frame)
+    top = path.split("/", 1)[0].removesuffix(".py") if path else "(native)"
+    return AREAS.get(top, top)
 
 
 def summarise(collapsed: Path, top: int = 30) -> dict[str, Any]:
@@ -84,12 +83,28 @@ def summarise(collapsed: Path, top: int = 30) -> dict[str, Any]:
             {"frame": k, "self_pct": self_time[k] * pct, "total_pct": total_time[k] * pct}
             for k in ranked
         ],
-        "top_total": [
+        # flowdesk's own functions by inclusive time: where a fix in flowdesk would land.
+        "flowdesk_total": [
             {"frame": k, "total_pct": v * pct, "self_pct": self_time[k] * pct}
-            for k, v in total_time.most_common(top)
-        ],
-        "areas": {k: round(v * pct, 1) for k, v in areas.most_common()},
+            for k, v in total_time.most_common()
+            if k.startswith("flowdesk/")
+        ][:top],
+        "areas": _areas(areas, samples),
     }
+
+
+def _areas(areas: Counter[str], samples: int) -> dict[str, float]:
+    """Share of samples per library (by leaf frame); those under 1% summed as "other"."""
+    out: dict[str, float] = {}
+    other = 0.0
+    for name, count in areas.most_common():
+        share = 100.0 * count / samples
+        if share >= 1.0:
+            out[name] = round(share, 1)
+        else:
+            other += share
+    out["other"] = round(other, 1)
+    return out
 
 
 def record(pid: int, seconds: int, out: Path, *, delay: float = 2.0) -> threading.Thread:

@@ -38,7 +38,7 @@ class Results:
     # (system, scenario, connections, workers) -> Point; pgbench uses workers 0
     points: dict[tuple[str, str, int, int], Point] = field(default_factory=dict)
     memory: dict[int, dict[str, float]] = field(default_factory=dict)
-    profile: dict[str, Any] | None = None
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, system: str, scenario: str, conns: int, workers: int, sample: Sample) -> None:
         self.points.setdefault((system, scenario, conns, workers), Point()).samples.append(sample)
@@ -200,15 +200,29 @@ def markdown(results: Results, rows: list[dict[str, Any]], goals: list[dict[str,
     for g in goals:
         met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
         lines.append(f"| {g['target']} | {g['wanted']} | {_fmt(g['value'])} | {met} |")
-    if results.profile:
-        lines += ["", "## Profile (py-spy, one worker, create spread 32 conns)", ""]
-        lines += ["| function | self % | total % |", "|---|--:|--:|"]
-        for row in results.profile.get("top", []):
+    for scenario, prof in results.profiles.items():
+        if not prof:
+            continue
+        lines += [
+            "",
+            f"## Profile: {scenario}, one worker, 32 connections (py-spy, {prof['samples']} "
+            f"samples, {prof['rps_while_profiling']:.0f} rps while sampled)",
+            "",
+            "By library (leaf frame): "
+            + ", ".join(f"{k} {v:.0f}%" for k, v in prof["areas"].items()),
+            "",
+            "| function (by self time) | self % | total % |",
+            "|---|--:|--:|",
+        ]
+        for row in prof.get("top", [])[:20]:
             lines.append(f"| `{row['frame']}` | {row['self_pct']:.1f} | {row['total_pct']:.1f} |")
+        lines += ["", "| flowdesk function (by total time) | total % | self % |", "|---|--:|--:|"]
+        for row in prof.get("flowdesk_total", [])[:20]:
+            lines.append(f"| `{row['frame']}` | {row['total_pct']:.1f} | {row['self_pct']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
-def write(results: Results, out_dir: Path) -> tuple[Path, Path, str]:
+def write(results: Results, out_dir: Path, stem: str = "latest") -> tuple[Path, Path, str]:
     rows = entries(results)
     goals = targets(results, rows)
     document = {
@@ -216,11 +230,11 @@ def write(results: Results, out_dir: Path) -> tuple[Path, Path, str]:
         "scenarios": rows,
         "memory": {f"workers_{w}": m for w, m in sorted(results.memory.items())},
         "targets": goals,
-        "profile": results.profile,
+        "profiles": results.profiles,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "latest.json"
-    md_path = out_dir / "latest.md"
+    json_path = out_dir / f"{stem}.json"
+    md_path = out_dir / f"{stem}.md"
     text = markdown(results, rows, goals)
     json_path.write_text(json.dumps(document, indent=2) + "\n")
     md_path.write_text(text)
