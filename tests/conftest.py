@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from flowdesk.app import create_app
 from flowdesk.config import Settings
 from flowdesk.db import embedded, migrate
-from tests.support import PLATFORM_TOKEN, TenantCtx, new_tenant
+from tests.support import PLATFORM_TOKEN, Operator, TenantCtx, new_tenant
 
 
 def _plain_dsn(url: str) -> str:
@@ -129,3 +129,9 @@ async def tenant(app: FastAPI, client: httpx.AsyncClient) -> TenantCtx:
 @pytest.fixture
 async def other_tenant(app: FastAPI, client: httpx.AsyncClient) -> TenantCtx:
     return await new_tenant(app, client)
+
+
+@pytest.fixture
+def operator(client: httpx.AsyncClient) -> Operator:
+    """The platform operator, with the platform token."""
+    return Operator(client)

@@ -116,3 +116,33 @@ async def new_tenant(
             await update_licence(session, created.tenant.id, change, "tests")
     admin = Member(str(created.admin.id), created.admin.email, created.key.secret)
     return TenantCtx(app, client, created.tenant.id, slug, admin)
+
+
+# --- the ITSM add-on: the platform operator, problems, a ticket body ----------------------
+
+
+class Operator:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.headers = bearer(PLATFORM_TOKEN)
+
+    async def licence(self, slug: str, **body: Any) -> dict[str, Any]:
+        r = await self.client.patch(
+            f"/platform/v1/tenants/{slug}/licence", json=body, headers=self.headers
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def flags(self, slug: str, **flags: bool) -> dict[str, Any]:
+        return await self.licence(slug, flags=flags)
+
+    async def get(self, path: str, **params: Any) -> httpx.Response:
+        return await self.client.get(f"/platform/v1{path}", params=params, headers=self.headers)
+
+
+def problem_type(r: httpx.Response) -> str:
+    assert r.headers["content-type"].startswith("application/problem+json"), r.text
+    return str(r.json()["type"]).removeprefix("/problems/")
+
+
+TICKET = {"title": "The printer is on fire", "catalog_item": "itsm_incident"}

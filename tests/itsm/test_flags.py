@@ -9,8 +9,7 @@ from flowdesk.errors import FeatureDisabled, LicenceInactive
 from flowdesk.itsm.controls import RatePolicy, TenantControls
 from flowdesk.itsm.dependencies import ensure_flag
 from flowdesk.itsm.vocabulary import FLAGS
-from tests.itsm.conftest import TICKET, Operator, problem_type
-from tests.support import TenantCtx
+from tests.support import TICKET, Operator, TenantCtx, problem_type
 
 AGENT = ("tickets:create", "tickets:manage", "tickets:close")
 

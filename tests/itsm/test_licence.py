@@ -6,8 +6,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from tests.itsm.conftest import TICKET, Operator, problem_type
-from tests.support import TenantCtx, new_tenant
+from tests.support import TICKET, Operator, TenantCtx, new_tenant, problem_type
 
 
 async def test_without_a_licence_only_the_ticket_endpoints_close(

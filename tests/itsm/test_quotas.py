@@ -4,14 +4,16 @@ alerts; max_emails_month stored and readable."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from flowdesk.errors import QuotaExceeded
 from flowdesk.itsm.quotas import QUOTA_CHECK_LOCK_KEY, QuotaChecker, run_quota_check
-from tests.itsm.conftest import Operator, problem_type
-from tests.support import TenantCtx, new_tenant
+from flowdesk.tenants import service as tenant_service
+from tests.support import Operator, TenantCtx, new_tenant, problem_type
 
 MANAGE = ("tickets:manage",)
 
@@ -86,13 +88,24 @@ async def test_max_agents_under_at_and_over(
 async def test_concurrent_grants_cannot_both_take_the_last_seat(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
+    """Four transactions on their own connections each grant a seat and stay open a moment
+    before committing: without the tenant row lock each would count only its own grant and
+    all four would pass."""
     tenant = await new_tenant(app, client, quotas={"max_agents": 2})
-    group = await tenant.group(*MANAGE)
-    users = [await tenant.user() for _ in range(4)]
-    results = await asyncio.gather(
-        *[client.put(f"/v1/groups/{group}/members/{u.id}", headers=tenant.headers) for u in users]
-    )
-    assert sorted(r.status_code for r in results) == [204, 409, 409, 409]
+    group = uuid.UUID(await tenant.group(*MANAGE))
+    users = [uuid.UUID((await tenant.user()).id) for _ in range(4)]
+
+    async def grant(user_id: uuid.UUID) -> str:
+        try:
+            async with app.state.sessionmaker() as session, session.begin():
+                await tenant_service.add_member(session, tenant.id, group, user_id)
+                await asyncio.sleep(0.05)
+        except QuotaExceeded:
+            return "refused"
+        return "granted"
+
+    results = await asyncio.gather(*[grant(u) for u in users])
+    assert sorted(results) == ["granted", "refused", "refused", "refused"]
 
 
 async def test_unlimited_and_max_emails_month(

@@ -1,0 +1,106 @@
+"""Usage metering: requests per key per day by endpoint family and status class, counted in
+memory and written in batches; read by the tenant's admin and by the operator."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from flowdesk.models import ApiUsage
+from flowdesk.usage.meter import UsageMeter
+from flowdesk.usage.middleware import family_of
+from tests.support import TICKET, Operator, TenantCtx
+
+
+async def stored_rows(app: FastAPI, tenant: TenantCtx) -> int:
+    async with app.state.sessionmaker() as session:
+        stmt = select(func.count()).select_from(ApiUsage).where(ApiUsage.tenant_id == tenant.id)
+        return int((await session.execute(stmt)).scalar_one())
+
+
+def counts(report: dict[str, object], key_id: str) -> dict[tuple[str, str], int]:
+    items = report["items"]
+    assert isinstance(items, list)
+    return {
+        (i["family"], i["status_class"]): i["count"] for i in items if i["api_key_id"] == key_id
+    }
+
+
+async def test_requests_are_counted_and_flushed_in_batches(
+    app: FastAPI, client: httpx.AsyncClient, tenant: TenantCtx, operator: Operator
+) -> None:
+    member = await tenant.user("tickets:create", scopes=["tickets:read", "tickets:write"])
+    key_id = (await client.get("/v1/me", headers=member.headers)).json()["key_id"]
+    h = member.headers
+    await app.state.usage_meter.flush()
+    for _ in range(3):
+        assert (await client.get("/public/v1/tickets", headers=h)).status_code == 200
+    assert (await client.post("/public/v1/tickets", json=TICKET, headers=h)).status_code == 201
+    assert (await client.get("/public/v1/tickets/TKT-999999", headers=h)).status_code == 404
+    assert (await client.get("/v1/tickets", headers=h)).status_code == 200
+    assert (await client.get("/v1/users", headers=h)).status_code == 403
+    assert (await client.get("/v1/no-such-thing", headers=h)).status_code == 404
+    assert (await client.get("/v1/tickets")).status_code == 401  # no key: nothing to charge
+
+    # No write per request: nothing of this key is in the database before the flush.
+    assert app.state.usage_meter.pending == 8
+    rows_before = await stored_rows(app, tenant)
+    await app.state.usage_meter.flush()
+    assert app.state.usage_meter.pending == 0
+    assert await stored_rows(app, tenant) > rows_before
+
+    r = await client.get("/v1/usage", headers=tenant.headers)
+    assert r.status_code == 200
+    report = r.json()
+    today = datetime.now(UTC).date().isoformat()
+    assert report["last_day"] == today
+    assert counts(report, key_id) == {
+        ("public.tickets", "2xx"): 4,
+        ("public.tickets", "4xx"): 1,
+        ("v1.me", "2xx"): 1,
+        ("v1.tickets", "2xx"): 1,
+        ("v1.users", "4xx"): 1,
+        # An unknown path is not a family of its own: clients cannot mint families.
+        ("other", "4xx"): 1,
+    }
+
+    # A second batch adds to the first.
+    for _ in range(2):
+        await client.get("/public/v1/tickets", headers=h)
+    await app.state.usage_meter.flush()
+    r = await operator.get(f"/tenants/{tenant.slug}/usage", api_key_id=key_id)
+    assert r.status_code == 200
+    assert counts(r.json(), key_id)[("public.tickets", "2xx")] == 6
+    assert {i["api_key_id"] for i in r.json()["items"]} == {key_id}
+
+    # Only admins read it; ranges are bounded.
+    assert (await client.get("/v1/usage", headers=h)).status_code == 403
+    too_long = (datetime.now(UTC) - timedelta(days=400)).date().isoformat()
+    r = await client.get("/v1/usage", params={"from": too_long}, headers=tenant.headers)
+    assert r.status_code == 422
+
+
+async def test_several_meters_add_up(
+    app: FastAPI, client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    """Processes flush the same (key, day, family, class) rows: the upsert adds, never
+    overwrites."""
+    key_id = (await client.get("/v1/me", headers=tenant.headers)).json()["key_id"]
+    meters = [UsageMeter(app.state.engine, flush_seconds=3600) for _ in range(3)]
+    for meter in meters:
+        for _ in range(5):
+            meter.record(tenant.id, uuid.UUID(key_id), "public.bench", 200)
+    for meter in meters:
+        assert await meter.flush() == 5
+    r = await client.get("/v1/usage", params={"api_key_id": key_id}, headers=tenant.headers)
+    assert counts(r.json(), key_id)[("public.bench", "2xx")] == 15
+
+
+def test_families() -> None:
+    assert family_of("/public/v1/tickets/{ref}") == "public.tickets"
+    assert family_of("/v1/groups/{group_id}/members/{user_id}") == "v1.groups"
+    assert family_of("/healthz") == "other"
