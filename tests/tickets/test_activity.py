@@ -142,3 +142,38 @@ async def test_links_and_approvals(desk: Desk) -> None:
     assert [x["name"] for x in (await c.get(f"{url}/approvals", headers=h)).json()] == ["infra"]
     kinds = [e["kind"] for e in (await c.get(f"{url}/events", headers=h)).json()["items"]]
     assert kinds == ["created", "linked", "unlinked", "approved"]
+
+
+async def test_outbox_messages_are_written_with_the_change(desk: Desk, app: object) -> None:
+    from sqlalchemy import text
+
+    ticket = await desk.open()
+    await desk.assign(ticket, desk.assignee)
+    await desk.move(ticket, desk.agent, action="start")
+    await desk.move(ticket, desk.agent, action="resolve")
+    await desk.client.post(
+        f"/v1/tickets/{ticket['id']}/comments", json={"body": "Fixed?"}, headers=desk.agent.headers
+    )
+    await desk.move(ticket, desk.agent, action="close")
+    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT topic, payload FROM outbox WHERE payload->>'ticket_id' = :t ORDER BY id"
+                ),
+                {"t": ticket["id"]},
+            )
+        ).all()
+    topics = [r[0] for r in rows]
+    assert topics == [
+        "ticket.created",
+        "ticket.assigned",
+        "ticket.status_changed",
+        "ticket.status_changed",
+        "ticket.resolved",
+        "ticket.comment_added",
+        "ticket.status_changed",
+        "ticket.closed",
+    ]
+    assert rows[1][1]["assignee_id"] == desk.assignee.id
+    assert rows[5][1]["visibility"] == "external"

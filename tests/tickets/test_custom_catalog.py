@@ -33,9 +33,11 @@ workflows:
 maps:
   - from: itsm_default
     to: incident_response
-    statuses: {open: OPEN, in_progress: IN_PROGRESS, resolved: RESOLVED, closed: CLOSED, cancelled: CLOSED}
+    statuses: {open: OPEN, in_progress: IN_PROGRESS, resolved: RESOLVED, closed: CLOSED,
+               cancelled: CLOSED}
 catalog:
-  - {name: trashable, displayName: Trashable, type: incident, workflow: desk_with_trash, defaultPriority: LOW}
+  - {name: trashable, displayName: Trashable, type: incident, workflow: desk_with_trash,
+     defaultPriority: LOW}
 """
 
 
@@ -45,10 +47,12 @@ async def custom_client(settings: Settings, tmp_path: Path) -> AsyncIterator[htt
     values.write_text(VALUES)
     catalog = load_catalog([values, REPO / "examples" / "values-extends.yaml"])
     app = create_app(settings, catalog=catalog)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        client.app = app  # type: ignore[attr-defined]
+        yield client
 
 
 async def test_hidden_statuses_only_when_named(custom_client: httpx.AsyncClient) -> None:
@@ -58,13 +62,23 @@ async def test_hidden_statuses_only_when_named(custom_client: httpx.AsyncClient)
     c, h = custom_client, agent.headers
 
     async def open_ticket(title: str) -> dict[str, str]:
-        r = await c.post("/v1/tickets", json={"title": title, "catalog_item": "trashable"}, headers=h)
+        r = await c.post(
+            "/v1/tickets", json={"title": title, "catalog_item": "trashable"}, headers=h
+        )
         assert r.status_code == 201, r.text
         return dict(r.json())
 
-    kept, done, trashed = await open_ticket("kept"), await open_ticket("done"), await open_ticket("trashed")
-    assert (await c.post(f"/v1/tickets/{done['id']}/transitions", json={"to": "done"}, headers=h)).status_code == 200
-    assert (await c.post(f"/v1/tickets/{trashed['id']}/transitions", json={"to": "deleted"}, headers=h)).status_code == 200
+    _kept, done, trashed = (
+        await open_ticket("kept"),
+        await open_ticket("done"),
+        await open_ticket("trashed"),
+    )
+    assert (
+        await c.post(f"/v1/tickets/{done['id']}/transitions", json={"to": "done"}, headers=h)
+    ).status_code == 200
+    assert (
+        await c.post(f"/v1/tickets/{trashed['id']}/transitions", json={"to": "deleted"}, headers=h)
+    ).status_code == 200
 
     async def titles(**params: object) -> set[str]:
         r = await c.get("/v1/tickets", params=params, headers=h)
@@ -87,7 +101,11 @@ async def test_extends_and_explicit_maps(custom_client: httpx.AsyncClient) -> No
     assignee = await tenant.user(*AGENT)
     c = custom_client
     # security_incident runs incident_response_strict: re-opening is the requester's alone.
-    r = await c.post("/v1/tickets", json={"title": "Phishing", "catalog_item": "security_incident"}, headers=requester.headers)
+    r = await c.post(
+        "/v1/tickets",
+        json={"title": "Phishing", "catalog_item": "security_incident"},
+        headers=requester.headers,
+    )
     ticket = r.json()
     assert (ticket["workflow"], ticket["priority"]) == ("incident_response_strict", "CRITICAL")
     url = f"/v1/tickets/{ticket['id']}"
@@ -96,12 +114,26 @@ async def test_extends_and_explicit_maps(custom_client: httpx.AsyncClient) -> No
     await c.post(f"{url}/transitions", json={"to": "RESOLVED"}, headers=assignee.headers)
     r = await c.post(f"{url}/transitions", json={"to": "IN_PROGRESS"}, headers=assignee.headers)
     assert r.status_code == 409 and r.json()["reasons"][0]["code"] == "role"
-    assert (await c.post(f"{url}/transitions", json={"to": "IN_PROGRESS"}, headers=requester.headers)).status_code == 200
+    assert (
+        await c.post(f"{url}/transitions", json={"to": "IN_PROGRESS"}, headers=requester.headers)
+    ).status_code == 200
 
     # An ITSM ticket moves to the incident workflow through the operator's explicit map.
-    r = await c.post("/v1/tickets", json={"title": "Mail down", "catalog_item": "itsm_incident"}, headers=requester.headers)
+    r = await c.post(
+        "/v1/tickets",
+        json={"title": "Mail down", "catalog_item": "itsm_incident"},
+        headers=requester.headers,
+    )
     itsm = r.json()
-    await c.post(f"/v1/tickets/{itsm['id']}/transitions", json={"action": "cancel"}, headers=assignee.headers)
-    r = await c.patch(f"/v1/tickets/{itsm['id']}", json={"catalog_item": "incident"}, headers=assignee.headers)
+    await c.post(
+        f"/v1/tickets/{itsm['id']}/transitions", json={"action": "cancel"}, headers=assignee.headers
+    )
+    r = await c.patch(
+        f"/v1/tickets/{itsm['id']}", json={"catalog_item": "incident"}, headers=assignee.headers
+    )
     assert r.status_code == 200, r.text
-    assert (r.json()["workflow"], r.json()["status"], r.json()["status_category"]) == ("incident_response", "CLOSED", "inactive")
+    assert (r.json()["workflow"], r.json()["status"], r.json()["status_category"]) == (
+        "incident_response",
+        "CLOSED",
+        "inactive",
+    )

@@ -75,7 +75,8 @@ _EVENTS_AND_OUTBOX = """
     FROM written w, jsonb_array_elements(CAST(:events AS jsonb)) AS e
 ), messages AS (
     INSERT INTO outbox (tenant_id, topic, payload)
-    SELECT w.tenant_id, m->>'topic', m->'payload'
+    SELECT w.tenant_id, m->>'topic',
+           coalesce(m->'payload', '{}'::jsonb) || jsonb_build_object('ticket_id', w.id)
     FROM written w, jsonb_array_elements(CAST(:outbox AS jsonb)) AS m
 )
 """
