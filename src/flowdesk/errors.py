@@ -206,6 +206,21 @@ def _is_database_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, OSError | TimeoutError)
 
 
+def is_database_unreachable(exc: BaseException) -> bool:
+    """Public name of the check, for code outside the handlers (ASGI middleware)."""
+    return _is_database_unreachable(exc)
+
+
+def database_unavailable_response() -> Response:
+    return problem_response(
+        503,
+        "service-unavailable",
+        "Service unavailable",
+        "The database is unreachable; retry shortly.",
+        headers={"Retry-After": "2"},
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
     async def on_app_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AppError)

@@ -20,7 +20,13 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowdesk.auth.principal import Principal
-from flowdesk.errors import RateLimited, problem_response
+from flowdesk.errors import (
+    AppError,
+    RateLimited,
+    database_unavailable_response,
+    is_database_unreachable,
+    problem_response,
+)
 from flowdesk.usage.ratelimit import Decision
 
 logger = logging.getLogger(__name__)
@@ -58,7 +64,15 @@ class ApiUsageMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
-        principal = await _principal(state, scope)
+        try:
+            principal = await _principal(state, scope)
+        except Exception as exc:
+            if not is_database_unreachable(exc):
+                raise
+            # Answered here: the endpoint would wait for the same database a second time.
+            logger.warning("database unavailable: %s", exc)
+            await database_unavailable_response()(scope, receive, send)
+            return
         if principal is None:
             await self.app(scope, receive, send)
             return
@@ -113,7 +127,7 @@ async def _principal(state: Any, scope: Scope) -> Principal | None:
         return None
     try:
         principal: Principal = await state.authenticator.authenticate(authorization)
-    except Exception:  # 401, or the database away: the endpoint will say so itself
+    except AppError:  # 401: the endpoint answers it; there is no key to charge
         return None
     return principal
 
