@@ -25,7 +25,7 @@ async def itsm_runtime(
         engine, ttl=settings.licence_cache_seconds, default_policy=default_policy(settings)
     )
     app.state.platform_guard = PlatformGuard(settings.platform_token)
-    app.state.rate_limiter = RateLimiter(settings.redis_url)
+    limiter = app.state.rate_limiter = RateLimiter(settings.redis_url)
     meter = app.state.usage_meter = UsageMeter(engine, settings.usage_flush_seconds)
     checker = QuotaChecker(engine, settings.quota_check_seconds)
     meter.start()
@@ -36,3 +36,4 @@ async def itsm_runtime(
         await checker.stop()
         # The last counts are written before the engine goes.
         await meter.stop()
+        await limiter.close()

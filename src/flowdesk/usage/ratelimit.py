@@ -98,6 +98,16 @@ class RateLimiter:
             reset = 1
         return Decision(allowed, policy, max(0, stats.remaining), reset)
 
+    async def close(self) -> None:
+        """Close the Redis connections (the library leaves its client open)."""
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        closer = getattr(client, "aclose", None)
+        if closer is not None:
+            try:
+                await closer()
+            except Exception:  # shutting down: nothing to do about a failed close
+                logger.debug("rate limiter: closing Redis failed", exc_info=True)
+
     async def reset(self) -> None:
         """Forget every counter (tests, and an operator's reset)."""
         await self._storage.reset()
