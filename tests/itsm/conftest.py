@@ -6,9 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.support import TICKET, Operator, TenantCtx, new_tenant, problem_type
-
-__all__ = ["TICKET", "Operator", "problem_type"]
+from tests.support import TenantCtx, new_tenant
 
 
 @pytest.fixture
