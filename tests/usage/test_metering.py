@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -104,3 +105,21 @@ def test_families() -> None:
     assert family_of("/public/v1/tickets/{ref}") == "public.tickets"
     assert family_of("/v1/groups/{group_id}/members/{user_id}") == "v1.groups"
     assert family_of("/healthz") == "other"
+
+
+async def test_the_key_is_resolved_once_per_request(
+    app: FastAPI, client: httpx.AsyncClient, tenant: TenantCtx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authenticator = app.state.authenticator
+    original = authenticator.authenticate
+    calls: list[str] = []
+
+    async def counting(authorization: str | None) -> object:
+        calls.append(authorization or "")
+        return await original(authorization)
+
+    monkeypatch.setattr(authenticator, "authenticate", counting)
+    for path in ["/public/v1/tickets", "/v1/tickets", "/v1/me"]:
+        calls.clear()
+        assert (await client.get(path, headers=tenant.headers)).status_code == 200
+        assert len(calls) == 1, path

@@ -19,6 +19,10 @@ async def _principal(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    # The usage middleware may have resolved this request's key already.
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
     principal: Principal = await request.app.state.authenticator.authenticate(
         request.headers.get("authorization")
     )

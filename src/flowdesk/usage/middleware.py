@@ -76,6 +76,8 @@ class ApiUsageMiddleware:
         if principal is None:
             await self.app(scope, receive, send)
             return
+        # Handed to the endpoint's authentication (flowdesk.auth.dependencies): one lookup.
+        scope.setdefault("state", {})["principal"] = principal
 
         decision = await _decide(state, principal) if limited else None
         extra = (
