@@ -8,7 +8,8 @@ import pytest
 from flowdesk.workflow import Actor, Catalog, compile_catalog, load_catalog
 
 REPO = Path(__file__).resolve().parents[2]
-TRAC_DIR = REPO.parent / "shared" / "trac-workflows"
+# Trac's sample workflows, vendored as test inputs (see data/trac/README.md).
+TRAC_DIR = Path(__file__).parent / "data" / "trac"
 
 REQUESTER = Actor("rita", frozenset({"tickets:create"}))
 ASSIGNEE = Actor("alex", frozenset({"tickets:create", "tickets:manage", "tickets:close"}))
