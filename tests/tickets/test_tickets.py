@@ -364,3 +364,29 @@ async def test_catalog_and_workflows(client: httpx.AsyncClient, tenant: TenantCt
             "/v1/workflows/incident_response/graph", params={"format": "png"}, headers=h
         )
     ).status_code == 422
+
+
+async def test_an_agents_read_only_key_sees_the_queue_but_cannot_write(desk: Desk) -> None:
+    """Reads follow what the user is, writes what the key allows: an integration reading the
+    queue with a tickets:read key sees what its agent sees, internal notes included."""
+    ticket = await desk.open()
+    await desk.client.post(
+        f"/v1/tickets/{ticket['id']}/comments",
+        json={"body": "note", "visibility": "internal"},
+        headers=desk.agent.headers,
+    )
+    reader = bearer(await desk.tenant.key(desk.agent.id, ["tickets:read"]))
+    listed = (await desk.client.get("/v1/tickets", headers=reader)).json()["items"]
+    assert [t["id"] for t in listed] == [ticket["id"]]
+    comments = (
+        await desk.client.get(f"/v1/tickets/{ticket['id']}/comments", headers=reader)
+    ).json()["items"]
+    assert [c["visibility"] for c in comments] == ["internal"]
+    r = await desk.client.patch(
+        f"/v1/tickets/{ticket['id']}", json={"priority": "LOW"}, headers=reader
+    )
+    assert r.status_code == 403 and r.json()["required_scope"] == "tickets:write"
+    options = (
+        await desk.client.get(f"/v1/tickets/{ticket['id']}/transitions", headers=reader)
+    ).json()["items"]
+    assert options and not any(o["allowed"] for o in options)

@@ -14,11 +14,21 @@ class Principal:
     user_kind: str
     key_id: uuid.UUID
     scopes: frozenset[str]
-    # The user's permissions intersected with what the key's scopes allow.
+    # What this request may do: the user's permissions intersected with what the key's scopes
+    # allow. Writes are decided on these.
     permissions: frozenset[str]
+    # What the user holds through their groups, whatever the key. Reads are decided on these
+    # (with the tickets:read scope): an agent's read-only key still sees the agent's queue.
+    user_permissions: frozenset[str] = frozenset()
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
+
+    @property
+    def is_agent(self) -> bool:
+        """The user works the queue (tickets:manage, which admin implies): they see every
+        ticket of the tenant and internal notes, with any key that may read."""
+        return "tickets:manage" in self.user_permissions
 
     @property
     def is_admin(self) -> bool:

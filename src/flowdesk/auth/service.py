@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowdesk.auth import keys
-from flowdesk.auth.permissions import effective_permissions
+from flowdesk.auth.permissions import effective_permissions, user_permissions
 from flowdesk.auth.principal import Principal
 from flowdesk.auth.repository import KeyRecord, fetch_key, touch_key
 from flowdesk.errors import Unauthorized
@@ -78,6 +78,7 @@ class Authenticator:
             key_id=record.key_id,
             scopes=frozenset(record.scopes),
             permissions=effective_permissions(record.granted, record.scopes),
+            user_permissions=user_permissions(record.granted),
         )
         if len(self._cache) >= _MAX_CACHED_KEYS:
             self._cache.clear()

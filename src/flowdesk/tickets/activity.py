@@ -23,12 +23,8 @@ from flowdesk.tickets.schemas import (
 from flowdesk.tickets.service import locate
 
 
-def _agent(principal: Principal) -> bool:
-    return principal.can("tickets:manage")
-
-
 def _require_agent(principal: Principal, what: str) -> None:
-    if not _agent(principal):
+    if not principal.can("tickets:manage"):
         raise Forbidden(
             f"{what} needs the 'tickets:manage' permission.",
             extra={"required_permission": "tickets:manage"},
@@ -39,7 +35,7 @@ async def add_comment(
     session: AsyncSession, principal: Principal, ref: str, body: CommentIn
 ) -> CommentOut:
     repo, row = await locate(session, principal, ref)
-    if body.visibility == "internal" and not _agent(principal):
+    if body.visibility == "internal" and not principal.can("tickets:manage"):
         raise Forbidden(
             "Requesters can only write external comments.",
             extra={"required_permission": "tickets:manage"},
@@ -84,7 +80,7 @@ async def list_comments(
 ) -> Page[CommentOut]:
     repo, row = await locate(session, principal, ref)
     rows = await repo.comments(
-        row["id"], external_only=not _agent(principal), after=after, limit=limit
+        row["id"], external_only=not principal.is_agent, after=after, limit=limit
     )
     items = [_comment_out(r) for r in rows[:limit]]
     cursor = (
@@ -100,7 +96,7 @@ async def list_events(
 ) -> Page[EventOut]:
     repo, row = await locate(session, principal, ref)
     rows = await repo.events(
-        row["id"], external_only=not _agent(principal), after=after, limit=limit
+        row["id"], external_only=not principal.is_agent, after=after, limit=limit
     )
     items = [
         EventOut(

@@ -5,7 +5,7 @@ This is the one place where tenant-level gates on ticket access live, so that /v
 
 1. the ITSM licence: without an active one every ticket endpoint answers 403
    `licence-inactive` (the rest of the tenant works as before);
-2. the channel's feature flag: on /v1 an agent (a principal holding tickets:manage) needs
+2. the channel's feature flag: on /v1 an agent (a user holding tickets:manage) needs
    `agent_portal` and anyone else (a desk user) `end_user_portal`; on /public/v1 the tenant
    needs `public_api`. A disabled flag is 403 `feature-disabled` naming it;
 3. the key's scope: tickets:read to read, tickets:write to write.
@@ -27,7 +27,7 @@ from flowdesk.itsm.dependencies import controls_of, ensure_flag
 
 def portal_flag(principal: Principal) -> str:
     """The flag the first-party ticket endpoints need for this caller."""
-    return "agent_portal" if principal.can("tickets:manage") else "end_user_portal"
+    return "agent_portal" if principal.is_agent else "end_user_portal"
 
 
 async def _gate(request: Request, principal: Principal, flag: str, scope: str) -> Principal:

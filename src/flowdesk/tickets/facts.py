@@ -38,9 +38,9 @@ def format_number(prefix: str, number: int) -> str:
 
 
 def repository_for(session: Any, principal: Principal) -> TicketRepository:
-    """Agents (tickets:manage) see the tenant's whole queue; anyone else only what they
-    requested (the desk view)."""
-    requester_only = None if principal.can("tickets:manage") else principal.user_id
+    """Agents see the tenant's whole queue; anyone else only what they requested (the desk
+    view)."""
+    requester_only = None if principal.is_agent else principal.user_id
     return TicketRepository(session, principal.tenant_id, requester_only=requester_only)
 
 
