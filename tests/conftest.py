@@ -9,7 +9,10 @@ share nothing, so tests need no truncation between them and can run in any order
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,14 +37,18 @@ def _plain_dsn(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """A URL of the PostgreSQL server's maintenance database."""
     configured = os.environ.get("FLOWDESK_TEST_DATABASE_URL")
     if configured:
         yield configured
         return
-    data_dir = tmp_path_factory.mktemp("embedded-pg")
-    url = embedded.start(Path(data_dir), database="postgres")
+    # Not under pytest's basetemp: pytest prunes old basetemps, and a second pytest running on
+    # the machine could delete a live data directory.
+    data_dir = Path(tempfile.mkdtemp(prefix="flowdesk-test-pg-"))
+    # Registered before the server's own exit hook, so it runs after the server has stopped.
+    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
+    url = embedded.start(data_dir, database="postgres")
     # Durability is not what the tests check; turning it off halves the suite's time.
     _run(
         _execute(

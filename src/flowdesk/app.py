@@ -16,8 +16,10 @@ from flowdesk.config import Settings, get_settings
 from flowdesk.db import embedded
 from flowdesk.db.engine import make_engine, make_sessionmaker
 from flowdesk.errors import ServiceUnavailable, install_handlers
+from flowdesk.http.idempotency import purge_expired
 from flowdesk.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from flowdesk.itsm.runtime import itsm_runtime
+from flowdesk.periodic import Periodic
 from flowdesk.platform.endpoints import router as platform_router
 from flowdesk.public.endpoints import router as public_router
 from flowdesk.tenants.endpoints import router as tenants_router
@@ -76,10 +78,15 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             cache_seconds=settings.auth_cache_seconds,
             touch_interval=settings.key_touch_interval_seconds,
         )
+        purge = Periodic(
+            "idempotency-purge", settings.idempotency_purge_seconds, lambda: purge_expired(engine)
+        )
+        purge.start()
         try:
             async with itsm_runtime(app, engine, settings):
                 yield
         finally:
+            await purge.stop()
             await engine.dispose()
 
     app = FastAPI(

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     key_touch_interval_seconds: int = Field(default=60, ge=1)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Idle keep-alive connections are kept this long; above the usual load balancer's idle
+    # timeout (60 s), so that the balancer, not the server, closes them and no request is lost
+    # to a connection closed under it.
+    keepalive_seconds: int = Field(default=75, ge=1)
+    # Expired Idempotency-Key records (kept 24 h) are deleted this often (0: never).
+    idempotency_purge_seconds: float = Field(default=600.0, ge=0)
     # Redis shared by replicas for rate limits (redis://host:6379/0); unset: in-process limits.
     redis_url: str | None = None
 

@@ -98,3 +98,47 @@ async def test_bad_keys_are_422(desk: Desk) -> None:
         headers=desk.requester.headers | {"Idempotency-Key": "k" * 256},
     )
     assert r.status_code == 422
+
+
+async def test_expired_records_are_purged(desk: Desk, app: FastAPI) -> None:
+    from flowdesk.http.idempotency import purge_expired
+
+    h = desk.requester.headers
+    await desk.client.post(
+        "/v1/tickets",
+        json={"title": "a", "catalog_item": "incident"},
+        headers=h | {"Idempotency-Key": "old"},
+    )
+    await desk.client.post(
+        "/v1/tickets",
+        json={"title": "b", "catalog_item": "incident"},
+        headers=h | {"Idempotency-Key": "new"},
+    )
+    async with app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE idempotency_keys SET expires_at = now() - interval '1 second' "
+                "WHERE key = 'old' AND tenant_id = :t"
+            ),
+            {"t": desk.tenant.id},
+        )
+    assert await purge_expired(app.state.engine) >= 1
+    async with app.state.sessionmaker() as session:
+        keys = (
+            (
+                await session.execute(
+                    text("SELECT key FROM idempotency_keys WHERE tenant_id = :t"),
+                    {"t": desk.tenant.id},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert keys == ["new"]
+    # An expired key is free again: the same key makes a new ticket.
+    r = await desk.client.post(
+        "/v1/tickets",
+        json={"title": "a2", "catalog_item": "incident"},
+        headers=h | {"Idempotency-Key": "old"},
+    )
+    assert r.status_code == 201 and "idempotent-replayed" not in r.headers

@@ -8,10 +8,7 @@ count like people: a seat is a holder of the permission, whoever they are.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +20,7 @@ from flowdesk.errors import QuotaExceeded
 from flowdesk.itsm import repository as repo
 from flowdesk.itsm.vocabulary import AGENT_GRANTING_PERMISSIONS, resolved_quotas
 from flowdesk.models import QuotaAlert
+from flowdesk.periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -149,31 +147,9 @@ async def run_quota_check(engine: AsyncEngine) -> QuotaCheckResult:
     return result
 
 
-class QuotaChecker:
+class QuotaChecker(Periodic):
     """The background check as a lifespan task: every `interval` seconds in each process (the
     advisory lock makes the processes take turns)."""
 
     def __init__(self, engine: AsyncEngine, interval: float) -> None:
-        self._engine = engine
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._interval > 0:
-            self._task = asyncio.create_task(self._run(), name="quota-check")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            # Jitter, so that replicas started together do not all wake at the same instant.
-            await asyncio.sleep(self._interval * random.uniform(0.9, 1.1))
-            try:
-                await run_quota_check(self._engine)
-            except Exception:
-                logger.warning("quota check failed; retrying next interval", exc_info=True)
+        super().__init__("quota-check", interval, lambda: run_quota_check(engine))

@@ -10,7 +10,6 @@ metering is for reporting and billing tiers, not for enforcement (that is the ra
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections import Counter
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flowdesk.periodic import Periodic
 from flowdesk.usage.repository import UsageKey, add_counts
 
 logger = logging.getLogger(__name__)
@@ -30,10 +30,10 @@ _MAX_PENDING_KEYS = 100_000
 class UsageMeter:
     def __init__(self, engine: AsyncEngine, flush_seconds: float) -> None:
         self._engine = engine
-        self._flush_seconds = flush_seconds
         self._counts: Counter[UsageKey] = Counter()
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        # Flushes on a steady beat (no jitter: each process only writes its own counts).
+        self._periodic = Periodic("usage-meter", flush_seconds, self.flush, jitter=0)
 
     def record(self, tenant_id: uuid.UUID, key_id: uuid.UUID, family: str, status: int) -> None:
         day = datetime.now(UTC).date()
@@ -75,20 +75,8 @@ class UsageMeter:
                 logger.info("usage meter: dropped counts of a vanished key %s", key[1])
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="usage-meter")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
         await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_seconds)
-            try:
-                await self.flush()
-            except Exception:  # keep metering whatever one flush did
-                logger.exception("usage meter: flush crashed")
