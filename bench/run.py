@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -373,6 +374,7 @@ class Bench:
         finally:
             if cfg.drop_databases and self.server is not None:
                 asyncio.run(database.drop(self.server, list(self.names.values())))
+        self.results.meta["load_average_at_end"] = list(os.getloadavg())
         stem = "profile" if cfg.profile_only else "latest"
         json_path, md_path, text = report.write(self.results, cfg.results_dir, stem)
         print()
@@ -412,7 +414,16 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+def _stop_cleanly(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # The servers this run started are stopped in `finally` blocks, and the embedded
+    # PostgreSQL at exit: turn SIGTERM (and SIGINT, which a background job ignores) into an
+    # exception so that they run.
+    signal.signal(signal.SIGTERM, _stop_cleanly)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = parse_args(argv)
     if wrk_binary() is None:
         print(
