@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -195,6 +196,15 @@ _STATUS_SLUGS = {
 }
 
 
+_ASYNCPG_UNREACHABLE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
 def _is_database_unreachable(exc: BaseException) -> bool:
     """True for failures that mean "no database right now" rather than a bug."""
     if isinstance(exc, sa_exc.TimeoutError):  # pool acquire deadline
@@ -202,6 +212,9 @@ def _is_database_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, sa_exc.InterfaceError | sa_exc.OperationalError):
+        return True
+    # The hot paths talk to asyncpg directly (flowdesk.db.raw).
+    if isinstance(exc, _ASYNCPG_UNREACHABLE):
         return True
     return isinstance(exc, OSError | TimeoutError)
 
@@ -271,6 +284,12 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     # Connection-level failures are handled here (not by the catch-all) so that they become a
     # 503 the client can retry, and are not re-raised to the server as crashes.
-    for exc_class in (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, TimeoutError):
+    for exc_class in (
+        sa_exc.DBAPIError,
+        sa_exc.TimeoutError,
+        OSError,
+        TimeoutError,
+        *_ASYNCPG_UNREACHABLE,
+    ):
         app.add_exception_handler(exc_class, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)

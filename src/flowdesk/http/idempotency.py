@@ -13,16 +13,18 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import orjson
 from fastapi import Request
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
 from flowdesk.auth.principal import Principal
+from flowdesk.db.sql import Statement
 from flowdesk.errors import AppError, Conflict, InvalidInput, problem_response
 
 RETENTION = timedelta(hours=24)
@@ -56,6 +58,14 @@ UPDATE idempotency_keys SET state = 'done', response_status = :status, response_
 WHERE tenant_id = :tenant_id AND api_key_id = :api_key_id AND key = :key
 """
 )
+# The same, on the request's own asyncpg connection, inside the work's transaction.
+_COMPLETE_IN_WORK = Statement(
+    """
+UPDATE idempotency_keys SET state = 'done', response_status = :status::smallint,
+       response_body = :body::bytea, response_headers = :headers::jsonb
+WHERE tenant_id = :tenant_id::uuid AND api_key_id = :api_key_id::uuid AND key = :key::text
+"""
+)
 _RELEASE = text(
     "DELETE FROM idempotency_keys "
     "WHERE tenant_id = :tenant_id AND api_key_id = :api_key_id AND key = :key"
@@ -80,9 +90,13 @@ Handler = Callable[[], Awaitable[Response]]
 
 
 async def idempotent(
-    request: Request, principal: Principal, session: AsyncSession, key: str | None, handler: Handler
+    request: Request, principal: Principal, conn: Any, key: str | None, handler: Handler
 ) -> Response:
-    """Run `handler` once per Idempotency-Key; replay its response to retries."""
+    """Run `handler` once per Idempotency-Key; replay its response to retries.
+
+    `conn` is the request's asyncpg connection (flowdesk.db.raw): with a key, the handler's
+    statements and the stored response share one transaction on it.
+    """
     if key is None:
         return await handler()
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
@@ -95,35 +109,38 @@ async def idempotent(
     digest = hashlib.sha256(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
     ).digest()
-    async with engine.begin() as conn:
+    async with engine.begin() as claimer:
         claim = {
             **scope.params(),
             "hash": digest,
             "keep": RETENTION.total_seconds(),
             "lease": IN_FLIGHT_LEASE.total_seconds(),
         }
-        claimed = (await conn.execute(_CLAIM, claim)).first()
+        claimed = (await claimer.execute(_CLAIM, claim)).first()
         existing = (
-            None if claimed else (await conn.execute(_EXISTING, scope.params())).mappings().first()
+            None
+            if claimed
+            else (await claimer.execute(_EXISTING, scope.params())).mappings().first()
         )
     if existing is not None:
         return _replay_or_refuse(existing, digest)
 
     try:
-        response = await handler()
+        async with conn.transaction():
+            response = await handler()
+            stored = _stored(response.status_code, bytes(response.body), response.headers)
+            await conn.execute(
+                _COMPLETE_IN_WORK.sql, *_COMPLETE_IN_WORK.args({**scope.params(), **stored})
+            )
     except AppError as exc:
-        # The work rolls back; a refusal (4xx) is still the first answer and is kept for
+        # The work rolled back; a refusal (4xx) is still the first answer and is kept for
         # replay, while anything the client cannot be blamed for frees the key for a retry.
         await _finish_out_of_band(engine, scope, exc)
         raise
     except BaseException:
-        async with engine.begin() as conn:
-            await conn.execute(_RELEASE, scope.params())
+        async with engine.begin() as release:
+            await release.execute(_RELEASE, scope.params())
         raise
-    await session.execute(
-        _COMPLETE,
-        {**scope.params(), **_stored(response.status_code, bytes(response.body), response.headers)},
-    )
     return response
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
 
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
 from flowdesk.http.pagination import Page, encode_cursor
 from flowdesk.tickets.facts import format_number
+from flowdesk.tickets.repository import Row
 from flowdesk.tickets.schemas import (
     ApprovalOut,
     CommentIn,
@@ -31,37 +30,28 @@ def _require_agent(principal: Principal, what: str) -> None:
         )
 
 
-async def add_comment(
-    session: AsyncSession, principal: Principal, ref: str, body: CommentIn
-) -> CommentOut:
-    repo, row = await locate(session, principal, ref)
+async def add_comment(conn: Any, principal: Principal, ref: str, body: CommentIn) -> CommentOut:
+    repo, row = await locate(conn, principal, ref)
     if body.visibility == "internal" and not principal.can("tickets:manage"):
         raise Forbidden(
             "Requesters can only write external comments.",
             extra={"required_permission": "tickets:manage"},
         )
-    comment = await repo.add_comment(row["id"], principal.user_id, body.body, body.visibility)
-    await repo.append_events(
+    comment_id = uuid.uuid4()
+    said = {"comment_id": comment_id, "visibility": body.visibility}
+    comment = await repo.add_comment(
         row["id"],
         principal.user_id,
-        [
-            {
-                "kind": "commented",
-                "visibility": body.visibility,
-                "data": {"comment_id": comment["id"], "visibility": body.visibility},
-            }
-        ],
-        [
-            {
-                "topic": "ticket.comment_added",
-                "payload": {"comment_id": comment["id"], "visibility": body.visibility},
-            }
-        ],
+        body.body,
+        body.visibility,
+        [{"kind": "commented", "visibility": body.visibility, "data": said}],
+        [{"topic": "ticket.comment_added", "payload": said}],
+        comment_id,
     )
     return _comment_out(comment)
 
 
-def _comment_out(m: RowMapping) -> CommentOut:
+def _comment_out(m: Row) -> CommentOut:
     return CommentOut(
         id=m["id"],
         author=UserRef(id=m["author_id"], name=m["author_name"]),
@@ -72,13 +62,13 @@ def _comment_out(m: RowMapping) -> CommentOut:
 
 
 async def list_comments(
-    session: AsyncSession,
+    conn: Any,
     principal: Principal,
     ref: str,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> Page[CommentOut]:
-    repo, row = await locate(session, principal, ref)
+    repo, row = await locate(conn, principal, ref)
     rows = await repo.comments(
         row["id"], external_only=not principal.is_agent, after=after, limit=limit
     )
@@ -92,9 +82,9 @@ async def list_comments(
 
 
 async def list_events(
-    session: AsyncSession, principal: Principal, ref: str, after: int | None, limit: int
+    conn: Any, principal: Principal, ref: str, after: int | None, limit: int
 ) -> Page[EventOut]:
-    repo, row = await locate(session, principal, ref)
+    repo, row = await locate(conn, principal, ref)
     rows = await repo.events(
         row["id"], external_only=not principal.is_agent, after=after, limit=limit
     )
@@ -112,8 +102,8 @@ async def list_events(
     return Page[EventOut](items=items, next_cursor=cursor)
 
 
-async def list_links(session: AsyncSession, principal: Principal, ref: str) -> list[LinkOut]:
-    repo, row = await locate(session, principal, ref)
+async def list_links(conn: Any, principal: Principal, ref: str) -> list[LinkOut]:
+    repo, row = await locate(conn, principal, ref)
     return [
         LinkOut(
             id=r["id"],
@@ -127,12 +117,12 @@ async def list_links(session: AsyncSession, principal: Principal, ref: str) -> l
 
 
 async def add_link(
-    session: AsyncSession, principal: Principal, ref: str, kind: str, target_ref: str
+    conn: Any, principal: Principal, ref: str, kind: str, target_ref: str
 ) -> LinkOut:
-    repo, row = await locate(session, principal, ref)
+    repo, row = await locate(conn, principal, ref)
     _require_agent(principal, "Linking tickets")
     try:
-        _, target = await locate(session, principal, target_ref)
+        _, target = await locate(conn, principal, target_ref)
     except NotFound as exc:
         raise InvalidInput(f"No ticket '{target_ref}'.", [("/target", "no such ticket")]) from exc
     if target["id"] == row["id"]:
@@ -146,14 +136,12 @@ async def add_link(
         [{"kind": "linked", "data": {"kind": kind, "target_id": target["id"]}}],
         [],
     )
-    links = await list_links(session, principal, ref)
+    links = await list_links(conn, principal, ref)
     return next(link for link in links if link.id == link_id)
 
 
-async def delete_link(
-    session: AsyncSession, principal: Principal, ref: str, link_id: uuid.UUID
-) -> None:
-    repo, row = await locate(session, principal, ref)
+async def delete_link(conn: Any, principal: Principal, ref: str, link_id: uuid.UUID) -> None:
+    repo, row = await locate(conn, principal, ref)
     _require_agent(principal, "Unlinking tickets")
     removed = await repo.delete_link(row["id"], link_id)
     if removed is None:
@@ -171,10 +159,8 @@ async def delete_link(
     )
 
 
-async def add_approval(
-    session: AsyncSession, principal: Principal, ref: str, name: str
-) -> ApprovalOut:
-    repo, row = await locate(session, principal, ref)
+async def add_approval(conn: Any, principal: Principal, ref: str, name: str) -> ApprovalOut:
+    repo, row = await locate(conn, principal, ref)
     _require_agent(principal, "Recording an approval")
     a = await repo.add_approval(row["id"], name, principal.user_id)
     await repo.append_events(
@@ -188,10 +174,8 @@ async def add_approval(
     )
 
 
-async def list_approvals(
-    session: AsyncSession, principal: Principal, ref: str
-) -> list[ApprovalOut]:
-    repo, row = await locate(session, principal, ref)
+async def list_approvals(conn: Any, principal: Principal, ref: str) -> list[ApprovalOut]:
+    repo, row = await locate(conn, principal, ref)
     return [
         ApprovalOut(
             id=a["id"],

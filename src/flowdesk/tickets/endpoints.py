@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import BaseModel
 
+from flowdesk.db.raw import RawConnection
 from flowdesk.db.session import DbSession
 from flowdesk.errors import InvalidInput
 from flowdesk.http.etag import version_etag
@@ -100,14 +101,14 @@ async def create_ticket(
     body: TicketCreate,
     request: Request,
     principal: TicketWriter,
-    session: DbSession,
+    conn: RawConnection,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     async def handler() -> Response:
-        ticket = await service.create_ticket(session, _catalog(request), principal, body)
+        ticket = await service.create_ticket(conn, _catalog(request), principal, body)
         return ticket_response(ticket, 201, location=True)
 
-    return await idempotent(request, principal, session, idempotency_key, handler)
+    return await idempotent(request, principal, conn, idempotency_key, handler)
 
 
 @router.get(
@@ -184,9 +185,9 @@ async def list_tickets(
     summary="One ticket, by id or number",
 )
 async def get_ticket(
-    ref: str, principal: TicketReader, session: DbSession, if_none_match: IfNoneMatch = None
+    ref: str, principal: TicketReader, conn: RawConnection, if_none_match: IfNoneMatch = None
 ) -> Response:
-    ticket = await service.get_ticket(session, principal, ref)
+    ticket = await service.get_ticket(conn, principal, ref)
     etag = version_etag(ticket.version)
     if if_none_match and etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
@@ -204,10 +205,10 @@ async def patch_ticket(
     body: TicketPatch,
     request: Request,
     principal: TicketWriter,
-    session: DbSession,
+    conn: RawConnection,
     if_match: IfMatch = None,
 ) -> Response:
-    ticket = await service.update_ticket(session, _catalog(request), principal, ref, body, if_match)
+    ticket = await service.update_ticket(conn, _catalog(request), principal, ref, body, if_match)
     return ticket_response(ticket)
 
 
@@ -217,9 +218,9 @@ async def patch_ticket(
     summary="What the caller may do now, and why not",
 )
 async def get_transitions(
-    ref: str, request: Request, principal: TicketReader, session: DbSession
+    ref: str, request: Request, principal: TicketReader, conn: RawConnection
 ) -> TransitionsOut:
-    return await transitions.list_transitions(session, _catalog(request), principal, ref)
+    return await transitions.list_transitions(conn, _catalog(request), principal, ref)
 
 
 @router.post(
@@ -233,17 +234,17 @@ async def post_transition(
     body: TransitionIn,
     request: Request,
     principal: TicketWriter,
-    session: DbSession,
+    conn: RawConnection,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     async def handler() -> Response:
         ticket = await transitions.transition(
-            session, _catalog(request), principal, ref, body, if_match
+            conn, _catalog(request), principal, ref, body, if_match
         )
         return ticket_response(ticket)
 
-    return await idempotent(request, principal, session, idempotency_key, handler)
+    return await idempotent(request, principal, conn, idempotency_key, handler)
 
 
 @router.post(
@@ -257,13 +258,13 @@ async def post_comment(
     body: CommentIn,
     request: Request,
     principal: TicketWriter,
-    session: DbSession,
+    conn: RawConnection,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     async def handler() -> Response:
-        return _json(await activity.add_comment(session, principal, ref, body), 201)
+        return _json(await activity.add_comment(conn, principal, ref, body), 201)
 
-    return await idempotent(request, principal, session, idempotency_key, handler)
+    return await idempotent(request, principal, conn, idempotency_key, handler)
 
 
 @router.get(
@@ -274,7 +275,7 @@ async def post_comment(
 async def get_comments(
     ref: str,
     principal: TicketReader,
-    session: DbSession,
+    conn: RawConnection,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[CommentOut]:
@@ -282,14 +283,14 @@ async def get_comments(
     if cursor:
         created, ident = decode_cursor(cursor, 2)
         after = (cursor_time(created), cursor_uuid(ident))
-    return await activity.list_comments(session, principal, ref, after, limit)
+    return await activity.list_comments(conn, principal, ref, after, limit)
 
 
 @router.get("/tickets/{ref}/events", response_model=Page[EventOut], summary="The audit trail")
 async def get_events(
     ref: str,
     principal: TicketReader,
-    session: DbSession,
+    conn: RawConnection,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[EventOut]:
@@ -299,12 +300,12 @@ async def get_events(
         if not isinstance(last, int):
             raise InvalidInput("The cursor is not valid.", [("/query/cursor", "malformed")])
         after = last
-    return await activity.list_events(session, principal, ref, after, limit)
+    return await activity.list_events(conn, principal, ref, after, limit)
 
 
 @router.get("/tickets/{ref}/links", response_model=list[LinkOut], summary="Links to other tickets")
-async def get_links(ref: str, principal: TicketReader, session: DbSession) -> list[LinkOut]:
-    return await activity.list_links(session, principal, ref)
+async def get_links(ref: str, principal: TicketReader, conn: RawConnection) -> list[LinkOut]:
+    return await activity.list_links(conn, principal, ref)
 
 
 @router.post(
@@ -313,23 +314,27 @@ async def get_links(ref: str, principal: TicketReader, session: DbSession) -> li
     response_model=LinkOut,
     summary="Link to another ticket (e.g. blocked_by)",
 )
-async def post_link(ref: str, body: LinkIn, principal: TicketWriter, session: DbSession) -> LinkOut:
-    return await activity.add_link(session, principal, ref, body.kind, body.target)
+async def post_link(
+    ref: str, body: LinkIn, principal: TicketWriter, conn: RawConnection
+) -> LinkOut:
+    return await activity.add_link(conn, principal, ref, body.kind, body.target)
 
 
 @router.delete("/tickets/{ref}/links/{link_id}", status_code=204, summary="Remove a link")
 async def delete_link(
-    ref: str, link_id: uuid.UUID, principal: TicketWriter, session: DbSession
+    ref: str, link_id: uuid.UUID, principal: TicketWriter, conn: RawConnection
 ) -> Response:
-    await activity.delete_link(session, principal, ref, link_id)
+    await activity.delete_link(conn, principal, ref, link_id)
     return Response(status_code=204)
 
 
 @router.get(
     "/tickets/{ref}/approvals", response_model=list[ApprovalOut], summary="Recorded approvals"
 )
-async def get_approvals(ref: str, principal: TicketReader, session: DbSession) -> list[ApprovalOut]:
-    return await activity.list_approvals(session, principal, ref)
+async def get_approvals(
+    ref: str, principal: TicketReader, conn: RawConnection
+) -> list[ApprovalOut]:
+    return await activity.list_approvals(conn, principal, ref)
 
 
 @router.post(
@@ -339,6 +344,6 @@ async def get_approvals(ref: str, principal: TicketReader, session: DbSession) -
     summary="Record an approval (agents)",
 )
 async def post_approval(
-    ref: str, body: ApprovalIn, principal: TicketWriter, session: DbSession
+    ref: str, body: ApprovalIn, principal: TicketWriter, conn: RawConnection
 ) -> ApprovalOut:
-    return await activity.add_approval(session, principal, ref, body.name)
+    return await activity.add_approval(conn, principal, ref, body.name)

@@ -6,10 +6,8 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
 from flowdesk.auth.principal import Principal
-from flowdesk.tickets.repository import Ref, TicketRepository
+from flowdesk.tickets.repository import Ref, Row, TicketRepository
 from flowdesk.tickets.schemas import TicketOut, UserRef
 from flowdesk.workflow import Actor, TicketFacts, Workflow
 
@@ -37,11 +35,14 @@ def format_number(prefix: str, number: int) -> str:
     return f"{prefix}-{number:06d}"
 
 
-def repository_for(session: Any, principal: Principal) -> TicketRepository:
+def visible_to(principal: Principal) -> uuid.UUID | None:
     """Agents see the tenant's whole queue; anyone else only what they requested (the desk
-    view)."""
-    requester_only = None if principal.is_agent else principal.user_id
-    return TicketRepository(session, principal.tenant_id, requester_only=requester_only)
+    view): the requester the caller is limited to, or None."""
+    return None if principal.is_agent else principal.user_id
+
+
+def repository_for(conn: Any, principal: Principal) -> TicketRepository:
+    return TicketRepository(conn, principal.tenant_id, requester_only=visible_to(principal))
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -49,7 +50,7 @@ def actor_of(principal: Principal) -> Actor:
 
 
 def facts_of(
-    row: RowMapping,
+    row: Row,
     *,
     links: frozenset[str] = frozenset(),
     approvals: frozenset[str] = frozenset(),
@@ -74,7 +75,7 @@ def needs(workflow: Workflow, kind: str) -> bool:
     return any(c.kind == kind for a in workflow.actions for c in a.conditions)
 
 
-def ticket_out(row: RowMapping) -> TicketOut:
+def ticket_out(row: Row) -> TicketOut:
     assignee = None
     if row["assignee_id"] is not None:
         assignee = UserRef(id=row["assignee_id"], name=row["assignee_name"])

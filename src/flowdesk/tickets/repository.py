@@ -1,55 +1,25 @@
-"""All SQL of tickets. A repository is bound to one tenant and, for a desk user, to the
-tickets that user requested: `_visible` is the one place that scoping lives.
+"""All SQL of one ticket and what hangs off it, as raw asyncpg statements (flowdesk.db.raw).
 
-Writes are single statements (CTEs) that change the ticket, append its audit events and queue
-its outbox messages together: one round trip, so the counter row and ticket locks are held
-for as short a time as possible.
+A repository is bound to one tenant and, for a desk user, to the tickets that user requested:
+`requester_only` is the one place that scoping lives.
+
+Every write is one statement (a CTE) that changes the ticket, appends its audit events and
+queues its outbox messages together. Outside a transaction that is one round trip and its own
+atomic commit: a create holds the tenant's counter row for that statement only, and an update
+applies only if the ticket is still at the version the decision was made on.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    and_,
-    bindparam,
-    func,
-    literal,
-    literal_column,
-    or_,
-    select,
-    text,
-    tuple_,
-)
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from flowdesk.models import (
-    Group,
-    GroupMember,
-    Ticket,
-    TicketApproval,
-    TicketComment,
-    TicketEvent,
-    TicketLink,
-    User,
-)
-
-_requester = aliased(User, name="requester")
-# Permissions that make a user an agent (admin implies tickets:manage).
-AGENT_GRANTORS: ColumnElement[list[str]] = literal_column(
-    "ARRAY['tickets:manage', 'admin']::text[]"
-)
-_assignee = aliased(User, name="assignee")
+from flowdesk.db.sql import Statement
 
 TICKET_COLUMNS = (
     "tenant_id, id, number, prefix, title, description, type, catalog_item, workflow, status, "
@@ -57,7 +27,7 @@ TICKET_COLUMNS = (
     "resolution, fields, version, created_at, updated_at"
 )
 
-# The names of people on the ticket come with it, so a read is one query.
+# The names of the people on the ticket come with it, so a read or a write is one statement.
 _WITH_NAMES = """
 SELECT w.*, r.name AS requester_name, a.name AS assignee_name
 FROM written w
@@ -66,91 +36,204 @@ LEFT JOIN users a ON a.tenant_id = w.tenant_id AND a.id = w.assignee_id
 """
 
 # Events and outbox messages travel as JSON arrays and are unnested in the statement, so any
-# number of them costs no extra round trip.
+# number of them costs nothing extra. Outbox payloads always carry the ticket's id.
 _EVENTS_AND_OUTBOX = """
 , events AS (
     INSERT INTO ticket_events (tenant_id, ticket_id, kind, actor_id, visibility, data)
-    SELECT w.tenant_id, w.id, e->>'kind', CAST(:actor_id AS uuid),
+    SELECT w.tenant_id, w.id, e->>'kind', :actor_id::uuid,
            coalesce(e->>'visibility', 'external'), coalesce(e->'data', '{}'::jsonb)
-    FROM written w, jsonb_array_elements(CAST(:events AS jsonb)) AS e
+    FROM written w, jsonb_array_elements(:events::jsonb) AS e
 ), messages AS (
     INSERT INTO outbox (tenant_id, topic, payload)
     SELECT w.tenant_id, m->>'topic',
            coalesce(m->'payload', '{}'::jsonb) || jsonb_build_object('ticket_id', w.id)
-    FROM written w, jsonb_array_elements(CAST(:outbox AS jsonb)) AS m
+    FROM written w, jsonb_array_elements(:outbox::jsonb) AS m
 )
 """
 
-_CREATE = (
-    text(
-        f"""
-WITH counter AS (
-    UPDATE ticket_counters SET last_number = last_number + 1
-    WHERE tenant_id = CAST(:tenant_id AS uuid)
-    RETURNING last_number
+_GET = (
+    """
+WITH written AS (
+    SELECT {columns} FROM tickets
+    WHERE tenant_id = :tenant_id AND {key}
+      AND (:requester_only::uuid IS NULL OR requester_id = :requester_only::uuid)
+)
+"""
+    + _WITH_NAMES
+)
+_GET_BY_ID = Statement(_GET.format(columns=TICKET_COLUMNS, key="id = :id::uuid"))
+_GET_BY_NUMBER = Statement(
+    _GET.format(columns=TICKET_COLUMNS, key="number = :number AND prefix = :prefix")
+)
+
+_CREATE = Statement(
+    f"""
+WITH requester AS (
+    SELECT u.id FROM users u
+    WHERE u.tenant_id = :tenant_id::uuid AND u.id = :requester_id::uuid AND u.deleted_at IS NULL
+), counter AS (
+    -- Taken only for a live requester, so a refused create takes no number (no gap).
+    UPDATE ticket_counters c SET last_number = c.last_number + 1
+    FROM requester WHERE c.tenant_id = :tenant_id::uuid
+    RETURNING c.last_number
 ), written AS (
     INSERT INTO tickets (tenant_id, id, number, prefix, title, description, type, catalog_item,
                          workflow, status, status_category, priority, requester_id, fields)
-    SELECT CAST(:tenant_id AS uuid), CAST(:id AS uuid), counter.last_number, t.ticket_prefix,
-           :title, :description, :type, :catalog_item, :workflow, :status, :status_category,
-           :priority, CAST(:requester_id AS uuid), CAST(:fields AS jsonb)
-    FROM counter
-    JOIN tenants t ON t.id = CAST(:tenant_id AS uuid)
-    -- A requester who is not a live user of the tenant inserts nothing; the caller then
-    -- raises, and the rollback takes the counter back with it: no gap.
-    WHERE EXISTS (SELECT 1 FROM users u WHERE u.tenant_id = CAST(:tenant_id AS uuid)
-                  AND u.id = CAST(:requester_id AS uuid) AND u.deleted_at IS NULL)
+    SELECT :tenant_id::uuid, :id::uuid, counter.last_number, t.ticket_prefix, :title::text,
+           :description::text, :type::text, :catalog_item::text, :workflow::text, :status::text,
+           :status_category::text, :priority::text, :requester_id::uuid, :fields::jsonb
+    FROM counter JOIN tenants t ON t.id = :tenant_id::uuid
     RETURNING {TICKET_COLUMNS}
 )
 {_EVENTS_AND_OUTBOX}
 {_WITH_NAMES}
 """
-    )
-    .bindparams(bindparam("fields", type_=JSONB))
-    .columns(fields=JSONB)
 )
 
-# Columns an update may set (the SET clause is built from these names only).
-UPDATABLE = frozenset(
-    {
-        "title",
-        "description",
-        "priority",
-        "fields",
-        "assignee_id",
-        "catalog_item",
-        "type",
-        "workflow",
-        "status",
-        "status_category",
-        "previous_status",
-        "resolution",
-    }
-)
-_CASTS = {"fields": "jsonb", "assignee_id": "uuid"}
+# Columns an update may set: the SET clause is built from these names only.
+UPDATABLE = {
+    "title": "text",
+    "description": "text",
+    "priority": "text",
+    "fields": "jsonb",
+    "assignee_id": "uuid",
+    "catalog_item": "text",
+    "type": "text",
+    "workflow": "text",
+    "status": "text",
+    "status_category": "text",
+    "previous_status": "text",
+    "resolution": "text",
+}
 
 
-def _update_statement(columns: Sequence[str]) -> Any:
-    assignments = ", ".join(
-        f"{c} = CAST(:{c} AS {_CASTS[c]})" if c in _CASTS else f"{c} = :{c}" for c in columns
-    )
-    # Column names come from UPDATABLE only; values are bound parameters.
-    sql = f"""
+def _update_statement(columns: Sequence[str]) -> Statement:
+    assignments = ", ".join(f"{c} = :{c}::{UPDATABLE[c]}" for c in columns)
+    return Statement(
+        f"""
 WITH written AS (
     UPDATE tickets SET {assignments}, version = version + 1, updated_at = now()
-    WHERE tenant_id = CAST(:tenant_id AS uuid) AND id = CAST(:id AS uuid)
+    WHERE tenant_id = :tenant_id::uuid AND id = :id::uuid AND version = :version::int
     RETURNING {TICKET_COLUMNS}
+), comment AS (
+    INSERT INTO ticket_comments (tenant_id, id, ticket_id, author_id, body, visibility)
+    SELECT w.tenant_id, :comment_id::uuid, w.id, :actor_id::uuid, :comment_body::text,
+           :comment_visibility::text
+    FROM written w WHERE :comment_body::text IS NOT NULL
 )
 {_EVENTS_AND_OUTBOX}
 {_WITH_NAMES}
 """
-    stmt = text(sql)
-    if "fields" in columns:
-        stmt = stmt.bindparams(bindparam("fields", type_=JSONB))
-    return stmt.columns(fields=JSONB)
+    )
 
 
-_UPDATE_CACHE: dict[tuple[str, ...], Any] = {}
+_UPDATES: dict[tuple[str, ...], Statement] = {}
+
+_APPEND = Statement(
+    "WITH written AS (SELECT :tenant_id::uuid AS tenant_id, :id::uuid AS id)"
+    + _EVENTS_AND_OUTBOX
+    + "SELECT 1"
+)
+
+_ADD_COMMENT = Statement(
+    """
+WITH written AS (SELECT :tenant_id::uuid AS tenant_id, :id::uuid AS id),
+c AS (
+    INSERT INTO ticket_comments (tenant_id, id, ticket_id, author_id, body, visibility)
+    VALUES (:tenant_id::uuid, :comment_id::uuid, :id::uuid, :actor_id::uuid, :body::text,
+            :visibility::text)
+    RETURNING id, author_id, body, visibility, created_at
+)"""
+    + _EVENTS_AND_OUTBOX
+    + """
+SELECT c.*, u.name AS author_name FROM c
+JOIN users u ON u.tenant_id = :tenant_id::uuid AND u.id = c.author_id
+"""
+)
+
+_COMMENTS = Statement(
+    """
+SELECT c.id, c.author_id, c.body, c.visibility, c.created_at, u.name AS author_name
+FROM ticket_comments c JOIN users u ON u.tenant_id = c.tenant_id AND u.id = c.author_id
+WHERE c.tenant_id = :tenant_id::uuid AND c.ticket_id = :id::uuid
+  AND (NOT :external_only::bool OR c.visibility = 'external')
+  AND (:after_time::timestamptz IS NULL OR (c.created_at, c.id) > (:after_time, :after_id::uuid))
+ORDER BY c.created_at, c.id LIMIT :limit::int
+"""
+)
+
+_EVENTS = Statement(
+    """
+SELECT e.id, e.kind, e.actor_id, e.data, e.created_at, u.name AS actor_name
+FROM ticket_events e LEFT JOIN users u ON u.tenant_id = e.tenant_id AND u.id = e.actor_id
+WHERE e.tenant_id = :tenant_id::uuid AND e.ticket_id = :id::uuid
+  AND (NOT :external_only::bool OR e.visibility = 'external')
+  AND (:after::bigint IS NULL OR e.id > :after::bigint)
+ORDER BY e.id LIMIT :limit::int
+"""
+)
+
+_IS_AGENT = Statement(
+    """
+SELECT 1 FROM group_members m
+JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
+WHERE m.tenant_id = :tenant_id::uuid AND m.user_id = :user_id::uuid AND u.deleted_at IS NULL
+  AND g.permissions && ARRAY['tickets:manage', 'admin']::text[]
+LIMIT 1
+"""
+)
+
+_LINK_KINDS = Statement(
+    "SELECT DISTINCT kind FROM ticket_links "
+    "WHERE tenant_id = :tenant_id::uuid AND ticket_id = :id::uuid"
+)
+_APPROVAL_NAMES = Statement(
+    "SELECT DISTINCT name FROM ticket_approvals "
+    "WHERE tenant_id = :tenant_id::uuid AND ticket_id = :id::uuid"
+)
+_LINKS = Statement(
+    """
+SELECT l.id, l.kind, l.target_id, l.created_at, t.prefix AS target_prefix,
+       t.number AS target_number
+FROM ticket_links l JOIN tickets t ON t.tenant_id = l.tenant_id AND t.id = l.target_id
+WHERE l.tenant_id = :tenant_id::uuid AND l.ticket_id = :id::uuid
+ORDER BY l.created_at, l.id
+"""
+)
+_ADD_LINK = Statement(
+    """
+INSERT INTO ticket_links (tenant_id, id, ticket_id, kind, target_id)
+VALUES (:tenant_id::uuid, :link_id::uuid, :id::uuid, :kind::text, :target_id::uuid)
+ON CONFLICT DO NOTHING RETURNING id
+"""
+)
+_DELETE_LINK = Statement(
+    """
+DELETE FROM ticket_links
+WHERE tenant_id = :tenant_id::uuid AND ticket_id = :id::uuid AND id = :link_id::uuid
+RETURNING kind, target_id
+"""
+)
+_ADD_APPROVAL = Statement(
+    """
+WITH a AS (
+    INSERT INTO ticket_approvals (tenant_id, id, ticket_id, name, approver_id)
+    VALUES (:tenant_id::uuid, :approval_id::uuid, :id::uuid, :name::text, :approver_id::uuid)
+    RETURNING id, name, approver_id, created_at
+)
+SELECT a.*, u.name AS approver_name FROM a
+JOIN users u ON u.tenant_id = :tenant_id::uuid AND u.id = a.approver_id
+"""
+)
+_APPROVALS = Statement(
+    """
+SELECT a.id, a.name, a.approver_id, a.created_at, u.name AS approver_name
+FROM ticket_approvals a JOIN users u ON u.tenant_id = a.tenant_id AND u.id = a.approver_id
+WHERE a.tenant_id = :tenant_id::uuid AND a.ticket_id = :id::uuid
+ORDER BY a.created_at, a.id
+"""
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,72 +245,45 @@ class Ref:
     number: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    statuses: Sequence[str] = ()
-    categories: Sequence[str] = ()
-    # Listing defaults: RT leaves inactive tickets out unless asked, and hidden statuses
-    # unless named; these are computed by the service from the catalog.
-    exclude_hidden: Sequence[tuple[str, Sequence[str]]] = ()
-    assignee: uuid.UUID | None = None
-    unassigned: bool = False
-    requester: uuid.UUID | None = None
-    priorities: Sequence[str] = ()
-    types: Sequence[str] = ()
-    catalog_items: Sequence[str] = ()
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    updated_after: datetime | None = None
-    updated_before: datetime | None = None
-    q: str | None = None
-    # Tickets whose status their workflow no longer has: (workflow, its statuses) pairs.
-    stale_in: Sequence[tuple[str, Sequence[str]]] | None = None
-    sort: str = "-created"
-    after: tuple[Any, uuid.UUID] | None = None
-    limit: int = 50
+# asyncpg's Record: read by column name.
+Row: TypeAlias = Mapping[Any, Any]
 
 
-_SORTS = {
-    "created": Ticket.created_at,
-    "updated": Ticket.updated_at,
-    "priority": Ticket.priority_rank,
-}
+def _json(value: object) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 class TicketRepository:
     def __init__(
-        self, session: AsyncSession, tenant_id: uuid.UUID, *, requester_only: uuid.UUID | None
+        self, conn: Any, tenant_id: uuid.UUID, *, requester_only: uuid.UUID | None
     ) -> None:
-        self.session = session
+        self.conn = conn
         self.tenant_id = tenant_id
-        # Desk users (no tickets:manage) see only the tickets they requested.
+        # Desk users (not agents) reach only the tickets they requested.
         self.requester_only = requester_only
 
-    def _visible(self) -> ColumnElement[bool]:
-        clause = Ticket.tenant_id == self.tenant_id
-        if self.requester_only is not None:
-            clause = and_(clause, Ticket.requester_id == self.requester_only)
-        return clause
+    async def _row(self, statement: Statement, **params: Any) -> Row | None:
+        row: Row | None = await self.conn.fetchrow(statement.sql, *statement.args(params))
+        return row
 
-    def _select(self) -> Select[Any]:
-        return (
-            select(
-                *Ticket.__table__.c,
-                _requester.name.label("requester_name"),
-                _assignee.name.label("assignee_name"),
+    async def _rows(self, statement: Statement, **params: Any) -> list[Row]:
+        rows: list[Row] = await self.conn.fetch(statement.sql, *statement.args(params))
+        return rows
+
+    # --- the ticket ----------------------------------------------------------------------
+
+    async def get(self, ref: Ref) -> Row | None:
+        if ref.id is not None:
+            return await self._row(
+                _GET_BY_ID, tenant_id=self.tenant_id, id=ref.id, requester_only=self.requester_only
             )
-            .join(
-                _requester,
-                (_requester.tenant_id == Ticket.tenant_id) & (_requester.id == Ticket.requester_id),
-            )
-            .outerjoin(
-                _assignee,
-                (_assignee.tenant_id == Ticket.tenant_id) & (_assignee.id == Ticket.assignee_id),
-            )
-            .where(self._visible())
+        return await self._row(
+            _GET_BY_NUMBER,
+            tenant_id=self.tenant_id,
+            number=ref.number,
+            prefix=ref.prefix,
+            requester_only=self.requester_only,
         )
-
-    # --- writes ------------------------------------------------------------------------
 
     async def insert(
         self,
@@ -235,302 +291,50 @@ class TicketRepository:
         actor_id: uuid.UUID,
         events: list[dict[str, Any]],
         outbox: list[dict[str, Any]],
-    ) -> RowMapping | None:
-        params = {
-            **values,
-            "tenant_id": self.tenant_id,
-            "id": uuid.uuid4(),
-            "actor_id": actor_id,
-            "events": _json(events),
-            "outbox": _json(outbox),
-        }
-        row: RowMapping | None = (await self.session.execute(_CREATE, params)).mappings().first()
-        return row
+    ) -> Row | None:
+        """The new ticket, or None when its requester is not a live user of the tenant (then
+        no number was taken)."""
+        return await self._row(
+            _CREATE,
+            **{**values, "fields": _json(values["fields"])},
+            tenant_id=self.tenant_id,
+            id=uuid.uuid4(),
+            actor_id=actor_id,
+            events=_json(events),
+            outbox=_json(outbox),
+        )
 
     async def update(
         self,
-        ticket_id: uuid.UUID,
+        row: Row,
         changes: dict[str, Any],
         actor_id: uuid.UUID,
         events: list[dict[str, Any]],
         outbox: list[dict[str, Any]],
-    ) -> RowMapping:
+        comment: tuple[uuid.UUID, str, str] | None = None,
+    ) -> Row | None:
+        """Apply `changes` if the ticket is still at `row`'s version; None if it moved on (the
+        caller decides again on a fresh read). `comment` is (id, body, visibility)."""
         columns = tuple(sorted(changes))
-        unknown = set(columns) - UPDATABLE
-        assert not unknown, unknown
-        stmt = _UPDATE_CACHE.get(columns)
-        if stmt is None:
-            stmt = _UPDATE_CACHE[columns] = _update_statement(columns)
-        params = {
+        statement = _UPDATES.get(columns)
+        if statement is None:
+            statement = _UPDATES[columns] = _update_statement(columns)
+        if "fields" in changes:
+            changes = {**changes, "fields": _json(changes["fields"])}
+        comment_id, body, visibility = comment or (None, None, None)
+        return await self._row(
+            statement,
             **changes,
-            "tenant_id": self.tenant_id,
-            "id": ticket_id,
-            "actor_id": actor_id,
-            "events": _json(events),
-            "outbox": _json(outbox),
-        }
-        return (await self.session.execute(stmt, params)).mappings().one()
-
-    # --- reads -------------------------------------------------------------------------
-
-    async def get(self, ref: Ref, *, lock: bool = False) -> RowMapping | None:
-        stmt = self._select()
-        if ref.id is not None:
-            stmt = stmt.where(Ticket.id == ref.id)
-        else:
-            stmt = stmt.where(Ticket.number == ref.number, Ticket.prefix == ref.prefix)
-        if lock:
-            stmt = stmt.with_for_update(of=Ticket)
-        row: RowMapping | None = (await self.session.execute(stmt)).mappings().first()
-        return row
-
-    async def page(self, query: ListQuery) -> Sequence[RowMapping]:
-        stmt = self._select()
-        t = Ticket
-        if query.statuses:
-            stmt = stmt.where(t.status.in_(query.statuses))
-        if query.categories:
-            stmt = stmt.where(t.status_category.in_(query.categories))
-        for workflow, hidden in query.exclude_hidden:
-            stmt = stmt.where(~and_(t.workflow == workflow, t.status.in_(hidden)))
-        if query.unassigned:
-            stmt = stmt.where(t.assignee_id.is_(None))
-        elif query.assignee is not None:
-            stmt = stmt.where(t.assignee_id == query.assignee)
-        if query.requester is not None:
-            stmt = stmt.where(t.requester_id == query.requester)
-        if query.priorities:
-            stmt = stmt.where(t.priority.in_(query.priorities))
-        if query.types:
-            stmt = stmt.where(t.type.in_(query.types))
-        if query.catalog_items:
-            stmt = stmt.where(t.catalog_item.in_(query.catalog_items))
-        if query.created_after:
-            stmt = stmt.where(t.created_at >= query.created_after)
-        if query.created_before:
-            stmt = stmt.where(t.created_at < query.created_before)
-        if query.updated_after:
-            stmt = stmt.where(t.updated_at >= query.updated_after)
-        if query.updated_before:
-            stmt = stmt.where(t.updated_at < query.updated_before)
-        if query.q:
-            stmt = stmt.where(t.search.op("@@")(func.websearch_to_tsquery("english", query.q)))
-        if query.stale_in is not None:
-            known = [and_(t.workflow == w, t.status.in_(s)) for w, s in query.stale_in]
-            stmt = stmt.where(~or_(*known) if known else literal(True))
-        descending = query.sort.startswith("-")
-        column = _SORTS[query.sort.lstrip("-")]
-        if query.after is not None:
-            key, ident = query.after
-            if descending:
-                stmt = stmt.where(tuple_(column, t.id) < tuple_(literal(key), literal(ident)))
-            else:
-                stmt = stmt.where(tuple_(column, t.id) > tuple_(literal(key), literal(ident)))
-        order = (column.desc(), t.id.desc()) if descending else (column.asc(), t.id.asc())
-        stmt = stmt.order_by(*order).limit(query.limit + 1)
-        rows: Sequence[RowMapping] = (await self.session.execute(stmt)).mappings().all()
-        return rows
-
-    # --- people ------------------------------------------------------------------------
-
-    async def live_user(self, user_id: uuid.UUID) -> bool:
-        stmt = select(User.id).where(
-            User.tenant_id == self.tenant_id, User.id == user_id, User.deleted_at.is_(None)
+            tenant_id=self.tenant_id,
+            id=row["id"],
+            version=row["version"],
+            actor_id=actor_id,
+            events=_json(events),
+            outbox=_json(outbox),
+            comment_id=comment_id,
+            comment_body=body,
+            comment_visibility=visibility,
         )
-        return (await self.session.execute(stmt)).first() is not None
-
-    async def is_agent(self, user_id: uuid.UUID) -> bool:
-        """A live user whose groups grant tickets:manage (or admin, which implies it)."""
-        stmt = (
-            select(GroupMember.user_id)
-            .join(
-                Group,
-                (Group.tenant_id == GroupMember.tenant_id) & (Group.id == GroupMember.group_id),
-            )
-            .join(
-                User, (User.tenant_id == GroupMember.tenant_id) & (User.id == GroupMember.user_id)
-            )
-            .where(
-                GroupMember.tenant_id == self.tenant_id,
-                GroupMember.user_id == user_id,
-                User.deleted_at.is_(None),
-                Group.permissions.op("&&")(AGENT_GRANTORS),
-            )
-            .limit(1)
-        )
-        return (await self.session.execute(stmt)).first() is not None
-
-    # --- comments, events, links, approvals --------------------------------------------
-
-    async def add_comment(
-        self, ticket_id: uuid.UUID, author_id: uuid.UUID, body: str, visibility: str
-    ) -> RowMapping:
-        comment_id = uuid.uuid4()
-        stmt = text(
-            """
-WITH c AS (
-    INSERT INTO ticket_comments (tenant_id, id, ticket_id, author_id, body, visibility)
-    VALUES (CAST(:tenant_id AS uuid), CAST(:id AS uuid), CAST(:ticket_id AS uuid),
-            CAST(:author_id AS uuid), :body, :visibility)
-    RETURNING id, author_id, body, visibility, created_at
-)
-SELECT c.*, u.name AS author_name FROM c
-JOIN users u ON u.tenant_id = CAST(:tenant_id AS uuid) AND u.id = c.author_id
-"""
-        )
-        params = {
-            "tenant_id": self.tenant_id,
-            "id": comment_id,
-            "ticket_id": ticket_id,
-            "author_id": author_id,
-            "body": body,
-            "visibility": visibility,
-        }
-        return (await self.session.execute(stmt, params)).mappings().one()
-
-    async def comments(
-        self,
-        ticket_id: uuid.UUID,
-        *,
-        external_only: bool,
-        after: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> Sequence[RowMapping]:
-        c = TicketComment
-        stmt = (
-            select(
-                c.id,
-                c.author_id,
-                c.body,
-                c.visibility,
-                c.created_at,
-                User.name.label("author_name"),
-            )
-            .join(User, (User.tenant_id == c.tenant_id) & (User.id == c.author_id))
-            .where(c.tenant_id == self.tenant_id, c.ticket_id == ticket_id)
-        )
-        if external_only:
-            stmt = stmt.where(c.visibility == "external")
-        if after is not None:
-            stmt = stmt.where(
-                tuple_(c.created_at, c.id) > tuple_(literal(after[0]), literal(after[1]))
-            )
-        stmt = stmt.order_by(c.created_at, c.id).limit(limit + 1)
-        return (await self.session.execute(stmt)).mappings().all()
-
-    async def events(
-        self, ticket_id: uuid.UUID, *, external_only: bool, after: int | None, limit: int
-    ) -> Sequence[RowMapping]:
-        e = TicketEvent
-        stmt = (
-            select(e.id, e.kind, e.actor_id, e.data, e.created_at, User.name.label("actor_name"))
-            .outerjoin(User, (User.tenant_id == e.tenant_id) & (User.id == e.actor_id))
-            .where(e.tenant_id == self.tenant_id, e.ticket_id == ticket_id)
-        )
-        if external_only:
-            stmt = stmt.where(e.visibility == "external")
-        if after is not None:
-            stmt = stmt.where(e.id > after)
-        stmt = stmt.order_by(e.id).limit(limit + 1)
-        return (await self.session.execute(stmt)).mappings().all()
-
-    async def link_kinds(self, ticket_id: uuid.UUID) -> frozenset[str]:
-        stmt = select(TicketLink.kind).where(
-            TicketLink.tenant_id == self.tenant_id, TicketLink.ticket_id == ticket_id
-        )
-        return frozenset((await self.session.execute(stmt)).scalars().all())
-
-    async def approval_names(self, ticket_id: uuid.UUID) -> frozenset[str]:
-        stmt = select(TicketApproval.name).where(
-            TicketApproval.tenant_id == self.tenant_id, TicketApproval.ticket_id == ticket_id
-        )
-        return frozenset((await self.session.execute(stmt)).scalars().all())
-
-    async def links(self, ticket_id: uuid.UUID) -> Sequence[RowMapping]:
-        target = aliased(Ticket, name="target")
-        stmt = (
-            select(
-                TicketLink.id,
-                TicketLink.kind,
-                TicketLink.target_id,
-                TicketLink.created_at,
-                target.prefix.label("target_prefix"),
-                target.number.label("target_number"),
-            )
-            .join(
-                target,
-                (target.tenant_id == TicketLink.tenant_id) & (target.id == TicketLink.target_id),
-            )
-            .where(TicketLink.tenant_id == self.tenant_id, TicketLink.ticket_id == ticket_id)
-            .order_by(TicketLink.created_at, TicketLink.id)
-        )
-        return (await self.session.execute(stmt)).mappings().all()
-
-    async def add_link(
-        self, ticket_id: uuid.UUID, kind: str, target_id: uuid.UUID
-    ) -> uuid.UUID | None:
-        """The new link's id, or None when the same link already exists."""
-        stmt = text(
-            """
-INSERT INTO ticket_links (tenant_id, id, ticket_id, kind, target_id)
-VALUES (CAST(:tenant_id AS uuid), CAST(:id AS uuid), CAST(:ticket_id AS uuid), :kind,
-        CAST(:target_id AS uuid))
-ON CONFLICT DO NOTHING RETURNING id
-"""
-        )
-        params = {
-            "tenant_id": self.tenant_id,
-            "id": uuid.uuid4(),
-            "ticket_id": ticket_id,
-            "kind": kind,
-            "target_id": target_id,
-        }
-        return (await self.session.execute(stmt, params)).scalar()
-
-    async def delete_link(self, ticket_id: uuid.UUID, link_id: uuid.UUID) -> RowMapping | None:
-        stmt = text(
-            """
-DELETE FROM ticket_links WHERE tenant_id = CAST(:tenant_id AS uuid)
-AND ticket_id = CAST(:ticket_id AS uuid) AND id = CAST(:id AS uuid)
-RETURNING kind, target_id
-"""
-        )
-        params = {"tenant_id": self.tenant_id, "ticket_id": ticket_id, "id": link_id}
-        return (await self.session.execute(stmt, params)).mappings().first()
-
-    async def add_approval(
-        self, ticket_id: uuid.UUID, name: str, approver_id: uuid.UUID
-    ) -> RowMapping:
-        stmt = text(
-            """
-WITH a AS (
-    INSERT INTO ticket_approvals (tenant_id, id, ticket_id, name, approver_id)
-    VALUES (CAST(:tenant_id AS uuid), CAST(:id AS uuid), CAST(:ticket_id AS uuid), :name,
-            CAST(:approver_id AS uuid))
-    RETURNING id, name, approver_id, created_at
-)
-SELECT a.*, u.name AS approver_name FROM a
-JOIN users u ON u.tenant_id = CAST(:tenant_id AS uuid) AND u.id = a.approver_id
-"""
-        )
-        params = {
-            "tenant_id": self.tenant_id,
-            "id": uuid.uuid4(),
-            "ticket_id": ticket_id,
-            "name": name,
-            "approver_id": approver_id,
-        }
-        return (await self.session.execute(stmt, params)).mappings().one()
-
-    async def approvals(self, ticket_id: uuid.UUID) -> Sequence[RowMapping]:
-        a = TicketApproval
-        stmt = (
-            select(a.id, a.name, a.approver_id, a.created_at, User.name.label("approver_name"))
-            .join(User, (User.tenant_id == a.tenant_id) & (User.id == a.approver_id))
-            .where(a.tenant_id == self.tenant_id, a.ticket_id == ticket_id)
-            .order_by(a.created_at, a.id)
-        )
-        return (await self.session.execute(stmt)).mappings().all()
 
     async def append_events(
         self,
@@ -540,22 +344,121 @@ JOIN users u ON u.tenant_id = CAST(:tenant_id AS uuid) AND u.id = a.approver_id
         outbox: list[dict[str, Any]],
     ) -> None:
         """Events (and outbox messages) about a ticket that do not change its row."""
-        stmt = text(
-            """
-WITH written AS (SELECT CAST(:tenant_id AS uuid) AS tenant_id, CAST(:id AS uuid) AS id)
-"""
-            + _EVENTS_AND_OUTBOX
-            + "SELECT 1"
+        await self._row(
+            _APPEND,
+            tenant_id=self.tenant_id,
+            id=ticket_id,
+            actor_id=actor_id,
+            events=_json(events),
+            outbox=_json(outbox),
         )
-        params = {
-            "tenant_id": self.tenant_id,
-            "id": ticket_id,
-            "actor_id": actor_id,
-            "events": _json(events),
-            "outbox": _json(outbox),
-        }
-        await self.session.execute(stmt, params)
 
+    # --- people --------------------------------------------------------------------------
 
-def _json(value: object) -> str:
-    return orjson.dumps(value, default=str).decode()
+    async def is_agent(self, user_id: uuid.UUID) -> bool:
+        """A live user whose groups grant tickets:manage (or admin, which implies it)."""
+        return await self._row(_IS_AGENT, tenant_id=self.tenant_id, user_id=user_id) is not None
+
+    # --- comments and the record ---------------------------------------------------------
+
+    async def add_comment(
+        self,
+        ticket_id: uuid.UUID,
+        author_id: uuid.UUID,
+        body: str,
+        visibility: str,
+        events: list[dict[str, Any]],
+        outbox: list[dict[str, Any]],
+        comment_id: uuid.UUID,
+    ) -> Row:
+        row = await self._row(
+            _ADD_COMMENT,
+            tenant_id=self.tenant_id,
+            id=ticket_id,
+            comment_id=comment_id,
+            actor_id=author_id,
+            body=body,
+            visibility=visibility,
+            events=_json(events),
+            outbox=_json(outbox),
+        )
+        assert row is not None
+        return row
+
+    async def comments(
+        self,
+        ticket_id: uuid.UUID,
+        *,
+        external_only: bool,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Row]:
+        after_time, after_id = after or (None, None)
+        return await self._rows(
+            _COMMENTS,
+            tenant_id=self.tenant_id,
+            id=ticket_id,
+            external_only=external_only,
+            after_time=after_time,
+            after_id=after_id,
+            limit=limit + 1,
+        )
+
+    async def events(
+        self, ticket_id: uuid.UUID, *, external_only: bool, after: int | None, limit: int
+    ) -> list[Row]:
+        return await self._rows(
+            _EVENTS,
+            tenant_id=self.tenant_id,
+            id=ticket_id,
+            external_only=external_only,
+            after=after,
+            limit=limit + 1,
+        )
+
+    # --- links and approvals -------------------------------------------------------------
+
+    async def link_kinds(self, ticket_id: uuid.UUID) -> frozenset[str]:
+        rows = await self._rows(_LINK_KINDS, tenant_id=self.tenant_id, id=ticket_id)
+        return frozenset(r["kind"] for r in rows)
+
+    async def approval_names(self, ticket_id: uuid.UUID) -> frozenset[str]:
+        rows = await self._rows(_APPROVAL_NAMES, tenant_id=self.tenant_id, id=ticket_id)
+        return frozenset(r["name"] for r in rows)
+
+    async def links(self, ticket_id: uuid.UUID) -> list[Row]:
+        return await self._rows(_LINKS, tenant_id=self.tenant_id, id=ticket_id)
+
+    async def add_link(
+        self, ticket_id: uuid.UUID, kind: str, target_id: uuid.UUID
+    ) -> uuid.UUID | None:
+        """The new link's id, or None when the same link already exists."""
+        row = await self._row(
+            _ADD_LINK,
+            tenant_id=self.tenant_id,
+            id=ticket_id,
+            link_id=uuid.uuid4(),
+            kind=kind,
+            target_id=target_id,
+        )
+        return None if row is None else row["id"]
+
+    async def delete_link(self, ticket_id: uuid.UUID, link_id: uuid.UUID) -> Row | None:
+        return await self._row(
+            _DELETE_LINK, tenant_id=self.tenant_id, id=ticket_id, link_id=link_id
+        )
+
+    async def add_approval(self, ticket_id: uuid.UUID, name: str, approver_id: uuid.UUID) -> Row:
+        row = await self._row(
+            _ADD_APPROVAL,
+            tenant_id=self.tenant_id,
+            id=ticket_id,
+            approval_id=uuid.uuid4(),
+            name=name,
+            approver_id=approver_id,
+        )
+        assert row is not None
+        return row
+
+    async def approvals(self, ticket_id: uuid.UUID) -> list[Row]:
+        return await self._rows(_APPROVALS, tenant_id=self.tenant_id, id=ticket_id)

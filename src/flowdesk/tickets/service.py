@@ -1,5 +1,9 @@
-"""Ticket use cases: create, read, list, update (and move between workflows). Each runs in
-the caller's unit of work and only flushes through its statements."""
+"""Ticket use cases: create, read, list, update (and move between workflows).
+
+Writes are optimistic: the decision is made on a read, and the one-statement write applies
+only if the ticket is still at that version; otherwise the use case reads and decides again
+(a few times at most). No lock is held while Python thinks.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowdesk.auth.principal import Principal
-from flowdesk.errors import Forbidden, InvalidInput, NotFound
+from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
 from flowdesk.http.etag import check_if_match
 from flowdesk.http.pagination import Page, encode_cursor
 from flowdesk.tickets.errors import (
@@ -20,8 +23,9 @@ from flowdesk.tickets.errors import (
     TransitionRefusedError,
     TransitionUnavailable,
 )
-from flowdesk.tickets.facts import actor_of, parse_ref, repository_for, ticket_out
-from flowdesk.tickets.repository import ListQuery, TicketRepository
+from flowdesk.tickets.facts import actor_of, parse_ref, repository_for, ticket_out, visible_to
+from flowdesk.tickets.listing import ListQuery, TicketListing
+from flowdesk.tickets.repository import Row, TicketRepository
 from flowdesk.tickets.schemas import TicketCreate, TicketOut, TicketPatch
 from flowdesk.workflow import (
     ApplyInputs,
@@ -38,21 +42,23 @@ from flowdesk.workflow import (
 REQUESTER_EDITABLE = frozenset({"title", "description", "fields"})
 
 
-async def locate(
-    session: AsyncSession, principal: Principal, ref: str, *, lock: bool = False
-) -> tuple[TicketRepository, RowMapping]:
+# How often a write decides again when the ticket moved on under it before it gives up.
+ATTEMPTS = 5
+
+
+async def locate(conn: Any, principal: Principal, ref: str) -> tuple[TicketRepository, Row]:
     """The ticket behind `ref` as this caller may see it, or 404 (another tenant's ticket, or
     another requester's, is not found rather than forbidden)."""
-    repo = repository_for(session, principal)
+    repo = repository_for(conn, principal)
     parsed = parse_ref(ref)
-    row = await repo.get(parsed, lock=lock) if parsed is not None else None
+    row = await repo.get(parsed) if parsed is not None else None
     if row is None:
         raise NotFound(f"No ticket '{ref}'.")
     return repo, row
 
 
 async def create_ticket(
-    session: AsyncSession, catalog: Catalog, principal: Principal, body: TicketCreate
+    conn: Any, catalog: Catalog, principal: Principal, body: TicketCreate
 ) -> TicketOut:
     if not principal.can("tickets:create"):
         raise Forbidden(
@@ -110,17 +116,16 @@ async def create_ticket(
         }
     ]
     outbox = [{"topic": "ticket.created", "payload": {"actor_id": principal.user_id}}]
-    row = await repository_for(session, principal).insert(values, principal.user_id, events, outbox)
+    row = await repository_for(conn, principal).insert(values, principal.user_id, events, outbox)
     if row is None:
-        # The statement took a number and inserted nothing; raising rolls both back.
         raise InvalidInput(
             "The requester is not a user of this tenant.", [("/requester_id", "no such user")]
         )
     return ticket_out(row)
 
 
-async def get_ticket(session: AsyncSession, principal: Principal, ref: str) -> TicketOut:
-    _, row = await locate(session, principal, ref)
+async def get_ticket(conn: Any, principal: Principal, ref: str) -> TicketOut:
+    _, row = await locate(conn, principal, ref)
     return ticket_out(row)
 
 
@@ -182,7 +187,9 @@ async def list_tickets(
         after=p.after,
         limit=p.limit,
     )
-    rows = await repository_for(session, principal).page(query)
+    rows = await TicketListing(
+        session, principal.tenant_id, requester_only=visible_to(principal)
+    ).page(query)
     items = [ticket_out(r) for r in rows[: p.limit]]
     next_cursor = None
     if len(rows) > p.limit:
@@ -206,15 +213,13 @@ def _person(value: str | None, principal: Principal, name: str) -> uuid.UUID:
 
 
 async def update_ticket(
-    session: AsyncSession,
+    conn: Any,
     catalog: Catalog,
     principal: Principal,
     ref: str,
     body: TicketPatch,
     if_match: str | None,
 ) -> TicketOut:
-    repo, row = await locate(session, principal, ref, lock=True)
-    check_if_match(if_match, row["version"])
     sent = body.model_fields_set
     if not principal.can("tickets:manage"):
         beyond = sorted(sent - REQUESTER_EDITABLE)
@@ -223,6 +228,23 @@ async def update_ticket(
                 f"Changing {', '.join(beyond)} needs the 'tickets:manage' permission.",
                 extra={"required_permission": "tickets:manage", "fields": beyond},
             )
+    for _ in range(ATTEMPTS):
+        repo, row = await locate(conn, principal, ref)
+        check_if_match(if_match, row["version"])
+        changes, events, outbox = await _patch(repo, catalog, row, body)
+        if not changes:
+            return ticket_out(row)
+        written = await repo.update(row, changes, principal.user_id, events, outbox)
+        if written is not None:
+            return ticket_out(written)
+    raise Conflict("The ticket kept changing while this update was decided; retry it.")
+
+
+async def _patch(
+    repo: TicketRepository, catalog: Catalog, row: Row, body: TicketPatch
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """What a PATCH changes on this version of the ticket, with its events and messages."""
+    sent = body.model_fields_set
     changes: dict[str, Any] = {}
     events: list[dict[str, Any]] = []
     outbox: list[dict[str, Any]] = []
@@ -234,8 +256,7 @@ async def update_ticket(
                 {"kind": "field_changed", "data": {"field": name, "old": row[name], "new": value}}
             )
     if "fields" in sent and body.fields is not None:
-        merged = {**row["fields"], **body.fields}
-        merged = _clean_fields(merged)
+        merged = _clean_fields({**row["fields"], **body.fields})
         if merged != row["fields"]:
             changes["fields"] = merged
             events.append(
@@ -264,14 +285,11 @@ async def update_ticket(
         and body.catalog_item != row["catalog_item"]
     ):
         changes |= _move(catalog, row, body.catalog_item, events)
-    if not changes:
-        return ticket_out(row)
-    written = await repo.update(row["id"], changes, principal.user_id, events, outbox)
-    return ticket_out(written)
+    return changes, events, outbox
 
 
 def _move(
-    catalog: Catalog, row: RowMapping, item_name: str, events: list[dict[str, Any]]
+    catalog: Catalog, row: Row, item_name: str, events: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """A new catalog item, and with it maybe a new workflow: the status follows the map."""
     item = catalog.items.get(item_name)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from flowdesk.auth.principal import Principal
-from flowdesk.errors import Forbidden, InvalidInput
+from flowdesk.errors import Conflict, Forbidden, InvalidInput
 from flowdesk.http.etag import check_if_match
 from flowdesk.tickets.errors import TransitionRefusedError, TransitionUnavailable
 from flowdesk.tickets.facts import actor_of, facts_of, needs, ticket_out
-from flowdesk.tickets.repository import TicketRepository
+from flowdesk.tickets.repository import Row, TicketRepository
 from flowdesk.tickets.schemas import (
     ReasonOut,
     TicketOut,
@@ -21,7 +18,7 @@ from flowdesk.tickets.schemas import (
     TransitionOption,
     TransitionsOut,
 )
-from flowdesk.tickets.service import locate
+from flowdesk.tickets.service import ATTEMPTS, locate
 from flowdesk.workflow import (
     RESET,
     ActionOption,
@@ -38,13 +35,13 @@ from flowdesk.workflow import (
 )
 
 
-async def _facts(repo: TicketRepository, workflow: Workflow, row: RowMapping) -> TicketFacts:
+async def _facts(repo: TicketRepository, workflow: Workflow, row: Row) -> TicketFacts:
     links = await repo.link_kinds(row["id"]) if needs(workflow, "link") else frozenset()
     approvals = await repo.approval_names(row["id"]) if needs(workflow, "approval") else frozenset()
     return facts_of(row, links=links, approvals=approvals)
 
 
-def _workflow(catalog: Catalog, row: RowMapping) -> Workflow:
+def _workflow(catalog: Catalog, row: Row) -> Workflow:
     try:
         return catalog.workflow(row["workflow"])
     except UnknownWorkflow as exc:
@@ -70,9 +67,9 @@ def _option(o: ActionOption) -> TransitionOption:
 
 
 async def list_transitions(
-    session: AsyncSession, catalog: Catalog, principal: Principal, ref: str
+    conn: Any, catalog: Catalog, principal: Principal, ref: str
 ) -> TransitionsOut:
-    repo, row = await locate(session, principal, ref)
+    repo, row = await locate(conn, principal, ref)
     workflow = _workflow(catalog, row)
     facts = await _facts(repo, workflow, row)
     options = available_actions(workflow, facts, actor_of(principal))
@@ -82,15 +79,28 @@ async def list_transitions(
 
 
 async def transition(
-    session: AsyncSession,
+    conn: Any,
     catalog: Catalog,
     principal: Principal,
     ref: str,
     body: TransitionIn,
     if_match: str | None,
 ) -> TicketOut:
-    repo, row = await locate(session, principal, ref, lock=True)
-    check_if_match(if_match, row["version"])
+    """Decide on a read, write if the ticket is still at that version, else decide again: of
+    two concurrent moves out of one status one wins and the other is refused (409), or fails
+    its If-Match (412), on the fresh read."""
+    for _ in range(ATTEMPTS):
+        repo, row = await locate(conn, principal, ref)
+        check_if_match(if_match, row["version"])
+        written = await _decide_and_write(repo, catalog, principal, row, body)
+        if written is not None:
+            return ticket_out(written)
+    raise Conflict("The ticket kept changing while this transition was decided; retry it.")
+
+
+async def _decide_and_write(
+    repo: TicketRepository, catalog: Catalog, principal: Principal, row: Row, body: TransitionIn
+) -> Row | None:
     workflow = _workflow(catalog, row)
     facts = await _facts(repo, workflow, row)
     actor = actor_of(principal)
@@ -109,16 +119,11 @@ async def transition(
     option = next(
         o for o in available_actions(workflow, facts, actor) if o.action == outcome.action
     )
-    visibility = _comment_visibility(principal, option, body)
 
     changes: dict[str, Any] = {}
     kind = "reset" if outcome.action == RESET else "transitioned"
-    events: list[dict[str, Any]] = [
-        {
-            "kind": kind,
-            "data": {"action": outcome.action, "from": row["status"], "to": outcome.status},
-        }
-    ]
+    moved: dict[str, Any] = {"action": outcome.action, "from": row["status"], "to": outcome.status}
+    events: list[dict[str, Any]] = [{"kind": kind, "data": moved}]
     outbox: list[dict[str, Any]] = []
     if outcome.status != row["status"]:
         changes |= {
@@ -138,37 +143,29 @@ async def transition(
             outbox.append({"topic": "ticket.closed", "payload": {"status": outcome.status}})
     if outcome.resolution != row["resolution"]:
         changes["resolution"] = outcome.resolution
-        events[0]["data"]["resolution"] = outcome.resolution
+        moved["resolution"] = outcome.resolution
     owner = uuid.UUID(outcome.owner) if outcome.owner else None
     if owner != row["assignee_id"]:
         if owner is not None and not await repo.is_agent(owner):
             raise InvalidInput(
-                "The new owner must be an agent of this tenant.", [("/assignee_id", "not an agent")]
+                "The new owner must be an agent of this tenant.",
+                [("/assignee_id", "not an agent")],
             )
         changes["assignee_id"] = owner
         events.append({"kind": "assigned", "data": {"old": row["assignee_id"], "new": owner}})
         if owner is not None:
             outbox.append({"topic": "ticket.assigned", "payload": {"assignee_id": owner}})
+    comment = None
     if body.comment:
-        comment = await repo.add_comment(row["id"], principal.user_id, body.comment, visibility)
-        events.append(
-            {
-                "kind": "commented",
-                "visibility": visibility,
-                "data": {"comment_id": comment["id"], "visibility": visibility},
-            }
-        )
-        outbox.append(
-            {
-                "topic": "ticket.comment_added",
-                "payload": {"comment_id": comment["id"], "visibility": visibility},
-            }
-        )
+        visibility = _comment_visibility(principal, option, body)
+        comment = (uuid.uuid4(), body.comment, visibility)
+        said = {"comment_id": comment[0], "visibility": visibility}
+        events.append({"kind": "commented", "visibility": visibility, "data": said})
+        outbox.append({"topic": "ticket.comment_added", "payload": said})
     # Every transition is on the record and moves the version, even one that leaves the
     # status as it was (Trac's leave_status), so that If-Match sees it.
     changes.setdefault("status", outcome.status)
-    written = await repo.update(row["id"], changes, principal.user_id, events, outbox)
-    return ticket_out(written)
+    return await repo.update(row, changes, principal.user_id, events, outbox, comment)
 
 
 def _comment_visibility(principal: Principal, option: ActionOption, body: TransitionIn) -> str:
