@@ -85,6 +85,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     settings = _settings(host=host, port=port, workers=workers)
+    _check_catalog(settings)
     url = _prepared_database(settings)
     # Only the embedded (development) database gets a demo tenant; a production database is
     # given its tenants with `flowdesk tenants create`.
@@ -111,6 +112,21 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         timeout_graceful_shutdown=10,
         timeout_keep_alive=settings.keepalive_seconds,
     )
+
+
+def _check_catalog(settings: Settings) -> None:
+    """Refuse to start on a broken workflow catalog, saying where and what (file:line:col);
+    print its warnings. Every worker compiles it again (create_app), identically."""
+    from flowdesk.workflow import CatalogError, load_catalog
+
+    try:
+        catalog = load_catalog(settings.workflow_files)
+    except CatalogError as exc:
+        for diagnostic in exc.diagnostics:
+            click.echo(f"flowdesk: {diagnostic}", err=True)
+        _fail("the workflow catalog has errors; not starting")
+    for warning in catalog.warnings:
+        click.echo(f"flowdesk: warning: {warning}", err=True)
 
 
 def _exit_cleanly_on_signals() -> None:

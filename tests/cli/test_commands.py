@@ -94,3 +94,18 @@ def test_openapi_check_detects_drift(database_url: str, tmp_path: Path) -> None:
     assert run(database_url, "openapi", "--output", str(target), "--check").returncode == 0
     target.write_text("{}\n")
     assert run(database_url, "openapi", "--output", str(target), "--check").returncode == 1
+
+
+def test_serve_refuses_a_broken_catalog(database_url: str, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        "workflows:\n  - name: broken\n    transitions:\n      - {from: OPEN, to: NOWHERE}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWDESK_")}
+    env |= {"FLOWDESK_DATABASE_URL": database_url, "FLOWDESK_WORKFLOW_FILES": str(values)}
+    done = subprocess.run(
+        [FLOWDESK, "serve", "--port", "1"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert f"{values}:4:" in done.stderr and "NOWHERE" in done.stderr
+    assert "not starting" in done.stderr
