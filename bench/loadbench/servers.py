@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+
 from loadbench.config import BENCH_DIR, ROOT
 
 
