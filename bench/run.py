@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import os
 import platform
 import signal
@@ -99,8 +100,31 @@ class Bench:
 
     # --- set-up ------------------------------------------------------------------------
 
+    def lock(self, wait_seconds: float = 1200) -> None:
+        """One run at a time per data directory: a second one would drop the first one's
+        databases. Waits (bounded) for a run in progress to finish."""
+        self.cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = (self.cfg.data_dir / "run.lock").open("w")
+        deadline = time.monotonic() + wait_seconds
+        told = False
+        while True:
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"another benchmark run still holds {self.cfg.data_dir}; set "
+                        "BENCH_DATA_DIR and BENCH_DB_PREFIX to run one beside it"
+                    ) from None
+                if not told:
+                    log(f"another benchmark run is using {self.cfg.data_dir}; waiting for it")
+                    told = True
+                time.sleep(2)
+
     def setup(self) -> None:
         cfg = self.cfg
+        self.lock()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log(f"PostgreSQL: {'BENCH_DATABASE_URL' if cfg.database_url else 'embedded'}")
         self.server = server = database.start(cfg.database_url, cfg.data_dir)
