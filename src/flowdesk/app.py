@@ -6,18 +6,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from sqlalchemy import text
 
 from flowdesk import __version__
+from flowdesk.auth.dependencies import BEARER_SCHEME
 from flowdesk.auth.service import Authenticator
 from flowdesk.config import Settings, get_settings
 from flowdesk.db import embedded
 from flowdesk.db.engine import make_engine, make_sessionmaker
 from flowdesk.errors import ServiceUnavailable, install_handlers
 from flowdesk.http.idempotency import purge_expired
-from flowdesk.http.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from flowdesk.http.middleware import RequestMiddleware
 from flowdesk.itsm.runtime import itsm_runtime
 from flowdesk.periodic import Periodic
 from flowdesk.platform.endpoints import router as platform_router
@@ -60,6 +62,26 @@ TAGS = [
 def database_url(settings: Settings) -> str:
     """The configured URL, else the embedded server of the data directory (started or joined)."""
     return settings.database_url or embedded.start(settings.data_dir)
+
+
+_NO_AUTH: dict[str, Any] = {"security": []}
+
+
+def _document_bearer_auth(app: FastAPI) -> None:
+    """Every operation takes `Authorization: Bearer fdk_…` unless it says otherwise (health
+    probes; the platform API names its own scheme)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["apiKey"] = BEARER_SCHEME
+            schema["security"] = [{"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
@@ -106,11 +128,15 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(public_router)
     app.include_router(platform_router)
 
-    @app.get("/healthz", tags=["health"], summary="The process is up")
+    _document_bearer_auth(app)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up", openapi_extra=_NO_AUTH)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="The database is reachable")
+    @app.get(
+        "/readyz", tags=["health"], summary="The database is reachable", openapi_extra=_NO_AUTH
+    )
     async def readyz(request: Request) -> dict[str, str]:
         try:
             async with request.app.state.engine.connect() as conn:
@@ -119,12 +145,12 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             raise ServiceUnavailable("The database is unreachable.") from exc
         return {"status": "ready"}
 
-    # Outermost first: the request id must be set before anything logs.
+    # The last added runs first: the request id is set before anything logs, and an oversized
+    # body is refused before a key is looked up.
     app.add_middleware(
         ApiUsageMiddleware,
         limited_paths=settings.rate_limit_paths,
         metered_paths=settings.metered_paths,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestMiddleware, max_bytes=settings.max_body_bytes)
     return app

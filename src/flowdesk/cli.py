@@ -21,6 +21,7 @@ from typing import TypeVar
 import click
 
 from flowdesk.config import Settings, get_settings
+from flowdesk.http.middleware import RequestIdFilter
 from flowdesk.itsm.cli import license_command, quotas_cli
 from flowdesk.workflow.cli import workflows_cli
 
@@ -69,7 +70,11 @@ def _fail(message: str) -> None:
 @click.version_option(package_name="flowdesk")
 def main() -> None:
     """flowdesk: multi-tenant service-desk ticketing with workflows as configuration."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s [%(request_id)s] %(message)s"
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
 
 
 @main.command()
@@ -108,6 +113,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level,
+        access_log=settings.access_log,
         proxy_headers=True,
         timeout_graceful_shutdown=10,
         timeout_keep_alive=settings.keepalive_seconds,

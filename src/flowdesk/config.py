@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
+    # uvicorn's line per request. Off by default: a balancer or ingress usually logs requests,
+    # and on a busy worker the line costs measurable time (see bench/). Every log line carries
+    # the request id either way.
+    access_log: bool = False
 
     # Values files merged over the shipped workflows.yaml (comma-separated in the environment).
     workflow_files: Annotated[list[Path], NoDecode] = Field(default_factory=list)

@@ -6,19 +6,22 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import Forbidden
 
-# auto_error=False: a missing header is answered by our own 401 problem, not FastAPI's 403.
-_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer fdk_…`")
+# The bearer scheme is declared once for the whole OpenAPI document (flowdesk.app), not as a
+# per-endpoint security dependency: on the hot path every dependency level costs time, and
+# the docs say the same either way.
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key: `Authorization: Bearer fdk_…`",
+}
 
 
-async def _principal(
-    request: Request,
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+async def current_principal(request: Request) -> Principal:
+    """The caller, from the request's API key (401 problem without a valid one)."""
     # The usage middleware may have resolved this request's key already.
     known = getattr(request.state, "principal", None)
     if isinstance(known, Principal):
@@ -30,8 +33,9 @@ async def _principal(
     return principal
 
 
-def require_permission(permission: str) -> Callable[[Principal], Awaitable[Principal]]:
-    async def check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+def require_permission(permission: str) -> Callable[[Request], Awaitable[Principal]]:
+    async def check(request: Request) -> Principal:
+        principal = await current_principal(request)
         if not principal.can(permission):
             raise Forbidden(
                 f"This needs the '{permission}' permission, granted to the user by a group "
@@ -43,18 +47,21 @@ def require_permission(permission: str) -> Callable[[Principal], Awaitable[Princ
     return check
 
 
-def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
-    async def check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
-        if scope not in principal.scopes:
-            raise Forbidden(
-                f"This API key lacks the '{scope}' scope.", extra={"required_scope": scope}
-            )
+def ensure_scope(principal: Principal, scope: str) -> None:
+    if scope not in principal.scopes:
+        raise Forbidden(f"This API key lacks the '{scope}' scope.", extra={"required_scope": scope})
+
+
+def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
+    async def check(request: Request) -> Principal:
+        principal = await current_principal(request)
+        ensure_scope(principal, scope)
         return principal
 
     return check
 
 
-Authenticated = Annotated[Principal, Depends(_principal)]
+Authenticated = Annotated[Principal, Depends(current_principal)]
 AdminPrincipal = Annotated[Principal, Depends(require_permission("admin"))]
 TicketsRead = Annotated[Principal, Depends(require_scope("tickets:read"))]
 TicketsWrite = Annotated[Principal, Depends(require_scope("tickets:write"))]

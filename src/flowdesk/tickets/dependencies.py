@@ -20,7 +20,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from flowdesk.auth.dependencies import Authenticated, require_scope
+from flowdesk.auth.dependencies import current_principal, ensure_scope
 from flowdesk.auth.principal import Principal
 from flowdesk.itsm.dependencies import controls_of, ensure_flag
 
@@ -30,25 +30,28 @@ def portal_flag(principal: Principal) -> str:
     return "agent_portal" if principal.is_agent else "end_user_portal"
 
 
-async def _gate(request: Request, principal: Principal, flag: str, scope: str) -> Principal:
-    ensure_flag(await controls_of(request, principal), flag)
-    return await require_scope(scope)(principal)
+async def _gate(request: Request, scope: str, flag: str | None) -> Principal:
+    """One flat dependency per endpoint (no nested Depends): the hot path pays for one."""
+    principal = await current_principal(request)
+    ensure_flag(await controls_of(request, principal), flag or portal_flag(principal))
+    ensure_scope(principal, scope)
+    return principal
 
 
-async def _reader(request: Request, principal: Authenticated) -> Principal:
-    return await _gate(request, principal, portal_flag(principal), "tickets:read")
+async def _reader(request: Request) -> Principal:
+    return await _gate(request, "tickets:read", None)
 
 
-async def _writer(request: Request, principal: Authenticated) -> Principal:
-    return await _gate(request, principal, portal_flag(principal), "tickets:write")
+async def _writer(request: Request) -> Principal:
+    return await _gate(request, "tickets:write", None)
 
 
-async def _public_reader(request: Request, principal: Authenticated) -> Principal:
-    return await _gate(request, principal, "public_api", "tickets:read")
+async def _public_reader(request: Request) -> Principal:
+    return await _gate(request, "tickets:read", "public_api")
 
 
-async def _public_writer(request: Request, principal: Authenticated) -> Principal:
-    return await _gate(request, principal, "public_api", "tickets:write")
+async def _public_writer(request: Request) -> Principal:
+    return await _gate(request, "tickets:write", "public_api")
 
 
 TicketReader = Annotated[Principal, Depends(_reader)]
