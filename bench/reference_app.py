@@ -217,9 +217,15 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Grows on demand up to the size of flowdesk's pool (size + overflow), as flowdesk's
-        # does; opening all of it up front would crowd max_connections with two workers.
+        # does, and lets go of connections idle for a few seconds: the two systems share the
+        # server's max_connections (100 by default) and take turns, so the one waiting must
+        # not hold what the one under load needs.
         pool = await asyncpg.create_pool(
-            dsn, min_size=min(10, pool_size), max_size=pool_size, server_settings={"jit": "off"}
+            dsn,
+            min_size=min(10, pool_size),
+            max_size=pool_size,
+            max_inactive_connection_lifetime=3.0,
+            server_settings={"jit": "off"},
         )
         async with pool.acquire() as conn:
             rows = await conn.fetch("SELECT token, tenant_id, user_id FROM ref_tokens")
