@@ -17,6 +17,7 @@ from flowdesk.auth.service import Authenticator
 from flowdesk.config import Settings, get_settings
 from flowdesk.db import embedded
 from flowdesk.db.engine import make_engine, make_sessionmaker
+from flowdesk.db.raw import create_pool
 from flowdesk.errors import ServiceUnavailable, install_handlers
 from flowdesk.http.idempotency import purge_expired
 from flowdesk.http.middleware import RequestMiddleware
@@ -92,8 +93,12 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(database_url(settings), settings)
+        url = database_url(settings)
+        # Two pools: asyncpg's for the ticket endpoints (the hot paths), SQLAlchemy's, half
+        # as large, for administration, lists, authentication misses and background jobs.
+        engine = make_engine(url, settings, pool_size=max(2, settings.db_pool_size // 2))
         app.state.engine = engine
+        app.state.pgpool = await create_pool(url, settings)
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.authenticator = Authenticator(
             engine,
@@ -109,6 +114,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                 yield
         finally:
             await purge.stop()
+            await app.state.pgpool.close()
             await engine.dispose()
 
     app = FastAPI(

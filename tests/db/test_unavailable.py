@@ -75,9 +75,12 @@ async def test_503_quickly_and_recovery(database_url: str) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             tenant = await new_tenant(app, client)  # type: ignore[arg-type]
             assert (await client.get("/v1/me", headers=tenant.headers)).status_code == 200
+            body = {"title": "x", "catalog_item": "incident"}
+            ticket = (await client.post("/v1/tickets", json=body, headers=tenant.headers)).json()
+            one = f"/v1/tickets/{ticket['id']}"  # the asyncpg pool's path
 
             await proxy.cut()
-            for path in ("/v1/me", "/readyz", "/v1/users", "/public/v1/tickets"):
+            for path in ("/v1/me", "/readyz", "/v1/users", "/public/v1/tickets", one, one):
                 started = time.monotonic()
                 r = await client.get(path, headers=tenant.headers)
                 elapsed = time.monotonic() - started
@@ -89,11 +92,12 @@ async def test_503_quickly_and_recovery(database_url: str) -> None:
             assert (await client.get("/healthz")).status_code == 200
 
             await proxy.start(port)
-            recovered = False
-            for _ in range(50):
-                if (await client.get("/v1/me", headers=tenant.headers)).status_code == 200:
-                    recovered = True
-                    break
-                await asyncio.sleep(0.1)
-            assert recovered
+            for path in ("/v1/me", one):
+                recovered = False
+                for _ in range(50):
+                    if (await client.get(path, headers=tenant.headers)).status_code == 200:
+                        recovered = True
+                        break
+                    await asyncio.sleep(0.1)
+                assert recovered, path
             await proxy.cut()
