@@ -27,7 +27,7 @@ async def servers(database_url: str, tmp_path: Path) -> AsyncIterator[list[str]]
             port, log = free_port(), tmp_path / f"serve{i}.log"
             procs.append(
                 start_serve(
-                    port, log, FLOWDESK_DATABASE_URL=database_url, FLOWDESK_DB_POOL_SIZE="16"
+                    port, log, FLOWDESK_DATABASE_URL=database_url, FLOWDESK_DB_POOL_SIZE="12"
                 )
             )
             urls.append((port, log))
