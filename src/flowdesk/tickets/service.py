@@ -18,11 +18,7 @@ from flowdesk.auth.principal import Principal
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
 from flowdesk.http.etag import check_if_match
 from flowdesk.http.pagination import Page, encode_cursor
-from flowdesk.tickets.errors import (
-    StatusMapMissingError,
-    TransitionRefusedError,
-    TransitionUnavailable,
-)
+from flowdesk.tickets.errors import StatusMapMissingError, TransitionRefusedError
 from flowdesk.tickets.facts import actor_of, parse_ref, repository_for, ticket_out, visible_to
 from flowdesk.tickets.listing import ListQuery, TicketListing
 from flowdesk.tickets.repository import Row, TicketRepository
@@ -325,14 +321,3 @@ def _move(
 def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """A null value removes the key (JSON merge-patch semantics)."""
     return {k: v for k, v in fields.items() if v is not None}
-
-
-__all__ = [
-    "ListParams",
-    "TransitionUnavailable",
-    "create_ticket",
-    "get_ticket",
-    "list_tickets",
-    "locate",
-    "update_ticket",
-]
