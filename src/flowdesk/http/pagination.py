@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from flowdesk.errors import InvalidInput
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 DEFAULT_LIMIT = 50
 
@@ -26,6 +27,12 @@ class Page(BaseModel, Generic[T]):
 def encode_cursor(values: Sequence[Any]) -> str:
     raw = orjson.dumps(list(values), default=str)
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def next_cursor(rows: Sequence[R], limit: int, key: Callable[[R], Sequence[Any]]) -> str | None:
+    """Lists fetch one row more than a page: when it is there, another page follows, and its
+    cursor is the key of this page's last row."""
+    return encode_cursor(key(rows[limit - 1])) if len(rows) > limit else None
 
 
 def decode_cursor(cursor: str, arity: int) -> list[Any]:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from flowdesk.db.session import DbSession, after_commit
 from flowdesk.errors import InvalidInput
-from flowdesk.http.pagination import DEFAULT_LIMIT, Page, decode_cursor, encode_cursor
+from flowdesk.http.pagination import DEFAULT_LIMIT, Page, decode_cursor, next_cursor
 from flowdesk.http.types import Limit
 from flowdesk.itsm import repository as itsm_repo
 from flowdesk.itsm.controls import default_policy
@@ -51,8 +51,8 @@ async def list_tenants(
     rows = await itsm_repo.tenants_page(session, limit, after)
     policy = default_policy(request.app.state.settings)
     items = [await describe(session, t, policy, agents) for t, agents in rows[:limit]]
-    next_cursor = encode_cursor([rows[limit - 1][0].slug]) if len(rows) > limit else None
-    return Page[TenantOut](items=items, next_cursor=next_cursor)
+    cursor_out = next_cursor(rows, limit, lambda r: [r[0].slug])
+    return Page[TenantOut](items=items, next_cursor=cursor_out)
 
 
 @router.get("/tenants/{slug}", response_model=TenantOut, summary="A tenant and its licence")
@@ -119,8 +119,8 @@ async def licence_events(
     before = _int_cursor(cursor)
     rows = await itsm_repo.licence_events(session, tenant.id, limit, before)
     items = [LicenceEventOut.model_validate(e) for e in rows[:limit]]
-    next_cursor = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
-    return Page[LicenceEventOut](items=items, next_cursor=next_cursor)
+    cursor_out = next_cursor(rows, limit, lambda r: [r.id])
+    return Page[LicenceEventOut](items=items, next_cursor=cursor_out)
 
 
 @router.get(
@@ -143,8 +143,8 @@ async def list_quota_alerts(
     flt = itsm_repo.AlertFilter(tenant_id=tenant_id, kind=kind, open_only=open_only)
     rows = await itsm_repo.alerts_page(session, flt, limit, _int_cursor(cursor))
     items = [_alert_out(alert, slug) for alert, slug in rows[:limit]]
-    next_cursor = encode_cursor([rows[limit - 1][0].id]) if len(rows) > limit else None
-    return Page[QuotaAlertOut](items=items, next_cursor=next_cursor)
+    cursor_out = next_cursor(rows, limit, lambda r: [r[0].id])
+    return Page[QuotaAlertOut](items=items, next_cursor=cursor_out)
 
 
 @router.post(

@@ -16,7 +16,7 @@ from flowdesk.http.pagination import (
     cursor_time,
     cursor_uuid,
     decode_cursor,
-    encode_cursor,
+    next_cursor,
 )
 from flowdesk.http.types import Limit
 from flowdesk.itsm.controls import default_policy
@@ -118,12 +118,8 @@ async def list_users(
         after = (cursor_time(created), cursor_uuid(ident))
     rows = await UserRepository(session, principal.tenant_id).page(limit, after)
     items = [UserOut.model_validate(u) for u in rows[:limit]]
-    next_cursor = (
-        encode_cursor([rows[limit - 1].created_at, rows[limit - 1].id])
-        if len(rows) > limit
-        else None
-    )
-    return Page[UserOut](items=items, next_cursor=next_cursor)
+    cursor_out = next_cursor(rows, limit, lambda r: [r.created_at, r.id])
+    return Page[UserOut](items=items, next_cursor=cursor_out)
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["administration"])
@@ -194,10 +190,8 @@ async def list_groups(
         after = (str(name), cursor_uuid(ident))
     rows = list(await GroupRepository(session, principal.tenant_id).page(limit, after))
     items = await _group_out(session, principal.tenant_id, rows[:limit])
-    next_cursor = (
-        encode_cursor([rows[limit - 1].name, rows[limit - 1].id]) if len(rows) > limit else None
-    )
-    return Page[GroupOut](items=items, next_cursor=next_cursor)
+    cursor_out = next_cursor(rows, limit, lambda r: [r.name, r.id])
+    return Page[GroupOut](items=items, next_cursor=cursor_out)
 
 
 @router.get("/groups/{group_id}", response_model=GroupOut, tags=["administration"])
@@ -298,12 +292,8 @@ async def list_keys(
         after = (cursor_time(created), cursor_uuid(ident))
     rows = await ApiKeyRepository(session, principal.tenant_id).page(limit, after, user_id)
     items = [ApiKeyOut.model_validate(k) for k in rows[:limit]]
-    next_cursor = (
-        encode_cursor([rows[limit - 1].created_at, rows[limit - 1].id])
-        if len(rows) > limit
-        else None
-    )
-    return Page[ApiKeyOut](items=items, next_cursor=next_cursor)
+    cursor_out = next_cursor(rows, limit, lambda r: [r.created_at, r.id])
+    return Page[ApiKeyOut](items=items, next_cursor=cursor_out)
 
 
 @router.get("/api-keys/{key_id}", response_model=ApiKeyOut, tags=["administration"])

@@ -8,7 +8,7 @@ from typing import Any
 
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
-from flowdesk.http.pagination import Page, encode_cursor
+from flowdesk.http.pagination import Page, next_cursor
 from flowdesk.tickets.facts import format_number
 from flowdesk.tickets.repository import Row
 from flowdesk.tickets.schemas import (
@@ -73,11 +73,7 @@ async def list_comments(
         row["id"], external_only=not principal.is_agent, after=after, limit=limit
     )
     items = [_comment_out(r) for r in rows[:limit]]
-    cursor = (
-        encode_cursor([rows[limit - 1]["created_at"], rows[limit - 1]["id"]])
-        if len(rows) > limit
-        else None
-    )
+    cursor = next_cursor(rows, limit, lambda r: [r["created_at"], r["id"]])
     return Page[CommentOut](items=items, next_cursor=cursor)
 
 
@@ -98,7 +94,7 @@ async def list_events(
         )
         for r in rows[:limit]
     ]
-    cursor = encode_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
+    cursor = next_cursor(rows, limit, lambda r: [r["id"]])
     return Page[EventOut](items=items, next_cursor=cursor)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
 from flowdesk.http.etag import check_if_match
-from flowdesk.http.pagination import Page, encode_cursor
+from flowdesk.http.pagination import Page, next_cursor
 from flowdesk.tickets.errors import StatusMapMissingError, TransitionRefusedError
 from flowdesk.tickets.facts import actor_of, parse_ref, repository_for, ticket_out, visible_to
 from flowdesk.tickets.listing import ListQuery, TicketListing
@@ -187,14 +187,11 @@ async def list_tickets(
         session, principal.tenant_id, requester_only=visible_to(principal)
     ).page(query)
     items = [ticket_out(r) for r in rows[: p.limit]]
-    next_cursor = None
-    if len(rows) > p.limit:
-        last = rows[p.limit - 1]
-        key = {"created": "created_at", "updated": "updated_at", "priority": "priority_rank"}[
-            p.sort.lstrip("-")
-        ]
-        next_cursor = encode_cursor([p.sort, last[key], last["id"]])
-    return Page[TicketOut](items=items, next_cursor=next_cursor)
+    key = {"created": "created_at", "updated": "updated_at", "priority": "priority_rank"}[
+        p.sort.lstrip("-")
+    ]
+    cursor = next_cursor(rows, p.limit, lambda r: [p.sort, r[key], r["id"]])
+    return Page[TicketOut](items=items, next_cursor=cursor)
 
 
 def _person(value: str | None, principal: Principal, name: str) -> uuid.UUID:
