@@ -71,12 +71,27 @@ async def _fire(
 
         async def one(base: str, key: str, body: dict[str, object]) -> int:
             async with gate:
-                r = await client.post(
-                    f"{base}/v1/tickets", json=body, headers={"Authorization": f"Bearer {key}"}
-                )
+                headers = {"Authorization": f"Bearer {key}"}
+                if body.get("title") == "FAIL":
+                    # uvicorn closes the connection after a 500; don't reuse it.
+                    headers["Connection"] = "close"
+                r = await client.post(f"{base}/v1/tickets", json=body, headers=headers)
                 return r.status_code
 
         return list(await asyncio.gather(*[one(next(targets), key, body) for key, body in jobs]))
+
+
+_FAULT = (
+    """
+CREATE OR REPLACE FUNCTION test_fail_ticket() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.title = 'FAIL' THEN RAISE EXCEPTION 'injected failure'; END IF;
+    RETURN NEW;
+END $$
+""",
+    "CREATE TRIGGER test_fail_ticket BEFORE INSERT ON tickets "
+    "FOR EACH ROW EXECUTE FUNCTION test_fail_ticket()",
+)
 
 
 async def test_500_concurrent_creates_in_one_tenant_with_failures_leave_no_gap(
@@ -85,15 +100,28 @@ async def test_500_concurrent_creates_in_one_tenant_with_failures_leave_no_gap(
     gone = await tenant.user("tickets:create")
     assert (await client.delete(f"/v1/users/{gone.id}", headers=tenant.headers)).status_code == 204
     good = {"title": "Outage", "catalog_item": "itsm_incident"}
-    # Filed for a deleted user: the statement takes a number, inserts nothing, and the
-    # request fails (422), rolling the number back.
-    bad = {**good, "requester_id": gone.id}
-    jobs = [(tenant.admin.key, bad if i % 10 == 0 else good) for i in range(550)]
-    codes = await _fire(servers, jobs)
-    assert codes.count(201) == 495 and codes.count(422) == 55, sorted(set(codes))
+    # Refused inside the statement before a number is taken: filed for a deleted user (422).
+    refused = {**good, "requester_id": gone.id}
+    # Failing after the number was taken: a trigger (test-only) makes the insert raise, so the
+    # statement, counter increment included, is undone (the client sees a 500 for that fault).
+    faulty = {**good, "title": "FAIL"}
+    jobs = []
+    for i in range(600):
+        body = refused if i % 12 == 0 else faulty if i % 12 == 6 else good
+        jobs.append((tenant.admin.key, body))
+    async with app.state.sessionmaker() as session, session.begin():
+        for statement in _FAULT:
+            await session.execute(text(statement))
+    try:
+        codes = await _fire(servers, jobs)
+    finally:
+        async with app.state.sessionmaker() as session, session.begin():
+            await session.execute(text("DROP TRIGGER test_fail_ticket ON tickets"))
+            await session.execute(text("DROP FUNCTION test_fail_ticket()"))
+    assert (codes.count(201), codes.count(422), codes.count(500)) == (500, 50, 50)
     numbers, counter = await _numbers(app, tenant.id)
-    assert numbers == list(range(1, 496))
-    assert counter == 495
+    assert numbers == list(range(1, 501))
+    assert counter == 500
 
 
 async def test_concurrent_creates_spread_over_tenants(
