@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -118,6 +117,3 @@ def _touched_monotonic(record: KeyRecord, now: float) -> float:
         return float("-inf")
     age = (datetime.now(UTC) - record.last_used_at).total_seconds()
     return now - max(age, 0.0)
-
-
-__all__ = ["Authenticator", "Principal", "uuid"]

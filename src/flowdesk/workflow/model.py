@@ -44,10 +44,6 @@ ROLE_BITS = {"assignee": ROLE_ASSIGNEE, "requester": ROLE_REQUESTER, "any": 7}
 EMPTY: Mapping[str, object] = MappingProxyType({})
 
 
-def frozen_map(d: Mapping[str, object]) -> Mapping[str, object]:
-    return MappingProxyType(dict(d))
-
-
 @dataclass(frozen=True, slots=True)
 class Status:
     name: str
