@@ -240,6 +240,8 @@ class Bench:
                 tickets = _lines(files["tickets"])
                 asyncio.run(prepare.reset(proc.base_url, tickets))
                 asyncio.run(prepare.check(proc.base_url, keys, tickets))
+                if system == "flowdesk":
+                    asyncio.run(prepare.warm(proc.base_url, keys, passes=2 * workers))
             if first:
                 for name in ("flowdesk", "reference"):
                     asyncio.run(seed.analyze(self.server.dsn(self.names[name])))
@@ -353,6 +355,7 @@ class Bench:
                 count = 32 * cfg.tickets_per_connection
                 made = asyncio.run(prepare.prepare(fd.base_url, _lines(files["keys"]), count, 0))
                 files["tickets"].write_text("\n".join(made) + "\n")
+            asyncio.run(prepare.warm(fd.base_url, _lines(files["keys"]), passes=1))
             pid = fd.workers()[0].pid
             for scenario in cfg.profile_scenarios:
                 self.results.profiles[scenario] = self._profile_one(fd, pid, scenario)

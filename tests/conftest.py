@@ -110,6 +110,7 @@ def settings(database_url: str) -> Settings:
         # The background tasks are driven by hand in the tests that need them.
         quota_check_seconds=0,
         usage_flush_seconds=3600,
+        key_use_flush_seconds=3600,
     )
 
 

@@ -76,6 +76,21 @@ async def prepare(base_url: str, keys: list[str], tickets: int, hot: int) -> lis
     return lines
 
 
+async def warm(base_url: str, keys: list[str], passes: int) -> None:
+    """One request per key through the ticket gate, `passes` times: the reference reads every
+    token into a dictionary when it starts, flowdesk's key and licence caches fill on first
+    use; this measures both in their steady state. (With several workers the kernel picks the
+    worker per connection, so more passes than workers warm each worker's cache with high
+    likelihood; a key still cold costs one lookup, once.)"""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+
+        async def one(key: str) -> None:
+            _expect(await client.get("/v1/catalog", headers=_auth(key)), 200, "warm")
+
+        for _ in range(passes):
+            await _gather_limited([lambda k=k: one(k) for k in keys], limit=16)
+
+
 async def check(base_url: str, keys: list[str], tickets: list[str]) -> None:
     """One request of each kind the scenarios send, with the answers they must get."""
     key, ticket = tickets[0].split()

@@ -17,7 +17,8 @@ from flowdesk.auth.service import Authenticator
 from flowdesk.config import Settings, get_settings
 from flowdesk.db import embedded
 from flowdesk.db.engine import make_engine, make_sessionmaker
-from flowdesk.db.raw import create_pool
+from flowdesk.db.listener import AccessListener
+from flowdesk.db.raw import asyncpg_dsn, create_pool
 from flowdesk.errors import ServiceUnavailable, install_handlers
 from flowdesk.http.idempotency import purge_expired
 from flowdesk.http.middleware import RequestMiddleware
@@ -100,20 +101,33 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         app.state.engine = engine
         app.state.pgpool = await create_pool(url, settings)
         app.state.sessionmaker = make_sessionmaker(engine)
+        # Keys and licences are cached for as long as this process hears of every change.
+        listener = AccessListener(
+            asyncpg_dsn(url),
+            long_ttl=settings.access_cache_seconds,
+            connect_timeout=settings.db_connect_timeout,
+        )
+        app.state.access_listener = listener
         app.state.authenticator = Authenticator(
             engine,
-            cache_seconds=settings.auth_cache_seconds,
+            ttl=listener.ttl_policy(settings.auth_cache_seconds),
             touch_interval=settings.key_touch_interval_seconds,
+            flush_seconds=settings.key_use_flush_seconds,
         )
+        listener.subscribe(app.state.authenticator)
         purge = Periodic(
             "idempotency-purge", settings.idempotency_purge_seconds, lambda: purge_expired(engine)
         )
-        purge.start()
         try:
-            async with itsm_runtime(app, engine, settings):
+            async with itsm_runtime(app, engine, settings, listener):
+                listener.start()
+                app.state.authenticator.start()
+                purge.start()
                 yield
         finally:
             await purge.stop()
+            await app.state.authenticator.stop()
+            await listener.stop()
             await app.state.pgpool.close()
             await engine.dispose()
 

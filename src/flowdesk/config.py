@@ -39,12 +39,17 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=2.0, gt=0)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
 
-    # How long a verified API key is trusted from the in-process cache. Revocation made on
-    # another worker takes effect within this many seconds (the worker that revokes clears
-    # its own cache at once).
+    # How long cached API keys and licences are trusted while the process hears PostgreSQL's
+    # access-change notifications (flowdesk.db.listener): any change reaches every worker's
+    # caches within milliseconds of its commit, so this only bounds memory of idle keys.
+    access_cache_seconds: float = Field(default=300.0, ge=0)
+    # How long a verified API key is trusted while the notifications are not heard (the
+    # listening connection is down): a revocation takes effect within this many seconds.
     auth_cache_seconds: float = Field(default=5.0, ge=0)
-    # last_used_at is written at most this often per key, never on every request.
+    # last_used_at is noted at most this often per key, never on every request, and the noted
+    # uses are written in one statement this often (and at shutdown), off the request path.
     key_touch_interval_seconds: int = Field(default=60, ge=1)
+    key_use_flush_seconds: float = Field(default=10.0, gt=0)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # Idle keep-alive connections are kept this long; above the usual load balancer's idle
@@ -59,8 +64,8 @@ class Settings(BaseSettings):
     # The platform operator's credential for /platform/v1 (`Authorization: Bearer …`). Unset:
     # the platform API answers 503. Only its SHA-256 is kept once the app is built.
     platform_token: SecretStr | None = None
-    # How long a tenant's licence, flags and rate-limit policy are trusted from memory; a change
-    # made on another worker (or by the CLI) takes effect within this many seconds.
+    # How long a tenant's licence, flags and rate-limit policy are trusted from memory while the
+    # notifications are not heard; a change takes effect within this many seconds.
     licence_cache_seconds: float = Field(default=5.0, ge=0)
     # The default rate limit per API key, for tenants without a policy of their own.
     rate_limit_requests: int = Field(default=600, ge=1)

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import select, update
 
+from flowdesk.app import create_app
 from flowdesk.auth import keys
+from flowdesk.config import Settings
 from flowdesk.models import ApiKey
 from tests.support import TenantCtx, bearer
 
@@ -56,7 +58,7 @@ async def test_every_kind_of_bad_key_gets_the_same_401(
             .where(ApiKey.key_hash == keys.hash_key(expiring))
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
-    app.state.authenticator.invalidate()  # type: ignore[attr-defined]
+    app.state.authenticator.forget_all()  # type: ignore[attr-defined]
 
     good = tenant.admin.key
     bad_checksum = good[:-1] + ("A" if good[-1] != "A" else "B")
@@ -107,12 +109,17 @@ async def test_last_used_at_is_written_once_per_interval(
             value: datetime | None = (await session.execute(stmt)).scalar_one()
             return value
 
+    authenticator = app.state.authenticator  # type: ignore[attr-defined]
     assert await last_used() is None
     await client.get("/v1/me", headers=user.headers)
+    # Noted, not yet written: the request did not wait for a write.
+    assert await last_used() is None
+    assert await authenticator.flush_uses() >= 1
     first = await last_used()
     assert first is not None
     for _ in range(5):
         await client.get("/v1/me", headers=user.headers)
+    await authenticator.flush_uses()
     assert await last_used() == first
 
 
@@ -127,3 +134,17 @@ async def test_admin_endpoints_need_the_admin_permission(
     # An admin whose key lacks the admin scope is refused as well.
     admin_key = await tenant.key(tenant.admin.id, ["tickets:read"])
     assert (await client.get("/v1/users", headers=bearer(admin_key))).status_code == 403
+
+
+async def test_key_uses_noted_are_written_at_shutdown(
+    settings: Settings, tenant: TenantCtx, app: object
+) -> None:
+    """The uses a process has noted are not lost when it stops between two flushes."""
+    other = create_app(settings)
+    async with other.router.lifespan_context(other):
+        transport = httpx.ASGITransport(app=other)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/v1/me", headers=tenant.headers)).status_code == 200
+    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
+        stmt = select(ApiKey.last_used_at).where(ApiKey.key_hash == keys.hash_key(tenant.admin.key))
+        assert (await session.execute(stmt)).scalar_one() is not None

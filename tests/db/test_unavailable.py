@@ -64,7 +64,11 @@ async def proxied_app(database_url: str) -> AsyncIterator[tuple[Proxy, int, obje
     port = await proxy.start()
     url = make_url(database_url)
     via_proxy = url.set(host="127.0.0.1", port=port, query={}).render_as_string(hide_password=False)
-    app = create_app(Settings(database_url=via_proxy, seed_demo=False, auth_cache_seconds=0))
+    app = create_app(
+        Settings(
+            database_url=via_proxy, seed_demo=False, auth_cache_seconds=0, access_cache_seconds=0
+        )
+    )
     async with app.router.lifespan_context(app):
         yield proxy, port, app
 

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdesk.models import ApiKey, Group, GroupMember, Tenant, User
@@ -75,16 +75,24 @@ async def fetch_key(conn: AsyncConnection, key_hash: bytes) -> KeyRecord | None:
     )
 
 
-async def touch_key(
-    conn: AsyncConnection, tenant_id: uuid.UUID, key_id: uuid.UUID, interval_seconds: int
+async def record_key_use(
+    conn: AsyncConnection, uses: dict[tuple[uuid.UUID, uuid.UUID], datetime]
 ) -> None:
-    """Record use, but only if the stored time is older than the interval: several workers
-    touching the same key in the same minute write once."""
-    stale = ApiKey.last_used_at.is_(None) | (
-        ApiKey.last_used_at < func.now() - text(f"interval '{int(interval_seconds)} seconds'")
-    )
+    """Record when keys were last used ((tenant id, key id) -> time), in one statement. A
+    stored time that is already later (another worker's) is kept."""
     await conn.execute(
-        update(ApiKey)
-        .where(ApiKey.tenant_id == tenant_id, ApiKey.id == key_id, stale)
-        .values(last_used_at=func.now())
+        text(
+            """
+            UPDATE api_keys k SET last_used_at = u.used_at
+            FROM unnest(CAST(:tenants AS uuid[]), CAST(:ids AS uuid[]),
+                        CAST(:times AS timestamptz[])) AS u(tenant_id, id, used_at)
+            WHERE k.tenant_id = u.tenant_id AND k.id = u.id
+              AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at)
+            """
+        ),
+        {
+            "tenants": [tenant for tenant, _ in uses],
+            "ids": [key for _, key in uses],
+            "times": list(uses.values()),
+        },
     )

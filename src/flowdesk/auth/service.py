@@ -1,15 +1,22 @@
-"""API key authentication with a short in-process cache.
+"""API key authentication with an in-process cache.
 
-A verified key is trusted from memory for `auth_cache_seconds`, so a busy client costs no
-query per request; revocation, expiry and permission changes made on another worker take
-effect within that many seconds, and at once on the worker that made them (it clears its
-cache). last_used_at is written at most once per `key_touch_interval_seconds` per key.
+A verified key is trusted from memory, so a client costs no query per request. How long is
+the TTL policy's call (flowdesk.db.listener): minutes while the process hears PostgreSQL's
+access-change notifications, which make a revocation, an expiry change or a permission change
+forget the tenant's keys on every worker within milliseconds of its commit; the short
+`auth_cache_seconds` while it does not.
+
+last_used_at is noted at most once per `key_touch_interval_seconds` per key, and written in
+the background: the noted uses are flushed in one statement every `key_use_flush_seconds`
+and at shutdown, so no request waits for a write to record that it was made. A crash loses
+at most one flush interval of notes (the next use notes the key again).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,12 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from flowdesk.auth import keys
 from flowdesk.auth.permissions import effective_permissions, user_permissions
 from flowdesk.auth.principal import Principal
-from flowdesk.auth.repository import KeyRecord, fetch_key, touch_key
+from flowdesk.auth.repository import KeyRecord, fetch_key, record_key_use
+from flowdesk.db.listener import TtlPolicy
 from flowdesk.errors import Unauthorized
+from flowdesk.periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
 _MAX_CACHED_KEYS = 10_000
+# Key uses noted while the database is away; beyond this, new ones wait for the next use.
+_MAX_PENDING_USES = 100_000
 
 
 @dataclass(slots=True)
@@ -35,15 +46,30 @@ class _Cached:
 
 
 class Authenticator:
-    def __init__(self, engine: AsyncEngine, *, cache_seconds: float, touch_interval: int) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, ttl: TtlPolicy, touch_interval: int, flush_seconds: float
+    ) -> None:
         self._engine = engine
-        self._cache_seconds = cache_seconds
+        self._ttl = ttl
         self._touch_interval = touch_interval
         self._cache: dict[bytes, _Cached] = {}
+        self._uses: dict[tuple[uuid.UUID, uuid.UUID], datetime] = {}
+        self._flusher = Periodic("key-use-flush", flush_seconds, self.flush_uses, jitter=0)
+        # Bumped by every forget: a load that was in flight when a change was heard must not
+        # put what it read (possibly from before the change) into the cache.
+        self._generation = 0
 
-    def invalidate(self) -> None:
-        """Forget every cached key (after a revocation or a permission change here)."""
+    def forget_all(self) -> None:
+        self._generation += 1
         self._cache.clear()
+
+    def forget_tenant(self, tenant_id: uuid.UUID) -> None:
+        """Forget the tenant's keys (a key, user, group or licence of it changed). A scan:
+        changes are rare next to lookups, and an index would cost every load."""
+        self._generation += 1
+        stale = [d for d, entry in self._cache.items() if entry.record.tenant_id == tenant_id]
+        for digest in stale:
+            del self._cache[digest]
 
     async def authenticate(self, authorization: str | None) -> Principal:
         key = _bearer_token(authorization)
@@ -53,17 +79,18 @@ class Authenticator:
         digest = keys.hash_key(key)
         now = time.monotonic()
         cached = self._cache.get(digest)
-        if cached is None or now - cached.fetched_at > self._cache_seconds:
+        if cached is None or now - cached.fetched_at > self._ttl(cached.fetched_at):
             cached = await self._load(digest, now)
         if not _usable(cached.record):
             self._cache.pop(digest, None)
             raise Unauthorized()
         if now - cached.touched_at > self._touch_interval:
             cached.touched_at = now
-            await self._touch(cached.record)
+            self._note_use(cached.record)
         return cached.principal
 
     async def _load(self, digest: bytes, now: float) -> _Cached:
+        generation = self._generation
         async with self._engine.connect() as conn:
             record = await fetch_key(conn, digest)
         if record is None:
@@ -79,22 +106,44 @@ class Authenticator:
             permissions=effective_permissions(record.granted, record.scopes),
             user_permissions=user_permissions(record.granted),
         )
-        if len(self._cache) >= _MAX_CACHED_KEYS:
-            self._cache.clear()
         previous = self._cache.get(digest)
         # The database is the judge of when the key was last marked used; a fresh load of a
         # key we already touched recently keeps that time.
         touched = previous.touched_at if previous else _touched_monotonic(record, now)
         entry = _Cached(record, principal, now, touched)
+        if generation != self._generation:
+            return entry  # good for this request, which raced the change; not for later ones
+        if len(self._cache) >= _MAX_CACHED_KEYS:
+            self._cache.clear()
         self._cache[digest] = entry
         return entry
 
-    async def _touch(self, record: KeyRecord) -> None:
+    def _note_use(self, record: KeyRecord) -> None:
+        if len(self._uses) < _MAX_PENDING_USES:
+            self._uses[(record.tenant_id, record.key_id)] = datetime.now(UTC)
+
+    async def flush_uses(self) -> int:
+        """Write the noted key uses; returns how many keys were written."""
+        uses, self._uses = self._uses, {}
+        if not uses:
+            return 0
         try:
             async with self._engine.begin() as conn:
-                await touch_key(conn, record.tenant_id, record.key_id, self._touch_interval)
-        except Exception:  # a failed bookkeeping write must not fail the request
-            logger.warning("could not record last use of key %s", record.key_id, exc_info=True)
+                await record_key_use(conn, uses)
+        except Exception:  # bookkeeping: keep the notes for the next flush, never fail a request
+            logger.warning("could not record the last use of %d keys", len(uses), exc_info=True)
+            for key, used_at in uses.items():
+                if len(self._uses) < _MAX_PENDING_USES:
+                    self._uses.setdefault(key, used_at)
+            return 0
+        return len(uses)
+
+    def start(self) -> None:
+        self._flusher.start()
+
+    async def stop(self) -> None:
+        await self._flusher.stop()
+        await self.flush_uses()
 
 
 def _bearer_token(authorization: str | None) -> str | None:

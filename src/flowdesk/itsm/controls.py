@@ -1,10 +1,12 @@
 """A tenant's ITSM controls (licence, flags, quotas, rate-limit policy) as the request path
-sees them, with a short in-process cache.
+sees them, with an in-process cache.
 
 Every ticket request and every rate-limited request needs them, so they are trusted from
-memory for `licence_cache_seconds` (default 5): a change made by the platform API on this
-worker clears the entry at once (after the commit), one made on another worker or by the CLI
-takes effect within those seconds. Same pattern as the API-key cache (flowdesk.auth.service).
+memory for as long as the TTL policy says (flowdesk.db.listener): minutes while the process
+hears PostgreSQL's access-change notifications, which make a change made anywhere (the
+platform API on any worker, the CLI, SQL) forget the tenant's entry within milliseconds of its
+commit; `licence_cache_seconds` while it does not. Same pattern as the API-key cache
+(flowdesk.auth.service).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowdesk.config import Settings
+from flowdesk.db.listener import TtlPolicy
 from flowdesk.itsm.repository import ControlsRow, fetch_controls
 from flowdesk.itsm.vocabulary import resolved_flags, resolved_quotas
 
@@ -44,26 +47,33 @@ class TenantControls:
 
 
 class ControlsCache:
-    def __init__(self, engine: AsyncEngine, *, ttl: float, default_policy: RatePolicy) -> None:
+    def __init__(self, engine: AsyncEngine, *, ttl: TtlPolicy, default_policy: RatePolicy) -> None:
         self._engine = engine
         self._ttl = ttl
         self._default_policy = default_policy
         self._entries: dict[uuid.UUID, tuple[float, TenantControls]] = {}
+        # Bumped by every forget: a load in flight when a change was heard is not cached.
+        self._generation = 0
 
-    def invalidate(self, tenant_id: uuid.UUID | None = None) -> None:
-        if tenant_id is None:
-            self._entries.clear()
-        else:
-            self._entries.pop(tenant_id, None)
+    def forget_all(self) -> None:
+        self._generation += 1
+        self._entries.clear()
+
+    def forget_tenant(self, tenant_id: uuid.UUID) -> None:
+        self._generation += 1
+        self._entries.pop(tenant_id, None)
 
     async def get(self, tenant_id: uuid.UUID) -> TenantControls:
         now = time.monotonic()
         entry = self._entries.get(tenant_id)
-        if entry is not None and now - entry[0] <= self._ttl:
+        if entry is not None and now - entry[0] <= self._ttl(entry[0]):
             return entry[1]
+        generation = self._generation
         async with self._engine.connect() as conn:
             row = await fetch_controls(conn, tenant_id)
         controls = self._build(row)
+        if generation != self._generation:
+            return controls  # raced a change: good for this request only
         if len(self._entries) >= _MAX_CACHED_TENANTS:
             self._entries.clear()
         self._entries[tenant_id] = (now, controls)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowdesk.config import Settings
+from flowdesk.db.listener import AccessListener
 from flowdesk.itsm.controls import ControlsCache, default_policy
 from flowdesk.itsm.quotas import QuotaChecker
 from flowdesk.platform.auth import PlatformGuard
@@ -19,11 +20,14 @@ from flowdesk.usage.ratelimit import RateLimiter
 
 @asynccontextmanager
 async def itsm_runtime(
-    app: FastAPI, engine: AsyncEngine, settings: Settings
+    app: FastAPI, engine: AsyncEngine, settings: Settings, listener: AccessListener
 ) -> AsyncIterator[None]:
     app.state.controls = ControlsCache(
-        engine, ttl=settings.licence_cache_seconds, default_policy=default_policy(settings)
+        engine,
+        ttl=listener.ttl_policy(settings.licence_cache_seconds),
+        default_policy=default_policy(settings),
     )
+    listener.subscribe(app.state.controls)
     app.state.platform_guard = PlatformGuard(settings.platform_token)
     limiter = app.state.rate_limiter = RateLimiter(settings.redis_url)
     meter = app.state.usage_meter = UsageMeter(engine, settings.usage_flush_seconds)

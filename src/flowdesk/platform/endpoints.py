@@ -97,7 +97,7 @@ async def patch_licence(
     )
     result = await update_licence(session, tenant.id, change, operator)
     controls = request.app.state.controls
-    after_commit(request, lambda: controls.invalidate(tenant.id))
+    after_commit(request, lambda: controls.forget_tenant(tenant.id))
     return await describe(
         session, result.tenant, default_policy(request.app.state.settings), result.agents
     )

@@ -49,11 +49,12 @@ router = APIRouter(prefix="/v1")
 Cursor = Annotated[str | None, Query(max_length=512)]
 
 
-def _invalidate_auth(request: Request) -> None:
-    """Permission or key changes take effect at once on this worker (others within the
-    authentication cache's few seconds). Runs after the commit, so that no request can cache
-    the old state in between."""
-    after_commit(request, request.app.state.authenticator.invalidate)
+def _invalidate_auth(request: Request, tenant_id: uuid.UUID) -> None:
+    """Permission or key changes take effect on this worker as soon as they commit, without
+    waiting for the notification that tells every worker (flowdesk.db.listener). Runs after
+    the commit, so that no request can cache the old state in between."""
+    authenticator = request.app.state.authenticator
+    after_commit(request, lambda: authenticator.forget_tenant(tenant_id))
 
 
 @router.get("/me", response_model=MeOut, tags=["identity"], summary="The caller")
@@ -142,7 +143,7 @@ async def delete_user(
     user_id: uuid.UUID, request: Request, principal: AdminPrincipal, session: DbSession
 ) -> Response:
     await service.delete_user(session, principal.tenant_id, user_id)
-    _invalidate_auth(request)
+    _invalidate_auth(request, principal.tenant_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -210,7 +211,7 @@ async def patch_group(
 ) -> GroupOut:
     values = body.model_dump(exclude_unset=True, exclude_none=True)
     group = await service.update_group(session, principal.tenant_id, group_id, values)
-    _invalidate_auth(request)
+    _invalidate_auth(request, principal.tenant_id)
     return (await _group_out(session, principal.tenant_id, [group]))[0]
 
 
@@ -221,7 +222,7 @@ async def delete_group(
     group_id: uuid.UUID, request: Request, principal: AdminPrincipal, session: DbSession
 ) -> Response:
     await service.delete_group(session, principal.tenant_id, group_id)
-    _invalidate_auth(request)
+    _invalidate_auth(request, principal.tenant_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -238,7 +239,7 @@ async def add_member(
     session: DbSession,
 ) -> Response:
     await service.add_member(session, principal.tenant_id, group_id, user_id)
-    _invalidate_auth(request)
+    _invalidate_auth(request, principal.tenant_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -255,7 +256,7 @@ async def remove_member(
     session: DbSession,
 ) -> Response:
     await service.remove_member(session, principal.tenant_id, group_id, user_id)
-    _invalidate_auth(request)
+    _invalidate_auth(request, principal.tenant_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -308,5 +309,5 @@ async def revoke_key(
     key_id: uuid.UUID, request: Request, principal: AdminPrincipal, session: DbSession
 ) -> Response:
     await service.revoke_key(session, principal.tenant_id, key_id)
-    _invalidate_auth(request)
+    _invalidate_auth(request, principal.tenant_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

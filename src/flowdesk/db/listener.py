@@ -1,0 +1,159 @@
+"""Hearing of access changes from PostgreSQL (LISTEN flowdesk_access), for the caches.
+
+Triggers (migration 0004) send `NOTIFY flowdesk_access, '<tenant id>'` on commit of any change
+to a tenant's keys, users, groups, memberships, licence, flags or rate policy, whoever makes it.
+Each process keeps one connection of its own listening and hands every tenant id it hears to
+its subscribers (the API-key cache and the licence cache), which forget that tenant's entries.
+
+While the connection is up, the caches may trust an entry for minutes (`long_ttl`): a change
+reaches every worker within milliseconds of its commit. When it is down, nothing is heard, so
+the caches fall back to their own short TTL (`ttl_policy`), and once it is back they forget
+everything (what changed in between was not heard). A connection that died silently (a
+partition, a server that vanished without a FIN) is caught by a ping every `ping_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import asyncpg
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "flowdesk_access"
+
+TtlPolicy = Callable[[float], float]
+"""fetched_at (monotonic) -> how many seconds a cache entry fetched then may be trusted."""
+
+
+def fixed_ttl(seconds: float) -> TtlPolicy:
+    """For a cache without a listener: every entry is trusted `seconds`."""
+    return lambda _fetched_at: seconds
+
+
+class Subscriber(Protocol):
+    def forget_tenant(self, tenant_id: uuid.UUID) -> None: ...
+
+    def forget_all(self) -> None: ...
+
+
+class AccessListener:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        long_ttl: float,
+        ping_seconds: float = 5.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self._dsn = dsn
+        self._long_ttl = long_ttl
+        self._ping_seconds = ping_seconds
+        self._connect_timeout = connect_timeout
+        self._subscribers: list[Subscriber] = []
+        self._conn: Any = None
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # The monotonic time since which every change has been heard; None while deaf.
+        self._listening_since: float | None = None
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    @property
+    def listening(self) -> bool:
+        return self._listening_since is not None
+
+    def ttl_policy(self, short_ttl: float) -> TtlPolicy:
+        """How long a cache may trust an entry fetched at `fetched_at` (monotonic): the long
+        TTL if every change since the fetch began would have been heard, else `short_ttl`."""
+        long_ttl = max(self._long_ttl, short_ttl)
+
+        def ttl(fetched_at: float) -> float:
+            since = self._listening_since
+            return long_ttl if since is not None and fetched_at >= since else short_ttl
+
+        return ttl
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="access-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close()
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._connect()
+                backoff = 0.5
+                await self._watch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning(
+                    "access listener: %s; caches fall back to their short TTL until it is back",
+                    exc,
+                )
+            self._deaf()
+            await self._close()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    async def _connect(self) -> None:
+        self._lost.clear()
+        conn = await asyncpg.connect(
+            self._dsn,
+            timeout=self._connect_timeout,
+            server_settings={"application_name": "flowdesk-listener"},
+        )
+        self._conn = conn
+        conn.add_termination_listener(lambda _conn: self._lost.set())
+        await conn.add_listener(CHANNEL, self._on_notify)
+        # Whatever changed while nobody listened is unknown: start from empty caches. Entries
+        # fetched from now on are covered by the listener.
+        for subscriber in self._subscribers:
+            subscriber.forget_all()
+        self._listening_since = time.monotonic()
+        logger.info("access listener: listening on %s", CHANNEL)
+
+    async def _watch(self) -> None:
+        """Returns (by raising) when the connection is lost or stops answering."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), self._ping_seconds)
+            if self._lost.is_set():
+                raise ConnectionError("the listening connection was closed")
+            await self._conn.execute("SELECT 1", timeout=self._ping_seconds)
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            tenant_id = uuid.UUID(payload)
+        except ValueError:
+            logger.warning("access listener: ignoring payload %r", payload)
+            return
+        for subscriber in self._subscribers:
+            subscriber.forget_tenant(tenant_id)
+
+    def _deaf(self) -> None:
+        self._listening_since = None
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), self._connect_timeout)
+            if not conn.is_closed():
+                conn.terminate()
