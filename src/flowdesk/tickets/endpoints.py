@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import BaseModel
 
-from flowdesk.db.raw import RawConnection
+from flowdesk.db.raw import connection
 from flowdesk.db.session import DbSession
 from flowdesk.errors import InvalidInput
 from flowdesk.http.etag import version_etag
@@ -101,14 +101,15 @@ async def create_ticket(
     body: TicketCreate,
     request: Request,
     principal: TicketWriter,
-    conn: RawConnection,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    async def handler() -> Response:
-        ticket = await service.create_ticket(conn, _catalog(request), principal, body)
-        return ticket_response(ticket, 201, location=True)
+    async with connection(request) as conn:
 
-    return await idempotent(request, principal, conn, idempotency_key, handler)
+        async def handler() -> Response:
+            ticket = await service.create_ticket(conn, _catalog(request), principal, body)
+            return ticket_response(ticket, 201, location=True)
+
+        return await idempotent(request, principal, conn, idempotency_key, handler)
 
 
 @router.get(
@@ -187,9 +188,10 @@ async def list_tickets(
     summary="One ticket, by id or number",
 )
 async def get_ticket(
-    ref: str, principal: TicketReader, conn: RawConnection, if_none_match: IfNoneMatch = None
+    ref: str, request: Request, principal: TicketReader, if_none_match: IfNoneMatch = None
 ) -> Response:
-    ticket = await service.get_ticket(conn, principal, ref)
+    async with connection(request) as conn:
+        ticket = await service.get_ticket(conn, principal, ref)
     etag = version_etag(ticket.version)
     if if_none_match and etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
@@ -207,10 +209,12 @@ async def patch_ticket(
     body: TicketPatch,
     request: Request,
     principal: TicketWriter,
-    conn: RawConnection,
     if_match: IfMatch = None,
 ) -> Response:
-    ticket = await service.update_ticket(conn, _catalog(request), principal, ref, body, if_match)
+    async with connection(request) as conn:
+        ticket = await service.update_ticket(
+            conn, _catalog(request), principal, ref, body, if_match
+        )
     return ticket_response(ticket)
 
 
@@ -219,10 +223,9 @@ async def patch_ticket(
     response_model=TransitionsOut,
     summary="What the caller may do now, and why not",
 )
-async def get_transitions(
-    ref: str, request: Request, principal: TicketReader, conn: RawConnection
-) -> TransitionsOut:
-    return await transitions.list_transitions(conn, _catalog(request), principal, ref)
+async def get_transitions(ref: str, request: Request, principal: TicketReader) -> TransitionsOut:
+    async with connection(request) as conn:
+        return await transitions.list_transitions(conn, _catalog(request), principal, ref)
 
 
 @router.post(
@@ -236,17 +239,18 @@ async def post_transition(
     body: TransitionIn,
     request: Request,
     principal: TicketWriter,
-    conn: RawConnection,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    async def handler() -> Response:
-        ticket = await transitions.transition(
-            conn, _catalog(request), principal, ref, body, if_match
-        )
-        return ticket_response(ticket)
+    async with connection(request) as conn:
 
-    return await idempotent(request, principal, conn, idempotency_key, handler)
+        async def handler() -> Response:
+            ticket = await transitions.transition(
+                conn, _catalog(request), principal, ref, body, if_match
+            )
+            return ticket_response(ticket)
+
+        return await idempotent(request, principal, conn, idempotency_key, handler)
 
 
 @router.post(
@@ -260,13 +264,14 @@ async def post_comment(
     body: CommentIn,
     request: Request,
     principal: TicketWriter,
-    conn: RawConnection,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    async def handler() -> Response:
-        return _json(await activity.add_comment(conn, principal, ref, body), 201)
+    async with connection(request) as conn:
 
-    return await idempotent(request, principal, conn, idempotency_key, handler)
+        async def handler() -> Response:
+            return _json(await activity.add_comment(conn, principal, ref, body), 201)
+
+        return await idempotent(request, principal, conn, idempotency_key, handler)
 
 
 @router.get(
@@ -276,8 +281,8 @@ async def post_comment(
 )
 async def get_comments(
     ref: str,
+    request: Request,
     principal: TicketReader,
-    conn: RawConnection,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[CommentOut]:
@@ -285,14 +290,15 @@ async def get_comments(
     if cursor:
         created, ident = decode_cursor(cursor, 2)
         after = (cursor_time(created), cursor_uuid(ident))
-    return await activity.list_comments(conn, principal, ref, after, limit)
+    async with connection(request) as conn:
+        return await activity.list_comments(conn, principal, ref, after, limit)
 
 
 @router.get("/tickets/{ref}/events", response_model=Page[EventOut], summary="The audit trail")
 async def get_events(
     ref: str,
+    request: Request,
     principal: TicketReader,
-    conn: RawConnection,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[EventOut]:
@@ -302,12 +308,14 @@ async def get_events(
         if not isinstance(last, int):
             raise InvalidInput("The cursor is not valid.", [("/query/cursor", "malformed")])
         after = last
-    return await activity.list_events(conn, principal, ref, after, limit)
+    async with connection(request) as conn:
+        return await activity.list_events(conn, principal, ref, after, limit)
 
 
 @router.get("/tickets/{ref}/links", response_model=list[LinkOut], summary="Links to other tickets")
-async def get_links(ref: str, principal: TicketReader, conn: RawConnection) -> list[LinkOut]:
-    return await activity.list_links(conn, principal, ref)
+async def get_links(ref: str, request: Request, principal: TicketReader) -> list[LinkOut]:
+    async with connection(request) as conn:
+        return await activity.list_links(conn, principal, ref)
 
 
 @router.post(
@@ -316,27 +324,26 @@ async def get_links(ref: str, principal: TicketReader, conn: RawConnection) -> l
     response_model=LinkOut,
     summary="Link to another ticket (e.g. blocked_by)",
 )
-async def post_link(
-    ref: str, body: LinkIn, principal: TicketWriter, conn: RawConnection
-) -> LinkOut:
-    return await activity.add_link(conn, principal, ref, body.kind, body.target)
+async def post_link(ref: str, body: LinkIn, request: Request, principal: TicketWriter) -> LinkOut:
+    async with connection(request) as conn:
+        return await activity.add_link(conn, principal, ref, body.kind, body.target)
 
 
 @router.delete("/tickets/{ref}/links/{link_id}", status_code=204, summary="Remove a link")
 async def delete_link(
-    ref: str, link_id: uuid.UUID, principal: TicketWriter, conn: RawConnection
+    ref: str, link_id: uuid.UUID, request: Request, principal: TicketWriter
 ) -> Response:
-    await activity.delete_link(conn, principal, ref, link_id)
+    async with connection(request) as conn:
+        await activity.delete_link(conn, principal, ref, link_id)
     return Response(status_code=204)
 
 
 @router.get(
     "/tickets/{ref}/approvals", response_model=list[ApprovalOut], summary="Recorded approvals"
 )
-async def get_approvals(
-    ref: str, principal: TicketReader, conn: RawConnection
-) -> list[ApprovalOut]:
-    return await activity.list_approvals(conn, principal, ref)
+async def get_approvals(ref: str, request: Request, principal: TicketReader) -> list[ApprovalOut]:
+    async with connection(request) as conn:
+        return await activity.list_approvals(conn, principal, ref)
 
 
 @router.post(
@@ -346,6 +353,7 @@ async def get_approvals(
     summary="Record an approval (agents)",
 )
 async def post_approval(
-    ref: str, body: ApprovalIn, principal: TicketWriter, conn: RawConnection
+    ref: str, body: ApprovalIn, request: Request, principal: TicketWriter
 ) -> ApprovalOut:
-    return await activity.add_approval(conn, principal, ref, body.name)
+    async with connection(request) as conn:
+        return await activity.add_approval(conn, principal, ref, body.name)
