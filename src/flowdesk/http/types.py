@@ -44,6 +44,9 @@ TicketPrefix = Annotated[
     str, StringConstraints(min_length=1, max_length=10, pattern=r"^[A-Z][A-Z0-9]*$")
 ]
 Limit = Annotated[int, Field(ge=1, le=100)]
+# A word or phrase from a URL's query string (a filter value, a search): the same NUL rule as
+# bodies, so `?status=%00` is a 422 rather than an error from PostgreSQL.
+QueryText = Annotated[str, StringConstraints(max_length=200), AfterValidator(no_nul)]
 
 # Inputs refuse unknown fields: a typo, or a field the client may not set, is a 422 rather
 # than silently ignored.
