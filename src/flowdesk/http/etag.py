@@ -9,6 +9,14 @@ def version_etag(version: int) -> str:
     return f'"{version}"'
 
 
+def not_modified(if_none_match: str | None, current_version: int) -> bool:
+    """Whether the client's If-None-Match already names the current version (then: 304)."""
+    if not if_none_match:
+        return False
+    current = version_etag(current_version)
+    return any(t.strip().removeprefix("W/") in (current, "*") for t in if_none_match.split(","))
+
+
 def check_if_match(if_match: str | None, current_version: int) -> None:
     """412 when the client's If-Match names a version other than the current one.
 

@@ -26,10 +26,11 @@ from starlette.responses import Response
 from flowdesk.auth.principal import Principal
 from flowdesk.db.sql import Statement
 from flowdesk.errors import AppError, Conflict, InvalidInput, problem_response
+from flowdesk.http.headers import IDEMPOTENCY_KEY
 
 RETENTION = timedelta(hours=24)
 IN_FLIGHT_LEASE = timedelta(seconds=30)
-MAX_KEY_LENGTH = 255
+MAX_KEY_LENGTH = IDEMPOTENCY_KEY.max_length
 
 _CLAIM = text(
     """
@@ -90,13 +91,16 @@ Handler = Callable[[], Awaitable[Response]]
 
 
 async def idempotent(
-    request: Request, principal: Principal, conn: Any, key: str | None, handler: Handler
+    request: Request, principal: Principal, conn: Any, handler: Handler
 ) -> Response:
-    """Run `handler` once per Idempotency-Key; replay its response to retries.
+    """Run `handler` once per Idempotency-Key (the request's header); replay its response to
+    retries. Without the header, just run it.
 
     `conn` is the request's asyncpg connection (flowdesk.db.raw): with a key, the handler's
-    statements and the stored response share one transaction on it.
+    statements and the stored response share one transaction on it. Routes that call this
+    document the header with `openapi_extra=documented(IDEMPOTENCY_KEY)`.
     """
+    key = request.headers.get(IDEMPOTENCY_KEY.name)
     if key is None:
         return await handler()
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():

@@ -107,6 +107,7 @@ def _mount() -> None:
             responses={**route.responses, **_PUBLIC_RESPONSES},
             summary=route.summary,
             description=route.description,
+            openapi_extra=route.openapi_extra,
             name=f"public_{route.name}",
         )
 

@@ -6,18 +6,20 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel
 
 from flowdesk.db.raw import connection
 from flowdesk.db.session import DbSession
 from flowdesk.errors import InvalidInput
-from flowdesk.http.etag import version_etag
+from flowdesk.http.etag import not_modified, version_etag
+from flowdesk.http.headers import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, documented
 from flowdesk.http.idempotency import idempotent
 from flowdesk.http.pagination import DEFAULT_LIMIT, Page, cursor_time, cursor_uuid, decode_cursor
 from flowdesk.http.types import Limit, QueryText
 from flowdesk.tickets import activity, service, transitions
 from flowdesk.tickets.dependencies import TicketReader, TicketWriter
+from flowdesk.tickets.facts import TicketJson, dump_json
 from flowdesk.tickets.schemas import (
     ApprovalIn,
     ApprovalOut,
@@ -37,9 +39,6 @@ from flowdesk.workflow import Catalog
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
-IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=512)]
-IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match", max_length=512)]
 Cursor = Annotated[str | None, Query(max_length=512)]
 Multi = Annotated[list[QueryText] | None, Query(max_length=20)]
 Sort = Literal["created", "-created", "updated", "-updated", "priority", "-priority"]
@@ -51,16 +50,13 @@ def _catalog(request: Request) -> Catalog:
 
 
 def ticket_response(
-    ticket: TicketOut, status_code: int = 200, *, location: bool = False
+    ticket: TicketJson, status_code: int = 200, *, location: bool = False
 ) -> Response:
-    headers = {"ETag": version_etag(ticket.version)}
+    headers = {"ETag": version_etag(ticket["version"])}
     if location:
-        headers["Location"] = f"/v1/tickets/{ticket.id}"
+        headers["Location"] = f"/v1/tickets/{ticket['id']}"
     return Response(
-        ticket.model_dump_json().encode(),
-        status_code=status_code,
-        media_type="application/json",
-        headers=headers,
+        dump_json(ticket), status_code=status_code, media_type="application/json", headers=headers
     )
 
 
@@ -96,20 +92,16 @@ async def catalog_items(request: Request, principal: TicketReader) -> list[Catal
     status_code=status.HTTP_201_CREATED,
     response_model=TicketOut,
     summary="Open a ticket",
+    openapi_extra=documented(IDEMPOTENCY_KEY),
 )
-async def create_ticket(
-    body: TicketCreate,
-    request: Request,
-    principal: TicketWriter,
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+async def create_ticket(body: TicketCreate, request: Request, principal: TicketWriter) -> Response:
     async with connection(request) as conn:
 
         async def handler() -> Response:
             ticket = await service.create_ticket(conn, _catalog(request), principal, body)
             return ticket_response(ticket, 201, location=True)
 
-        return await idempotent(request, principal, conn, idempotency_key, handler)
+        return await idempotent(request, principal, conn, handler)
 
 
 @router.get(
@@ -174,9 +166,10 @@ async def list_tickets(
         after=after,
         limit=limit,
     )
-    # Serialised here: the items were built as TicketOut already, and letting FastAPI
-    # validate the page against the response model again doubled the cost of a list.
-    return _json(await service.list_tickets(session, _catalog(request), principal, params))
+    # Serialised here: the items are built as JSON-ready dicts (flowdesk.tickets.facts), and
+    # letting FastAPI validate the page against the response model would double its cost.
+    page = await service.list_tickets(session, _catalog(request), principal, params)
+    return Response(dump_json(page), media_type="application/json")
 
 
 @router.get(
@@ -184,14 +177,14 @@ async def list_tickets(
     responses=_TICKET,
     response_model=TicketOut,
     summary="One ticket, by id or number",
+    openapi_extra=documented(IF_NONE_MATCH),
 )
-async def get_ticket(
-    ref: str, request: Request, principal: TicketReader, if_none_match: IfNoneMatch = None
-) -> Response:
+async def get_ticket(ref: str, request: Request, principal: TicketReader) -> Response:
+    if_none_match = IF_NONE_MATCH.read(request)
     async with connection(request) as conn:
         ticket = await service.get_ticket(conn, principal, ref)
-    etag = version_etag(ticket.version)
-    if if_none_match and etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
+    if not_modified(if_none_match, ticket["version"]):
+        etag = version_etag(ticket["version"])
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
     return ticket_response(ticket)
 
@@ -201,14 +194,12 @@ async def get_ticket(
     responses=_TICKET,
     response_model=TicketOut,
     summary="Change a ticket (not its status)",
+    openapi_extra=documented(IF_MATCH),
 )
 async def patch_ticket(
-    ref: str,
-    body: TicketPatch,
-    request: Request,
-    principal: TicketWriter,
-    if_match: IfMatch = None,
+    ref: str, body: TicketPatch, request: Request, principal: TicketWriter
 ) -> Response:
+    if_match = IF_MATCH.read(request)
     async with connection(request) as conn:
         ticket = await service.update_ticket(
             conn, _catalog(request), principal, ref, body, if_match
@@ -231,15 +222,12 @@ async def get_transitions(ref: str, request: Request, principal: TicketReader) -
     responses=_TICKET,
     response_model=TicketOut,
     summary="Move a ticket",
+    openapi_extra=documented(IF_MATCH, IDEMPOTENCY_KEY),
 )
 async def post_transition(
-    ref: str,
-    body: TransitionIn,
-    request: Request,
-    principal: TicketWriter,
-    if_match: IfMatch = None,
-    idempotency_key: IdempotencyKey = None,
+    ref: str, body: TransitionIn, request: Request, principal: TicketWriter
 ) -> Response:
+    if_match = IF_MATCH.read(request)
     async with connection(request) as conn:
 
         async def handler() -> Response:
@@ -248,7 +236,7 @@ async def post_transition(
             )
             return ticket_response(ticket)
 
-        return await idempotent(request, principal, conn, idempotency_key, handler)
+        return await idempotent(request, principal, conn, handler)
 
 
 @router.post(
@@ -256,20 +244,17 @@ async def post_transition(
     status_code=201,
     response_model=CommentOut,
     summary="Comment (internal or external)",
+    openapi_extra=documented(IDEMPOTENCY_KEY),
 )
 async def post_comment(
-    ref: str,
-    body: CommentIn,
-    request: Request,
-    principal: TicketWriter,
-    idempotency_key: IdempotencyKey = None,
+    ref: str, body: CommentIn, request: Request, principal: TicketWriter
 ) -> Response:
     async with connection(request) as conn:
 
         async def handler() -> Response:
             return _json(await activity.add_comment(conn, principal, ref, body), 201)
 
-        return await idempotent(request, principal, conn, idempotency_key, handler)
+        return await idempotent(request, principal, conn, handler)
 
 
 @router.get(

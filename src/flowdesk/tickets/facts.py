@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import Any, TypeAlias
+
+import orjson
 
 from flowdesk.auth.principal import Principal
 from flowdesk.tickets.repository import Ref, Row, TicketRepository
-from flowdesk.tickets.schemas import TicketOut, UserRef
 from flowdesk.workflow import Actor, TicketFacts, Workflow
+
+# A ticket as its JSON object: the shape flowdesk.tickets.schemas.TicketOut documents.
+TicketJson: TypeAlias = dict[str, Any]
 
 _NUMBER = re.compile(r"^([A-Z][A-Z0-9]{0,9})-(\d{6,18})$")
 
@@ -75,26 +79,36 @@ def needs(workflow: Workflow, kind: str) -> bool:
     return any(c.kind == kind for a in workflow.actions for c in a.conditions)
 
 
-def ticket_out(row: Row) -> TicketOut:
+def ticket_json(row: Row) -> TicketJson:
+    """The ticket's JSON object, built from its row as a dict rather than a TicketOut model:
+    the row's values are already of the right types, and validating them again cost every
+    ticket response (and every item of a list) more than building it (bench/request_cpu.py).
+    tests/tickets/test_serialisation.py holds it to TicketOut's schema."""
     assignee = None
     if row["assignee_id"] is not None:
-        assignee = UserRef(id=row["assignee_id"], name=row["assignee_name"])
-    return TicketOut(
-        id=row["id"],
-        number=format_number(row["prefix"], row["number"]),
-        title=row["title"],
-        description=row["description"],
-        type=row["type"],
-        catalog_item=row["catalog_item"],
-        workflow=row["workflow"],
-        status=row["status"],
-        status_category=row["status_category"],
-        priority=row["priority"],
-        requester=UserRef(id=row["requester_id"], name=row["requester_name"]),
-        assignee=assignee,
-        resolution=row["resolution"],
-        fields=row["fields"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-    )
+        assignee = {"id": row["assignee_id"], "name": row["assignee_name"]}
+    return {
+        "id": row["id"],
+        "number": format_number(row["prefix"], row["number"]),
+        "title": row["title"],
+        "description": row["description"],
+        "type": row["type"],
+        "catalog_item": row["catalog_item"],
+        "workflow": row["workflow"],
+        "status": row["status"],
+        "status_category": row["status_category"],
+        "priority": row["priority"],
+        "requester": {"id": row["requester_id"], "name": row["requester_name"]},
+        "assignee": assignee,
+        "resolution": row["resolution"],
+        "fields": row["fields"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "version": row["version"],
+    }
+
+
+def dump_json(value: Any) -> bytes:
+    """JSON as the Pydantic models write it: UTC times end in Z, and asyncpg's UUIDs (a
+    subclass orjson does not take as is) are written as their canonical strings."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_UTC_Z)

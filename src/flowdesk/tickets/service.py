@@ -17,12 +17,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
 from flowdesk.http.etag import check_if_match
-from flowdesk.http.pagination import Page, next_cursor
+from flowdesk.http.pagination import next_cursor
 from flowdesk.tickets.errors import StatusMapMissingError, TransitionRefusedError
-from flowdesk.tickets.facts import actor_of, parse_ref, repository_for, ticket_out, visible_to
+from flowdesk.tickets.facts import (
+    TicketJson,
+    actor_of,
+    parse_ref,
+    repository_for,
+    ticket_json,
+    visible_to,
+)
 from flowdesk.tickets.listing import ListQuery, TicketListing
 from flowdesk.tickets.repository import Row, TicketRepository
-from flowdesk.tickets.schemas import TicketCreate, TicketOut, TicketPatch
+from flowdesk.tickets.schemas import TicketCreate, TicketPatch
 from flowdesk.workflow import (
     ApplyInputs,
     Catalog,
@@ -55,7 +62,7 @@ async def locate(conn: Any, principal: Principal, ref: str) -> tuple[TicketRepos
 
 async def create_ticket(
     conn: Any, catalog: Catalog, principal: Principal, body: TicketCreate
-) -> TicketOut:
+) -> TicketJson:
     if not principal.can("tickets:create"):
         raise Forbidden(
             "Creating tickets needs the 'tickets:create' permission.",
@@ -117,12 +124,12 @@ async def create_ticket(
         raise InvalidInput(
             "The requester is not a user of this tenant.", [("/requester_id", "no such user")]
         )
-    return ticket_out(row)
+    return ticket_json(row)
 
 
-async def get_ticket(conn: Any, principal: Principal, ref: str) -> TicketOut:
+async def get_ticket(conn: Any, principal: Principal, ref: str) -> TicketJson:
     _, row = await locate(conn, principal, ref)
-    return ticket_out(row)
+    return ticket_json(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +154,7 @@ class ListParams:
 
 async def list_tickets(
     session: AsyncSession, catalog: Catalog, principal: Principal, p: ListParams
-) -> Page[TicketOut]:
+) -> dict[str, Any]:
     exclude_hidden: list[tuple[str, list[str]]] = []
     categories = p.categories
     stale_in = None
@@ -186,12 +193,13 @@ async def list_tickets(
     rows = await TicketListing(
         session, principal.tenant_id, requester_only=visible_to(principal)
     ).page(query)
-    items = [ticket_out(r) for r in rows[: p.limit]]
+    items = [ticket_json(r) for r in rows[: p.limit]]
     key = {"created": "created_at", "updated": "updated_at", "priority": "priority_rank"}[
         p.sort.lstrip("-")
     ]
     cursor = next_cursor(rows, p.limit, lambda r: [p.sort, r[key], r["id"]])
-    return Page[TicketOut](items=items, next_cursor=cursor)
+    # The shape of Page[TicketOut], which documents it.
+    return {"items": items, "next_cursor": cursor}
 
 
 def _person(value: str | None, principal: Principal, name: str) -> uuid.UUID:
@@ -212,7 +220,7 @@ async def update_ticket(
     ref: str,
     body: TicketPatch,
     if_match: str | None,
-) -> TicketOut:
+) -> TicketJson:
     sent = body.model_fields_set
     if not principal.can("tickets:manage"):
         beyond = sorted(sent - REQUESTER_EDITABLE)
@@ -226,10 +234,10 @@ async def update_ticket(
         check_if_match(if_match, row["version"])
         changes, events, outbox = await _patch(repo, catalog, row, body)
         if not changes:
-            return ticket_out(row)
+            return ticket_json(row)
         written = await repo.update(row, changes, principal.user_id, events, outbox)
         if written is not None:
-            return ticket_out(written)
+            return ticket_json(written)
     raise Conflict("The ticket kept changing while this update was decided; retry it.")
 
 

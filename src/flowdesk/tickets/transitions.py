@@ -9,11 +9,10 @@ from flowdesk.auth.principal import Principal
 from flowdesk.errors import Conflict, Forbidden, InvalidInput
 from flowdesk.http.etag import check_if_match
 from flowdesk.tickets.errors import TransitionRefusedError, TransitionUnavailable
-from flowdesk.tickets.facts import actor_of, facts_of, needs, ticket_out
+from flowdesk.tickets.facts import TicketJson, actor_of, facts_of, needs, ticket_json
 from flowdesk.tickets.repository import Row, TicketRepository
 from flowdesk.tickets.schemas import (
     ReasonOut,
-    TicketOut,
     TransitionIn,
     TransitionOption,
     TransitionsOut,
@@ -85,7 +84,7 @@ async def transition(
     ref: str,
     body: TransitionIn,
     if_match: str | None,
-) -> TicketOut:
+) -> TicketJson:
     """Decide on a read, write if the ticket is still at that version, else decide again: of
     two concurrent moves out of one status one wins and the other is refused (409), or fails
     its If-Match (412), on the fresh read."""
@@ -94,7 +93,7 @@ async def transition(
         check_if_match(if_match, row["version"])
         written = await _decide_and_write(repo, catalog, principal, row, body)
         if written is not None:
-            return ticket_out(written)
+            return ticket_json(written)
     raise Conflict("The ticket kept changing while this transition was decided; retry it.")
 
 
@@ -116,10 +115,6 @@ async def _decide_and_write(
         raise TransitionUnavailable.from_engine(exc, workflow.name) from exc
     except TransitionRefused as exc:
         raise TransitionRefusedError.from_engine(exc) from exc
-    option = next(
-        o for o in available_actions(workflow, facts, actor) if o.action == outcome.action
-    )
-
     changes: dict[str, Any] = {}
     kind = "reset" if outcome.action == RESET else "transitioned"
     moved: dict[str, Any] = {"action": outcome.action, "from": row["status"], "to": outcome.status}
@@ -157,6 +152,10 @@ async def _decide_and_write(
             outbox.append({"topic": "ticket.assigned", "payload": {"assignee_id": owner}})
     comment = None
     if body.comment:
+        # The action's update type decides an agent's default visibility.
+        option = next(
+            o for o in available_actions(workflow, facts, actor) if o.action == outcome.action
+        )
         visibility = _comment_visibility(principal, option, body)
         comment = (uuid.uuid4(), body.comment, visibility)
         said = {"comment_id": comment[0], "visibility": visibility}
