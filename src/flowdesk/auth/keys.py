@@ -51,7 +51,9 @@ def is_well_formed(key: str) -> bool:
 
 
 def hash_key(key: str) -> bytes:
-    return hashlib.sha256(key.encode("ascii")).digest()
+    # UTF-8, not ASCII: any string may be hashed (a cache lookup comes before the format
+    # check), and for a real key, which is ASCII, the two encodings are the same bytes.
+    return hashlib.sha256(key.encode("utf-8")).digest()
 
 
 def display_prefix(key: str) -> str:

@@ -74,12 +74,15 @@ class Authenticator:
     async def authenticate(self, authorization: str | None) -> Principal:
         key = _bearer_token(authorization)
         # One body for every failure, so a caller learns nothing about which keys exist.
-        if key is None or not keys.is_well_formed(key):
+        if key is None:
             raise Unauthorized()
         digest = keys.hash_key(key)
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is None or now - cached.fetched_at > self._ttl(cached.fetched_at):
+            # Only a well-formed key is worth a query; a cached one was checked when loaded.
+            if not keys.is_well_formed(key):
+                raise Unauthorized()
             cached = await self._load(digest, now)
         if not _usable(cached.record):
             self._cache.pop(digest, None)

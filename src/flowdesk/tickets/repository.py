@@ -105,7 +105,6 @@ class TicketRepository:
             CREATE,
             **{**values, "fields": _json(values["fields"])},
             tenant_id=self.tenant_id,
-            id=uuid.uuid4(),
             actor_id=actor_id,
             events=_json(events),
             outbox=_json(outbox),

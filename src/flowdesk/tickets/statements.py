@@ -65,7 +65,7 @@ WITH requester AS (
 ), written AS (
     INSERT INTO tickets (tenant_id, id, number, prefix, title, description, type, catalog_item,
                          workflow, status, status_category, priority, requester_id, fields)
-    SELECT :tenant_id::uuid, :id::uuid, counter.last_number, t.ticket_prefix, :title::text,
+    SELECT :tenant_id::uuid, gen_random_uuid(), counter.last_number, t.ticket_prefix, :title::text,
            :description::text, :type::text, :catalog_item::text, :workflow::text, :status::text,
            :status_category::text, :priority::text, :requester_id::uuid, :fields::jsonb
     FROM counter JOIN tenants t ON t.id = :tenant_id::uuid
