@@ -101,6 +101,27 @@ async def test_several_meters_add_up(
     assert counts(r.json(), key_id)[("public.bench", "2xx")] == 15
 
 
+async def test_a_flush_of_more_rows_than_postgresql_has_bind_parameters(
+    app: FastAPI, client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    """12,000 distinct rows in one flush (a busy day of many keys): one statement over arrays,
+    where six bind parameters a row would pass PostgreSQL's 65,535 limit."""
+    key_id = uuid.UUID((await client.get("/v1/me", headers=tenant.headers)).json()["key_id"])
+    meter = UsageMeter(app.state.engine, flush_seconds=3600)
+    for family in range(12_000):
+        meter.record(tenant.id, key_id, f"f{family}", 200)
+        meter.record(tenant.id, key_id, f"f{family}", 201)
+    assert await meter.flush() == 24_000
+    assert await stored_rows(app, tenant) >= 12_000
+    meter.record(tenant.id, key_id, "f7", 200)
+    assert await meter.flush() == 1  # added to the stored row
+    async with app.state.sessionmaker() as session:
+        stmt = select(ApiUsage.count).where(
+            ApiUsage.tenant_id == tenant.id, ApiUsage.family == "f7"
+        )
+        assert (await session.execute(stmt)).scalar_one() == 3
+
+
 def test_families() -> None:
     assert family_of("/public/v1/tickets/{ref}") == "public.tickets"
     assert family_of("/v1/groups/{group_id}/members/{user_id}") == "v1.groups"

@@ -6,8 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from flowdesk.models import ApiUsage
@@ -15,37 +14,40 @@ from flowdesk.models import ApiUsage
 UsageKey = tuple[uuid.UUID, uuid.UUID, date, str, int]  # tenant, key, day, family, class
 
 
+# One statement whatever the batch: the rows travel as six arrays. (A multi-row VALUES
+# insert took six bind parameters a row, compiled anew for every batch size, which blocked
+# the event loop for milliseconds per flush and could not pass PostgreSQL's 65,535-parameter
+# limit: a flush of more than ~10,900 keys would have failed every time.)
+_ADD_COUNTS = text(
+    """
+INSERT INTO api_usage (tenant_id, day, api_key_id, family, status_class, count)
+SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:days AS date[]), CAST(:keys AS uuid[]),
+                     CAST(:families AS text[]), CAST(:classes AS smallint[]),
+                     CAST(:counts AS bigint[]))
+-- A stable order: concurrent flushes lock the same rows in the same order (no deadlock).
+ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT (tenant_id, day, api_key_id, family, status_class)
+DO UPDATE SET count = api_usage.count + EXCLUDED.count
+"""
+)
+
+
 async def add_counts(conn: AsyncConnection, counts: dict[UsageKey, int]) -> None:
     """Add the counts to the stored ones: ON CONFLICT … SET count = count + EXCLUDED.count, so
     any number of processes flushing the same keys add up rather than overwrite."""
     if not counts:
         return
-    rows = [
+    await conn.execute(
+        _ADD_COUNTS,
         {
-            "tenant_id": tenant_id,
-            "api_key_id": key_id,
-            "day": day,
-            "family": family,
-            "status_class": status_class,
-            "count": count,
-        }
-        # A stable order: concurrent flushes lock the same rows in the same order (no deadlock).
-        for (tenant_id, key_id, day, family, status_class), count in sorted(
-            counts.items(), key=lambda kv: (str(kv[0][0]), kv[0][2], str(kv[0][1]), kv[0][3:])
-        )
-    ]
-    stmt = pg_insert(ApiUsage).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[
-            ApiUsage.tenant_id,
-            ApiUsage.day,
-            ApiUsage.api_key_id,
-            ApiUsage.family,
-            ApiUsage.status_class,
-        ],
-        set_={"count": ApiUsage.count + stmt.excluded.count},
+            "tenants": [tenant for tenant, _, _, _, _ in counts],
+            "days": [day for _, _, day, _, _ in counts],
+            "keys": [key for _, key, _, _, _ in counts],
+            "families": [family for _, _, _, family, _ in counts],
+            "classes": [status_class for _, _, _, _, status_class in counts],
+            "counts": list(counts.values()),
+        },
     )
-    await conn.execute(stmt)
 
 
 async def usage_rows(
