@@ -177,6 +177,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         openapi_tags=TAGS,
         lifespan=lifespan,
         routes=_routes(),
+        telemetry=None
+        if settings.opentelemetry
+        else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.catalog = catalog

@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     # and on a busy worker the line costs measurable time (see bench/). Every log line carries
     # the request id either way.
     access_log: bool = False
+    # FastAPI's native OpenTelemetry (request spans, metrics, logs) through the process's
+    # global providers, for a deployment that configures an OpenTelemetry SDK. Off by
+    # default: flowdesk configures none, and FastAPI asks the providers on every request
+    # whether one appeared (about 2% of a ticket request's CPU, bench/request_cpu.py).
+    opentelemetry: bool = False
 
     # Values files merged over the shipped workflows.yaml (comma-separated in the environment).
     workflow_files: Annotated[list[Path], NoDecode] = Field(default_factory=list)
