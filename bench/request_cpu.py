@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -33,7 +34,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from loadbench import database, seed  # noqa: E402
+from loadbench import database, seed
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = orjson.dumps(
@@ -48,9 +49,7 @@ DATABASES = {"flowdesk": "cpu_flowdesk", "reference": "cpu_reference"}
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-async def call(
-    app: App, method: str, path: str, key: str, body: bytes = b""
-) -> tuple[int, bytes]:
+async def call(app: App, method: str, path: str, key: str, body: bytes = b"") -> tuple[int, bytes]:
     headers = [(b"host", b"bench"), (b"authorization", f"Bearer {key}".encode())]
     if body:
         headers += [
@@ -112,8 +111,11 @@ class Lifespan:
 
     async def __aenter__(self) -> App:
         self.task = asyncio.create_task(
-            self.app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                     self.inbox.get, self.outbox.put)
+            self.app(
+                {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                self.inbox.get,
+                self.outbox.put,
+            )
         )
         await self.inbox.put({"type": "lifespan.startup"})
         message = await self.outbox.get()
@@ -142,12 +144,13 @@ async def measure(
     return (time.process_time() - cpu) / (per_task * concurrency) * 1e6
 
 
-async def scenarios(
-    app: App, keys: list[str], concurrency: int, requests: int, repetitions: int, only: list[str]
-) -> dict[str, float]:
+Scenario = Callable[[int, int], Awaitable[None]]
+
+
+async def prepare(app: App, keys: list[str], concurrency: int) -> dict[str, Scenario]:
+    """Warm the app's caches, make one in-progress ticket per task; the scenarios' requests."""
     for key in keys:  # fill the caches
         await expect(app, 201, "POST", "/v1/tickets", key, BODY)
-    # One ticket in progress per task, for the transition and get scenarios.
     tickets: list[tuple[str, str]] = []
     for task in range(concurrency):
         key = keys[task % len(keys)]
@@ -169,17 +172,7 @@ async def scenarios(
         key, ticket = tickets[task]
         await expect(app, 200, "GET", f"/v1/tickets/{ticket}", key)
 
-    results: dict[str, float] = {}
-    for label, one in (("create", create), ("transition", transition), ("get", get)):
-        if label not in only:
-            continue
-        # Even counts keep the transition tickets in_progress between repetitions.
-        runs = [
-            await measure(label, concurrency, requests - requests % (2 * concurrency), one)
-            for _ in range(repetitions)
-        ]
-        results[label] = min(runs)  # interference only ever adds CPU time
-    return results
+    return {"create": create, "transition": transition, "get": get}
 
 
 async def main() -> None:
@@ -216,19 +209,31 @@ async def main() -> None:
 
     ref_app = reference_app.create_app()
 
-    figures: dict[str, dict[str, float]] = {}
-    for system, app, keys in (("flowdesk", fd_app, fd_keys), ("reference", ref_app, ref_keys)):
-        if system not in systems:
-            continue
-        async with Lifespan(app) as running:  # type: ignore[arg-type]
-            figures[system] = await scenarios(
-                running, keys, args.concurrency, args.requests, args.repetitions,
-                args.scenarios.split(","),
-            )
+    # Both apps run at once and take turns, repetition by repetition, so that both see the
+    # same state of a shared machine; the best run of each is kept (interference only ever
+    # adds CPU time).
+    apps = {"flowdesk": (fd_app, fd_keys), "reference": (ref_app, ref_keys)}
+    figures: dict[str, dict[str, float]] = {system: {} for system in systems}
+    async with contextlib.AsyncExitStack() as stack:
+        work = {}
+        for system in systems:
+            app, keys = apps[system]
+            running = await stack.enter_async_context(Lifespan(app))  # type: ignore[arg-type]
+            work[system] = await prepare(running, keys, args.concurrency)
+        # Even counts keep the transition tickets in_progress between repetitions.
+        count = args.requests - args.requests % (2 * args.concurrency)
+        for label in args.scenarios.split(","):
+            for repetition in range(args.repetitions):
+                order = systems if repetition % 2 == 0 else systems[::-1]
+                for system in order:
+                    cpu = await measure(label, args.concurrency, count, work[system][label])
+                    figures[system][label] = min(cpu, figures[system].get(label, cpu))
     await database.drop(server, list(DATABASES.values()))
 
-    print(f"\nCPU time per request (µs), {args.concurrency} concurrent, best of "
-          f"{args.repetitions} × {args.requests}")
+    print(
+        f"\nCPU time per request (µs), {args.concurrency} concurrent, best of "
+        f"{args.repetitions} x {args.requests}"
+    )
     print(f"{'scenario':<12} {'flowdesk':>9} {'reference':>10} {'ratio':>6}")
     first = figures[systems[0]]
     for label in first:
