@@ -13,8 +13,9 @@ machine's load, so it is the one to watch while making the hot paths leaner; `ma
 remains the judge of throughput.
 
 Scenarios: create (spread over the tenants), transition (resolve and reopen, one ticket per
-task), get. The tenants' keys are used once before measuring (flowdesk's caches fill on first
-use; the reference reads its tokens at start).
+task), get, list (the first page of 50 of a tenant with 60 tickets or more). The tenants' keys
+are used once before measuring (flowdesk's caches fill on first use; the reference reads its
+tokens at start).
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ async def call(app: App, method: str, path: str, key: str, body: bytes = b"") ->
         "http_version": "1.1",
         "method": method,
         "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
+        "path": path.partition("?")[0],
+        "raw_path": path.partition("?")[0].encode(),
+        "query_string": path.partition("?")[2].encode(),
         "root_path": "",
         "headers": headers,
         "client": ("127.0.0.1", 50000),
@@ -151,6 +152,8 @@ async def prepare(app: App, keys: list[str], concurrency: int) -> dict[str, Scen
     """Warm the app's caches, make one in-progress ticket per task; the scenarios' requests."""
     for key in keys:  # fill the caches
         await expect(app, 201, "POST", "/v1/tickets", key, BODY)
+    for _ in range(60):  # a full first page for the list scenario
+        await expect(app, 201, "POST", "/v1/tickets", keys[0], BODY)
     tickets: list[tuple[str, str]] = []
     for task in range(concurrency):
         key = keys[task % len(keys)]
@@ -172,7 +175,11 @@ async def prepare(app: App, keys: list[str], concurrency: int) -> dict[str, Scen
         key, ticket = tickets[task]
         await expect(app, 200, "GET", f"/v1/tickets/{ticket}", key)
 
-    return {"create": create, "transition": transition, "get": get}
+    async def list_page(_task: int, _i: int) -> None:
+        page = await expect(app, 200, "GET", "/v1/tickets?limit=50", keys[0])
+        assert len(page["items"]) == 50
+
+    return {"create": create, "transition": transition, "get": get, "list": list_page}
 
 
 async def main() -> None:
@@ -184,7 +191,7 @@ async def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     parser.add_argument("--systems", default="flowdesk,reference", help="comma-separated")
     parser.add_argument(
-        "--scenarios", default="create,transition,get", help="comma-separated (for profiling)"
+        "--scenarios", default="create,transition,get,list", help="comma-separated (for profiling)"
     )
     args = parser.parse_args()
     systems = args.systems.split(",")

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel
 
 from flowdesk.db.raw import connection
-from flowdesk.db.session import DbSession
 from flowdesk.errors import InvalidInput
 from flowdesk.http.etag import not_modified, version_etag
 from flowdesk.http.headers import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, documented
@@ -112,7 +111,6 @@ async def create_ticket(body: TicketCreate, request: Request, principal: TicketW
 async def list_tickets(
     request: Request,
     principal: TicketReader,
-    session: DbSession,
     status_: Annotated[list[QueryText] | None, Query(alias="status", max_length=20)] = None,
     status_category: Annotated[
         list[Literal["initial", "active", "inactive"]] | None, Query(max_length=3)
@@ -168,7 +166,8 @@ async def list_tickets(
     )
     # Serialised here: the items are built as JSON-ready dicts (flowdesk.tickets.facts), and
     # letting FastAPI validate the page against the response model would double its cost.
-    page = await service.list_tickets(session, _catalog(request), principal, params)
+    engine = request.app.state.engine
+    page = await service.list_tickets(engine, _catalog(request), principal, params)
     return Response(dump_json(page), media_type="application/json")
 
 

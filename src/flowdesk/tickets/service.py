@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -153,7 +153,7 @@ class ListParams:
 
 
 async def list_tickets(
-    session: AsyncSession, catalog: Catalog, principal: Principal, p: ListParams
+    engine: AsyncEngine, catalog: Catalog, principal: Principal, p: ListParams
 ) -> dict[str, Any]:
     exclude_hidden: list[tuple[str, list[str]]] = []
     categories = p.categories
@@ -191,7 +191,7 @@ async def list_tickets(
         limit=p.limit,
     )
     rows = await TicketListing(
-        session, principal.tenant_id, requester_only=visible_to(principal)
+        engine, principal.tenant_id, requester_only=visible_to(principal)
     ).page(query)
     items = [ticket_json(r) for r in rows[: p.limit]]
     key = {"created": "created_at", "updated": "updated_at", "priority": "priority_rank"}[
