@@ -8,7 +8,7 @@ picks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -205,9 +205,24 @@ _ASYNCPG_UNREACHABLE = (
 )
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what it wraps (SQLAlchemy's `orig`, Python's `__cause__`)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = getattr(current, "orig", None) or current.__cause__
+
+
 def _is_database_unreachable(exc: BaseException) -> bool:
     """True for failures that mean "no database right now" rather than a bug."""
     if isinstance(exc, sa_exc.TimeoutError):  # pool acquire deadline
+        return True
+    # The server is at its connection limit (max_connections, or a role's or database's
+    # limit): a retry a little later can succeed. Through SQLAlchemy it comes as a plain
+    # DBAPIError wrapping asyncpg's.
+    if any(isinstance(e, asyncpg.exceptions.TooManyConnectionsError) for e in _causes(exc)):
         return True
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True

@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
 from flowdesk.app import create_app
+from flowdesk.auth.keys import generate_key
 from flowdesk.config import Settings
+from flowdesk.db.raw import asyncpg_dsn
 from tests.support import new_tenant
 
 
@@ -105,3 +109,29 @@ async def test_503_quickly_and_recovery(database_url: str) -> None:
                     await asyncio.sleep(0.1)
                 assert recovered, path
             await proxy.cut()
+
+
+async def test_a_server_at_its_connection_limit_is_503_not_500(database_url: str) -> None:
+    """PostgreSQL refusing a connection for lack of slots ("too many clients", SQLSTATE
+    53300) is a 503 the client may retry, on both pools. Provoked for real: a role whose
+    connection limit is 0 gets exactly that refusal."""
+    role = f"flowdesk_capped_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
+        capped = make_url(database_url).set(username=role, password=None)
+        app = create_app(
+            Settings(database_url=capped.render_as_string(hide_password=False), seed_demo=False)
+        )
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                headers = {"Authorization": f"Bearer {generate_key()}"}
+                for path in ("/v1/me", "/v1/tickets", "/readyz"):
+                    r = await client.get(path, headers=headers)
+                    assert r.status_code == 503, (path, r.text)
+                    assert r.headers["retry-after"].isdigit()
+                    assert r.json()["type"] == "/problems/service-unavailable"
+    finally:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
