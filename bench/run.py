@@ -157,6 +157,12 @@ class Bench:
             tickets_file.unlink(missing_ok=True)  # a previous run's, in databases now gone
             self.files[system] = {"keys": keys_file, "tickets": tickets_file}
         log("seeded the reference and pgbench databases")
+        # As pgbench does before it measures: without it, autovacuum and autoanalyze work
+        # through the freshly seeded tables during the first points (flowdesk's, seeded
+        # through its services, have the most rows), and the first point measured the
+        # machine's housekeeping (create_one c1 at 0.51 of the reference, 1.01 when second).
+        asyncio.run(database.vacuum_analyze(server, list(self.names.values())))
+        log("vacuumed and analysed the three databases")
         self._meta()
 
     def _meta(self) -> None:
@@ -197,7 +203,7 @@ class Bench:
             "connections_multi_worker": cfg.connections_multi,
             "workers": cfg.workers,
             "tickets_per_connection": cfg.tickets_per_connection,
-            "reference_pool_size": _pool_size(),
+            "pools": {str(w): _pools(w) for w in cfg.workers},
             "load_average_at_start": list(os.getloadavg()),
         }
 
@@ -217,12 +223,19 @@ class Bench:
         assert self.server is not None
         cfg = self.cfg
         log(f"starting flowdesk and the reference with {workers} worker(s)")
+        pools = _pools(workers)
         fd = servers.start_flowdesk(
-            self.server.sqlalchemy_url(self.names["flowdesk"]), workers, self.log_dir
+            self.server.sqlalchemy_url(self.names["flowdesk"]),
+            workers,
+            self.log_dir,
+            settings=pools["flowdesk_settings"],
         )
         try:
             ref = servers.start_reference(
-                self.server.dsn(self.names["reference"]), workers, _pool_size(), self.log_dir
+                self.server.dsn(self.names["reference"]),
+                workers,
+                pools["reference_pool_size"],
+                self.log_dir,
             )
         except Exception:
             fd.stop()
@@ -414,12 +427,35 @@ def _lines(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if line]
 
 
-def _pool_size() -> int:
-    """The reference's pool: as many connections as flowdesk's pool may open (size + overflow)."""
+# Per-worker pools with more than one worker: the client connections shared by the workers.
+_MULTI_WORKER_POOL = 16
+
+
+def _pools(workers: int) -> dict[str, Any]:
+    """The database pools of both systems for `workers` workers each.
+
+    One worker: flowdesk's defaults, and a reference pool as large as flowdesk's hot-path
+    pool may grow (size + overflow). More workers: both systems' connections must fit the
+    server's max_connections (100 by default) together, since each keeps connections open
+    while the other is measured. Each worker then gets 16 hot-path connections (32 client
+    connections over 2 workers), flowdesk's other pool half as many without overflow (it
+    opened up to 41 per worker, and the 2-worker list runs met "too many clients").
+    """
     from flowdesk.config import Settings
 
-    settings = Settings()
-    return settings.db_pool_size + settings.db_max_overflow
+    if workers == 1:
+        settings = Settings()
+        return {
+            "flowdesk_settings": {},
+            "reference_pool_size": settings.db_pool_size + settings.db_max_overflow,
+        }
+    return {
+        "flowdesk_settings": {
+            "FLOWDESK_DB_POOL_SIZE": str(_MULTI_WORKER_POOL),
+            "FLOWDESK_DB_MAX_OVERFLOW": "0",
+        },
+        "reference_pool_size": _MULTI_WORKER_POOL,
+    }
 
 
 def _memory_gb() -> int:

@@ -93,6 +93,15 @@ async def recreate(server: Server, names: list[str]) -> None:
         await conn.close()
 
 
+async def vacuum_analyze(server: Server, names: list[str]) -> None:
+    for name in names:
+        conn = await asyncpg.connect(server.dsn(name))
+        try:
+            await conn.execute("VACUUM (ANALYZE)")
+        finally:
+            await conn.close()
+
+
 async def drop(server: Server, names: list[str]) -> None:
     conn = await asyncpg.connect(server.dsn("postgres"))
     try:

@@ -94,7 +94,10 @@ def _wait_healthy(server: ServerProcess, workers: int, timeout: float = 90.0) ->
     )
 
 
-def start_flowdesk(database_url: str, workers: int, log_dir: Path) -> ServerProcess:
+def start_flowdesk(
+    database_url: str, workers: int, log_dir: Path, settings: dict[str, str] | None = None
+) -> ServerProcess:
+    """`flowdesk serve` with its defaults, but for `settings` (FLOWDESK_* variables)."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -103,6 +106,7 @@ def start_flowdesk(database_url: str, workers: int, log_dir: Path) -> ServerProc
         FLOWDESK_PORT=str(port),
         FLOWDESK_WORKERS=str(workers),
         FLOWDESK_SEED_DEMO="0",
+        **(settings or {}),
     )
     flowdesk = Path(sys.executable).with_name("flowdesk")
     argv = [str(flowdesk), "serve"] if flowdesk.exists() else [sys.executable, "-m", "flowdesk.cli"]
