@@ -100,7 +100,7 @@ async def test_503_quickly_and_recovery(database_url: str) -> None:
             assert (await client.get("/healthz")).status_code == 200
 
             await proxy.start(port)
-            for path in ("/v1/me", one):
+            for path in ("/v1/me", one, "/v1/tickets"):
                 recovered = False
                 for _ in range(50):
                     if (await client.get(path, headers=tenant.headers)).status_code == 200:

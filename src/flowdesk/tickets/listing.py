@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flowdesk.tickets.repository import Row
 from flowdesk.tickets.statements import TICKET_COLUMNS
 
 
@@ -156,10 +156,13 @@ class TicketListing:
         self.tenant_id = tenant_id
         self.requester_only = requester_only
 
-    async def page(self, query: ListQuery) -> Sequence[RowMapping]:
+    async def page(self, query: ListQuery) -> Sequence[Row]:
         sql, args = page_statement(self.tenant_id, self.requester_only, query)
-        # One statement, autocommitted: no BEGIN and COMMIT around a read.
         async with self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            result = await conn.exec_driver_sql(sql, tuple(args))
-            return result.mappings().all()
+            # The pooled connection's asyncpg itself: one statement, outside a transaction
+            # (no BEGIN and COMMIT around a read), and rows as asyncpg gives them rather than
+            # through SQLAlchemy's cursor and result layers (~15% of a list request).
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None  # a checked-out connection has its driver's
+            rows: list[Row] = await driver.fetch(sql, *args)
+            return rows
