@@ -307,6 +307,10 @@ async def test_list_filters_sorting_and_pages(desk: Desk, app: FastAPI) -> None:
     created = (await c.get(f"/v1/tickets/{b['id']}", headers=h)).json()["created_at"]
     assert await ids(created_after=created, sort="created") == [b["id"], d["id"]]
     assert await ids(created_before=created, sort="created") == [a["id"]]
+    # b was assigned after d was filed: the last one touched of the three.
+    touched = (await c.get(f"/v1/tickets/{b['id']}", headers=h)).json()["updated_at"]
+    assert await ids(updated_after=touched) == [b["id"]]
+    assert await ids(updated_before=touched, sort="updated") == [a["id"], d["id"]]
 
     for sort in ("-created", "priority", "updated"):
         seen, cursor = [], None
