@@ -28,6 +28,9 @@ async def test_a_retry_returns_the_first_response(desk: Desk) -> None:
     # identical key is independent.
     r = await desk.client.post("/v1/tickets", json={**body, "title": "Other"}, headers=h)
     assert r.status_code == 422
+    assert r.json()["errors"] == [
+        {"pointer": "/header/Idempotency-Key", "detail": "reused with another body"}
+    ]
     r = await desk.client.post(
         "/v1/tickets", json=body, headers=desk.agent.headers | {"Idempotency-Key": "create-1"}
     )
@@ -92,12 +95,17 @@ async def test_concurrent_retries_create_one_ticket(desk: Desk) -> None:
 
 
 async def test_bad_keys_are_422(desk: Desk) -> None:
-    r = await desk.client.post(
-        "/v1/tickets",
-        json={"title": "x", "catalog_item": "incident"},
-        headers=desk.requester.headers | {"Idempotency-Key": "k" * 256},
-    )
-    assert r.status_code == 422
+    for key in ("k" * 256, "", "tab\there"):
+        r = await desk.client.post(
+            "/v1/tickets",
+            json={"title": "x", "catalog_item": "incident"},
+            headers=desk.requester.headers | {"Idempotency-Key": key},
+        )
+        assert r.status_code == 422, key
+        assert r.json()["errors"][0]["pointer"] == "/header/Idempotency-Key"
+    # Nothing was filed by the refused requests.
+    listed = await desk.client.get("/v1/tickets", headers=desk.requester.headers)
+    assert listed.json()["items"] == []
 
 
 async def test_expired_records_are_purged(desk: Desk, app: FastAPI) -> None:

@@ -24,12 +24,17 @@ class RequestHeader:
     name: str
     max_length: int
 
+    @property
+    def pointer(self) -> str:
+        """Where validation errors point (FastAPI's spelling for a header)."""
+        return f"/header/{self.name}"
+
     def read(self, request: Request) -> str | None:
         value = request.headers.get(self.name)
         if value is not None and len(value) > self.max_length:
             raise InvalidInput(
                 f"The {self.name} header is too long.",
-                [(f"/header/{self.name}", f"at most {self.max_length} characters")],
+                [(self.pointer, f"at most {self.max_length} characters")],
             )
         return value
 

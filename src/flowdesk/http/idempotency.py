@@ -106,7 +106,7 @@ async def idempotent(
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise InvalidInput(
             "Invalid Idempotency-Key.",
-            [("/headers/idempotency-key", f"1 to {MAX_KEY_LENGTH} printable characters")],
+            [(IDEMPOTENCY_KEY.pointer, f"1 to {MAX_KEY_LENGTH} printable characters")],
         )
     engine: AsyncEngine = request.app.state.engine
     scope = _Scope(principal.tenant_id, principal.key_id, key)
@@ -170,7 +170,7 @@ def _replay_or_refuse(row: RowMapping, digest: bytes) -> Response:
     if bytes(row["request_hash"]) != digest:
         raise InvalidInput(
             "This Idempotency-Key was used with a different request.",
-            [("/headers/idempotency-key", "reused with another body")],
+            [(IDEMPOTENCY_KEY.pointer, "reused with another body")],
         )
     if row["state"] != "done":
         raise Conflict(
