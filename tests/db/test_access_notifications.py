@@ -222,10 +222,12 @@ async def test_a_load_that_raced_a_change_is_not_cached(
     lookup = asyncio.create_task(authenticator.authenticate(f"Bearer {tenant.admin.key}"))
 
     async def waiting() -> bool:
+        # pg_locks, not pg_stat_activity: inside this transaction the latter is a snapshot
+        # taken at its first read, which may predate the lookup (then it never shows it).
         return bool(
             await sql.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%api_keys%' AND pid <> pg_backend_pid()"
+                "SELECT count(*) FROM pg_locks "
+                "WHERE NOT granted AND relation = 'api_keys'::regclass"
             )
         )
 
