@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
@@ -76,6 +77,27 @@ async def _until(
     raise AssertionError(f"timed out waiting until {what}")
 
 
+async def _heard_so_far(app: FastAPI, sql: asyncpg.Connection) -> None:
+    """Returns once the app's listener has handled every notification committed before the
+    call (a new tenant's own, say, which would otherwise make it forget the tenant's keys at
+    an unknown moment): PostgreSQL delivers them in commit order, so a marker sent now is
+    heard after all of them."""
+    marker = uuid.uuid4()
+    heard = asyncio.Event()
+
+    class Marker:
+        def forget_all(self) -> None:
+            pass
+
+        def forget_tenant(self, tenant_id: uuid.UUID) -> None:
+            if tenant_id == marker:
+                heard.set()
+
+    _listener(app).subscribe(Marker())
+    await sql.execute("SELECT pg_notify($1, $2)", CHANNEL, str(marker))
+    await asyncio.wait_for(heard.wait(), 10)
+
+
 def _status_is(
     client: httpx.AsyncClient, path: str, headers: dict[str, str], status: int
 ) -> Callable[[], Awaitable[bool]]:
@@ -136,6 +158,7 @@ async def test_other_tenants_keep_their_cache_entries(
 ) -> None:
     first = await new_tenant(slow_app, slow_client)
     second = await new_tenant(slow_app, slow_client)
+    await _heard_so_far(slow_app, sql)
     for t in (first, second):
         assert (await slow_client.get("/v1/me", headers=t.headers)).status_code == 200
     cache = slow_app.state.authenticator._cache
@@ -178,6 +201,7 @@ async def test_a_lost_listener_falls_back_to_the_short_ttl_and_comes_back(
     listener = _listener(slow_app)
     ttl = listener.ttl_policy(5.0)
     tenant = await new_tenant(slow_app, slow_client)
+    await _heard_so_far(slow_app, sql)
     assert (await slow_client.get("/v1/me", headers=tenant.headers)).status_code == 200
     cache = slow_app.state.authenticator._cache
     assert keys.hash_key(tenant.admin.key) in cache
@@ -213,6 +237,7 @@ async def test_a_load_that_raced_a_change_is_not_cached(
     """A key read while a change to its tenant was heard may be the old state: it serves the
     request that read it but is not kept for the next."""
     tenant = await new_tenant(slow_app, slow_client)
+    await _heard_so_far(slow_app, sql)
     authenticator = slow_app.state.authenticator
     digest = keys.hash_key(tenant.admin.key)
     # Hold the key lookup at the table lock, so the change is heard while it is in flight.
