@@ -1,5 +1,5 @@
-"""The ASGI application: create_app(settings) and its lifespan (engine, sessionmaker,
-authenticator), built per process so that nothing connects at import time."""
+"""The ASGI application: create_app(settings), and `serving`, which builds the process's
+runtime (pool, caches, background jobs) in the lifespan so that nothing connects at import."""
 
 from __future__ import annotations
 
@@ -10,29 +10,33 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from sqlalchemy import text
 from starlette.routing import BaseRoute
 
 from flowdesk import __version__
-from flowdesk.auth.dependencies import BEARER_SCHEME
+from flowdesk.api.auth import BEARER_SCHEME
+from flowdesk.api.middleware import RequestMiddleware
+from flowdesk.api.platform import router as platform_router
+from flowdesk.api.public import router as public_router
+from flowdesk.api.tenants import router as tenants_router
+from flowdesk.api.tickets import router as tickets_router
+from flowdesk.api.usage import router as usage_router
+from flowdesk.api.usage_middleware import ApiUsageMiddleware
+from flowdesk.api.workflows import router as workflows_router
+from flowdesk.auth.platform import PlatformGuard
 from flowdesk.auth.service import Authenticator
 from flowdesk.config import Settings, get_settings
 from flowdesk.db import embedded
-from flowdesk.db.engine import make_engine, make_sessionmaker
 from flowdesk.db.listener import AccessListener
-from flowdesk.db.raw import asyncpg_dsn, create_pool
-from flowdesk.errors import ServiceUnavailable, install_handlers
-from flowdesk.http.idempotency import purge_expired
-from flowdesk.http.middleware import RequestMiddleware
-from flowdesk.itsm.runtime import itsm_runtime
+from flowdesk.db.pool import Database, asyncpg_dsn
+from flowdesk.errors import ServiceUnavailable
+from flowdesk.api.problems import install_handlers
+from flowdesk.idempotency.repository import purge_expired
+from flowdesk.itsm.controls import ControlsCache, default_policy
+from flowdesk.itsm.quotas import QuotaChecker
 from flowdesk.periodic import Periodic
-from flowdesk.platform.endpoints import router as platform_router
-from flowdesk.public.endpoints import router as public_router
-from flowdesk.tenants.endpoints import router as tenants_router
-from flowdesk.tickets.endpoints import router as tickets_router
-from flowdesk.tickets.workflow_endpoints import router as workflows_router
-from flowdesk.usage.endpoints import router as usage_router
-from flowdesk.usage.middleware import ApiUsageMiddleware
+from flowdesk.runtime import Runtime, runtime_of
+from flowdesk.usage.meter import UsageMeter
+from flowdesk.usage.ratelimit import RateLimiter
 from flowdesk.workflow import Catalog, load_catalog
 
 logger = logging.getLogger(__name__)
@@ -77,6 +81,67 @@ def _startup_heap_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+@asynccontextmanager
+async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime]:
+    """The process's runtime: the pool, the caches and the background jobs, started in
+    order and stopped in reverse (the last usage counts are written before the pool goes)."""
+    url = database_url(settings)
+    db = await Database.open(url, settings)
+    # Keys and licences are cached for as long as this process hears of every change.
+    listener = AccessListener(
+        asyncpg_dsn(url),
+        long_ttl=settings.access_cache_seconds,
+        connect_timeout=settings.db_connect_timeout,
+    )
+    authenticator = Authenticator(
+        db,
+        ttl=listener.ttl_policy(settings.auth_cache_seconds),
+        touch_interval=settings.key_touch_interval_seconds,
+        flush_seconds=settings.key_use_flush_seconds,
+    )
+    controls = ControlsCache(
+        db,
+        ttl=listener.ttl_policy(settings.licence_cache_seconds),
+        default_policy=default_policy(settings),
+    )
+    listener.subscribe(authenticator)
+    listener.subscribe(controls)
+    runtime = Runtime(
+        settings=settings,
+        catalog=catalog,
+        db=db,
+        listener=listener,
+        authenticator=authenticator,
+        controls=controls,
+        platform_guard=PlatformGuard(settings.platform_token),
+        rate_limiter=RateLimiter(settings.redis_url),
+        usage_meter=UsageMeter(db, settings.usage_flush_seconds),
+    )
+    jobs = [
+        Periodic(
+            "idempotency-purge",
+            settings.idempotency_purge_seconds,
+            lambda: purge_expired(db),
+        ),
+        QuotaChecker(db, settings.quota_check_seconds).periodic,
+    ]
+    listener.start()
+    authenticator.start()
+    runtime.usage_meter.start()
+    for job in jobs:
+        job.start()
+    try:
+        yield runtime
+    finally:
+        for job in reversed(jobs):
+            await job.stop()
+        await runtime.usage_meter.stop()
+        await authenticator.stop()
+        await runtime.rate_limiter.close()
+        await listener.stop()
+        await db.close()
 
 
 def database_url(settings: Settings) -> str:
@@ -132,43 +197,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = database_url(settings)
-        # Two pools: asyncpg's for the ticket endpoints (the hot paths), SQLAlchemy's, half
-        # as large, for administration, lists, authentication misses and background jobs.
-        engine = make_engine(url, settings, pool_size=max(2, settings.db_pool_size // 2))
-        app.state.engine = engine
-        app.state.pgpool = await create_pool(url, settings)
-        app.state.sessionmaker = make_sessionmaker(engine)
-        # Keys and licences are cached for as long as this process hears of every change.
-        listener = AccessListener(
-            asyncpg_dsn(url),
-            long_ttl=settings.access_cache_seconds,
-            connect_timeout=settings.db_connect_timeout,
-        )
-        app.state.access_listener = listener
-        app.state.authenticator = Authenticator(
-            engine,
-            ttl=listener.ttl_policy(settings.auth_cache_seconds),
-            touch_interval=settings.key_touch_interval_seconds,
-            flush_seconds=settings.key_use_flush_seconds,
-        )
-        listener.subscribe(app.state.authenticator)
-        purge = Periodic(
-            "idempotency-purge", settings.idempotency_purge_seconds, lambda: purge_expired(engine)
-        )
-        try:
-            async with itsm_runtime(app, engine, settings, listener):
-                listener.start()
-                app.state.authenticator.start()
-                purge.start()
-                with _startup_heap_frozen():
-                    yield
-        finally:
-            await purge.stop()
-            await app.state.authenticator.stop()
-            await listener.stop()
-            await app.state.pgpool.close()
-            await engine.dispose()
+        async with serving(settings, catalog) as runtime:
+            app.state.runtime = runtime
+            with _startup_heap_frozen():
+                yield
 
     app = FastAPI(
         title="flowdesk",
@@ -181,8 +213,6 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         if settings.opentelemetry
         else {"tracing": False, "metrics": False, "logs": False},
     )
-    app.state.settings = settings
-    app.state.catalog = catalog
     install_handlers(app)
 
     _document_bearer_auth(app)
@@ -196,8 +226,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     )
     async def readyz(request: Request) -> dict[str, str]:
         try:
-            async with request.app.state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            async with runtime_of(request).db.connection() as conn:
+                await conn.execute("SELECT 1")
         except Exception as exc:
             raise ServiceUnavailable("The database is unreachable.") from exc
         return {"status": "ready"}

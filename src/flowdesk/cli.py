@@ -21,7 +21,7 @@ from typing import TypeVar
 import click
 
 from flowdesk.config import Settings, get_settings
-from flowdesk.http.middleware import RequestIdFilter
+from flowdesk.api.middleware import RequestIdFilter
 from flowdesk.itsm.cli import license_command, quotas_cli
 from flowdesk.workflow.cli import workflows_cli
 
@@ -223,7 +223,7 @@ def tenants_create(slug: str, name: str, prefix: str, admin_email: str | None) -
     from pydantic import TypeAdapter, ValidationError
 
     from flowdesk.errors import AppError
-    from flowdesk.http.types import Name, Slug, TicketPrefix
+    from flowdesk.api.types import Name, Slug, TicketPrefix
     from flowdesk.tenants.service import create_tenant
 
     try:

@@ -7,7 +7,7 @@ import pytest
 
 from flowdesk.errors import FeatureDisabled, LicenceInactive
 from flowdesk.itsm.controls import RatePolicy, TenantControls
-from flowdesk.itsm.dependencies import ensure_flag
+from flowdesk.api.licence import ensure_flag
 from flowdesk.itsm.vocabulary import FLAGS
 from tests.support import TICKET, Operator, TenantCtx, problem_type
 
@@ -99,7 +99,7 @@ async def test_later_features_are_stored_readable_and_gated(
     client: httpx.AsyncClient, tenant: TenantCtx, operator: Operator, flag: str
 ) -> None:
     """These features are built by later issues; their flags are stored, shown to the tenant's
-    admins and enforced by the same gate (flowdesk.itsm.dependencies.require_feature)."""
+    admins and enforced by the same gate (flowdesk.api.licence.require_feature)."""
     await operator.flags(tenant.slug, **{flag: True})
     shown = (await client.get("/v1/tenant", headers=tenant.headers)).json()["flags"]
     assert shown[flag] is True

@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import SecretStr
 
 from flowdesk.errors import PlatformDisabled, Unauthorized
-from flowdesk.platform.auth import PlatformGuard
+from flowdesk.api.platform_auth import PlatformGuard
 from tests.support import PLATFORM_TOKEN, Operator, TenantCtx, bearer, problem_type
 
 

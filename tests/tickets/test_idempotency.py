@@ -109,7 +109,7 @@ async def test_bad_keys_are_422(desk: Desk) -> None:
 
 
 async def test_expired_records_are_purged(desk: Desk, app: FastAPI) -> None:
-    from flowdesk.http.idempotency import purge_expired
+    from flowdesk.api.idempotency import purge_expired
 
     h = desk.requester.headers
     await desk.client.post(

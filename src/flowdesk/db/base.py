@@ -3,10 +3,7 @@ are stable and Alembic can drop and recreate them by name."""
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -17,11 +14,3 @@ NAMING_CONVENTION = {
 }
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class Base(DeclarativeBase):
-    metadata = metadata
-
-
-def new_id() -> uuid.UUID:
-    return uuid.uuid4()

@@ -13,7 +13,7 @@ from flowdesk.config import Settings
 from flowdesk.db.listener import AccessListener
 from flowdesk.itsm.controls import ControlsCache, default_policy
 from flowdesk.itsm.quotas import QuotaChecker
-from flowdesk.platform.auth import PlatformGuard
+from flowdesk.api.platform_auth import PlatformGuard
 from flowdesk.usage.meter import UsageMeter
 from flowdesk.usage.ratelimit import RateLimiter
 

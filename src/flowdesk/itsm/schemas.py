@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowdesk.http.types import INPUT_CONFIG
+from flowdesk.api.types import INPUT_CONFIG
 from flowdesk.itsm.vocabulary import Flag
 
 

@@ -1,38 +1,38 @@
-"""ORM tables, one module per aggregate, all on one metadata (what Alembic compares against)."""
+"""The tables, as SQLAlchemy Core `Table`s on one metadata: what Alembic migrates and every
+statement is built from. One module per aggregate."""
 
-from flowdesk.db.base import Base, metadata
-from flowdesk.models.identity import ApiKey, Group, GroupMember, User
-from flowdesk.models.itsm import LicenceEvent, QuotaAlert
-from flowdesk.models.tenants import Tenant
+from flowdesk.db.base import metadata
+from flowdesk.models.identity import api_keys, group_members, groups, users
+from flowdesk.models.itsm import licence_events, quota_alerts
+from flowdesk.models.tenants import tenants
 from flowdesk.models.tickets import (
-    IdempotencyRecord,
-    OutboxMessage,
-    Ticket,
-    TicketApproval,
-    TicketComment,
-    TicketCounter,
-    TicketEvent,
-    TicketLink,
+    idempotency_keys,
+    outbox,
+    ticket_approvals,
+    ticket_comments,
+    ticket_counters,
+    ticket_events,
+    ticket_links,
+    tickets,
 )
-from flowdesk.models.usage import ApiUsage
+from flowdesk.models.usage import api_usage
 
 __all__ = [
-    "ApiKey",
-    "ApiUsage",
-    "Base",
-    "Group",
-    "GroupMember",
-    "IdempotencyRecord",
-    "LicenceEvent",
-    "OutboxMessage",
-    "QuotaAlert",
-    "Tenant",
-    "Ticket",
-    "TicketApproval",
-    "TicketComment",
-    "TicketCounter",
-    "TicketEvent",
-    "TicketLink",
-    "User",
+    "api_keys",
+    "api_usage",
+    "group_members",
+    "groups",
+    "idempotency_keys",
+    "licence_events",
     "metadata",
+    "outbox",
+    "quota_alerts",
+    "ticket_approvals",
+    "ticket_comments",
+    "ticket_counters",
+    "ticket_events",
+    "ticket_links",
+    "tickets",
+    "tenants",
+    "users",
 ]

@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
-from typing import Any
-
-from sqlalchemy import Boolean, DateTime, Integer, String, Uuid, func, text
+from sqlalchemy import Boolean, Column, DateTime, Integer, String, Table, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
 
-from flowdesk.db.base import Base, new_id
+from flowdesk.db.base import metadata
+from flowdesk.models.columns import created_at, updated_at, uuid_id
 
-
-class Tenant(Base):
-    __tablename__ = "tenants"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    slug: Mapped[str] = mapped_column(String(63), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
-    ticket_prefix: Mapped[str] = mapped_column(String(10), server_default=text("'TKT'"))
-    flags: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
-    quotas: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+tenants = Table(
+    "tenants",
+    metadata,
+    uuid_id(),
+    Column("slug", String(63), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("ticket_prefix", String(10), nullable=False, server_default=text("'TKT'")),
+    Column("flags", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("quotas", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     # The ITSM add-on licence, set by the platform operator only (flowdesk.itsm).
-    licence_active: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
-    licence_activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    licence_deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    Column("licence_active", Boolean, nullable=False, server_default=text("false")),
+    Column("licence_activated_at", DateTime(timezone=True)),
+    Column("licence_deactivated_at", DateTime(timezone=True)),
     # The per-API-key rate limit of this tenant; NULL means the service default.
-    rate_limit_requests: Mapped[int | None] = mapped_column(Integer)
-    rate_limit_window_seconds: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    Column("rate_limit_requests", Integer),
+    Column("rate_limit_window_seconds", Integer),
+    created_at(),
+    updated_at(),
+)

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowdesk.auth.permissions import Permission, Scope
-from flowdesk.http.types import INPUT_CONFIG, Email, Name, ShortName, TicketPrefix
+from flowdesk.api.types import INPUT_CONFIG, Email, Name, ShortName, TicketPrefix
 from flowdesk.itsm.schemas import LicenceOut, QuotaUse, RateLimitOut
 
 UserKind = Literal["person", "service"]

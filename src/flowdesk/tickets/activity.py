@@ -8,7 +8,7 @@ from typing import Any
 
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
-from flowdesk.http.pagination import Page, next_cursor
+from flowdesk.api.pagination import Page, next_cursor
 from flowdesk.tickets.facts import format_number
 from flowdesk.tickets.repository import Row
 from flowdesk.tickets.schemas import (

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from flowdesk.http.types import INPUT_CONFIG, LongText, ShortName, Title, no_nul
+from flowdesk.api.types import INPUT_CONFIG, LongText, ShortName, Title, no_nul
 
 Priority = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 Visibility = Literal["internal", "external"]

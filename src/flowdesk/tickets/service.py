@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
-from flowdesk.http.etag import check_if_match
-from flowdesk.http.pagination import next_cursor
+from flowdesk.api.etag import check_if_match
+from flowdesk.api.pagination import next_cursor
 from flowdesk.tickets.errors import StatusMapMissingError, TransitionRefusedError
 from flowdesk.tickets.facts import (
     TicketJson,

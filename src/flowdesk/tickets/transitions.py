@@ -7,7 +7,7 @@ from typing import Any
 
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import Conflict, Forbidden, InvalidInput
-from flowdesk.http.etag import check_if_match
+from flowdesk.api.etag import check_if_match
 from flowdesk.tickets.errors import TransitionRefusedError, TransitionUnavailable
 from flowdesk.tickets.facts import TicketJson, actor_of, facts_of, needs, ticket_json
 from flowdesk.tickets.repository import Row, TicketRepository

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from flowdesk.auth.dependencies import Authenticated
+from flowdesk.api.auth import Authenticated
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import FeatureDisabled, LicenceInactive
 from flowdesk.itsm.controls import TenantControls

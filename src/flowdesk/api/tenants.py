@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from flowdesk.auth.dependencies import AdminPrincipal, Authenticated
+from flowdesk.api.auth import AdminPrincipal, Authenticated
 from flowdesk.db.session import DbSession, after_commit
-from flowdesk.http.pagination import (
+from flowdesk.api.pagination import (
     DEFAULT_LIMIT,
     Page,
     cursor_time,
@@ -18,7 +18,7 @@ from flowdesk.http.pagination import (
     decode_cursor,
     next_cursor,
 )
-from flowdesk.http.types import Limit
+from flowdesk.api.types import Limit
 from flowdesk.itsm.controls import default_policy
 from flowdesk.itsm.service import describe
 from flowdesk.models import Group

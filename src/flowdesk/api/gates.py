@@ -20,9 +20,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from flowdesk.auth.dependencies import current_principal, ensure_scope
+from flowdesk.api.auth import current_principal, ensure_scope
 from flowdesk.auth.principal import Principal
-from flowdesk.itsm.dependencies import controls_of, ensure_flag
+from flowdesk.api.licence import controls_of, ensure_flag
 
 
 def portal_flag(principal: Principal) -> str:

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from flowdesk.auth.principal import Principal
 from flowdesk.db.sql import Statement
 from flowdesk.errors import AppError, Conflict, InvalidInput, problem_response
-from flowdesk.http.headers import IDEMPOTENCY_KEY
+from flowdesk.api.headers import IDEMPOTENCY_KEY
 
 RETENTION = timedelta(hours=24)
 IN_FLIGHT_LEASE = timedelta(seconds=30)

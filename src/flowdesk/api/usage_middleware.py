@@ -20,13 +20,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowdesk.auth.principal import Principal
-from flowdesk.errors import (
-    AppError,
-    RateLimited,
+from flowdesk.api.problems import (
     database_unavailable_response,
     is_database_unreachable,
     problem_response,
 )
+from flowdesk.errors import AppError, RateLimited
 from flowdesk.usage.ratelimit import Decision
 
 logger = logging.getLogger(__name__)
@@ -76,7 +75,7 @@ class ApiUsageMiddleware:
         if principal is None:
             await self.app(scope, receive, send)
             return
-        # Handed to the endpoint's authentication (flowdesk.auth.dependencies): one lookup.
+        # Handed to the endpoint's authentication (flowdesk.api.auth): one lookup.
         scope.setdefault("state", {})["principal"] = principal
 
         decision = await _decide(state, principal) if limited else None

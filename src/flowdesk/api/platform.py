@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query, Request
 
 from flowdesk.db.session import DbSession, after_commit
 from flowdesk.errors import InvalidInput
-from flowdesk.http.pagination import DEFAULT_LIMIT, Page, decode_cursor, next_cursor
-from flowdesk.http.types import Limit
+from flowdesk.api.pagination import DEFAULT_LIMIT, Page, decode_cursor, next_cursor
+from flowdesk.api.types import Limit
 from flowdesk.itsm import repository as itsm_repo
 from flowdesk.itsm.controls import default_policy
 from flowdesk.itsm.quotas import run_quota_check
@@ -29,9 +29,9 @@ from flowdesk.itsm.service import (
     update_licence,
 )
 from flowdesk.models import QuotaAlert
-from flowdesk.platform.auth import PlatformOperator
+from flowdesk.api.platform_auth import PlatformOperator
 from flowdesk.tenants.schemas import TenantOut
-from flowdesk.usage.endpoints import FromDay, ToDay
+from flowdesk.api.usage import FromDay, ToDay
 from flowdesk.usage.schemas import UsageReport
 from flowdesk.usage.service import usage_report
 

@@ -9,7 +9,7 @@ from os import urandom
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flowdesk.errors import problem_response
+from flowdesk.api.problems import problem_response
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 

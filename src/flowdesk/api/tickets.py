@@ -11,13 +11,13 @@ from pydantic import BaseModel
 
 from flowdesk.db.raw import connection
 from flowdesk.errors import InvalidInput
-from flowdesk.http.etag import not_modified, version_etag
-from flowdesk.http.headers import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, documented
-from flowdesk.http.idempotency import idempotent
-from flowdesk.http.pagination import DEFAULT_LIMIT, Page, cursor_time, cursor_uuid, decode_cursor
-from flowdesk.http.types import Limit, QueryText
+from flowdesk.api.etag import not_modified, version_etag
+from flowdesk.api.headers import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, documented
+from flowdesk.api.idempotency import idempotent
+from flowdesk.api.pagination import DEFAULT_LIMIT, Page, cursor_time, cursor_uuid, decode_cursor
+from flowdesk.api.types import Limit, QueryText
 from flowdesk.tickets import activity, service, transitions
-from flowdesk.tickets.dependencies import TicketReader, TicketWriter
+from flowdesk.api.gates import TicketReader, TicketWriter
 from flowdesk.tickets.facts import TicketJson, dump_json
 from flowdesk.tickets.schemas import (
     ApprovalIn,

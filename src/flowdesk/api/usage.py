@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from flowdesk.auth.dependencies import AdminPrincipal
+from flowdesk.api.auth import AdminPrincipal
 from flowdesk.db.session import DbSession
 from flowdesk.usage.schemas import UsageReport
 from flowdesk.usage.service import usage_report

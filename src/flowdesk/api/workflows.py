@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowdesk.errors import NotFound
-from flowdesk.tickets.dependencies import TicketReader
+from flowdesk.api.gates import TicketReader
 from flowdesk.workflow import Catalog, Workflow, render_dot, render_mermaid
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"])

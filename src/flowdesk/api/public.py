@@ -21,8 +21,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.routing import APIRoute
 
-from flowdesk.tickets import endpoints as v1
-from flowdesk.tickets.dependencies import (
+from flowdesk.api import tickets as v1
+from flowdesk.api.gates import (
     PublicTicketReader,
     PublicTicketWriter,
     TicketReader,

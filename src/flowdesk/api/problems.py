@@ -1,0 +1,159 @@
+"""Errors as RFC 9457 problem+json responses: the handlers for every error the app can raise,
+and the mapping of database failures to 503 (unreachable) or 500 (a bug)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from flowdesk.errors import AppError, problem
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def error_response(exc: AppError) -> Response:
+    return Response(
+        orjson.dumps(exc.problem()),
+        status_code=exc.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=exc.headers,
+    )
+
+
+def problem_response(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    instance: str | None = None,
+) -> Response:
+    body = problem(status, slug, title, detail, extra)
+    if instance:
+        body["instance"] = instance
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
+
+
+def _pointer(loc: Sequence[int | str]) -> str:
+    """FastAPI's error location ("body", "title") as a JSON pointer ("/title").
+
+    Query, path and header parameters have no place in the body; they keep their source as
+    the first segment ("/query/limit") so a client can still tell what was wrong.
+    """
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    escaped = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
+    return "/" + "/".join(escaped)
+
+
+_STATUS_SLUGS = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
+
+
+_ASYNCPG_UNREACHABLE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    # The server is at its connection limit (max_connections, or a role's or database's).
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def _is_database_unreachable(exc: BaseException) -> bool:
+    """True for failures that mean "no database right now" rather than a bug: the pool's
+    acquire deadline, a lost or refused connection, a server at its connection limit (a retry
+    a little later can succeed), or one shutting down."""
+    return isinstance(exc, (*_ASYNCPG_UNREACHABLE, OSError, TimeoutError))
+
+
+def is_database_unreachable(exc: BaseException) -> bool:
+    """Public name of the check, for code outside the handlers (ASGI middleware)."""
+    return _is_database_unreachable(exc)
+
+
+def database_unavailable_response() -> Response:
+    return problem_response(
+        503,
+        "service-unavailable",
+        "Service unavailable",
+        "The database is unreachable; retry shortly.",
+        headers={"Retry-After": "2"},
+    )
+
+
+def install_handlers(app: FastAPI) -> None:
+    async def on_app_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AppError)
+        return error_response(exc)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {"pointer": _pointer(err.get("loc", ())), "detail": str(err.get("msg", "invalid"))}
+            for err in exc.errors()
+        ]
+        return problem_response(
+            422,
+            "validation-error",
+            "Invalid request",
+            "The request did not pass validation; see errors.",
+            extra={"errors": errors},
+        )
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        slug, title = _STATUS_SLUGS.get(exc.status_code, ("error", "Error"))
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        return problem_response(
+            exc.status_code, slug, title, detail, headers=getattr(exc, "headers", None)
+        )
+
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        if not _is_database_unreachable(exc):
+            return await on_unexpected(request, exc)
+        logger.warning("database unavailable: %s", exc)
+        return problem_response(
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            "The database is unreachable; retry shortly.",
+            headers={"Retry-After": "2"},
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal-error", "Internal error", "An unexpected error.")
+
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    # Connection-level failures are handled here (not by the catch-all) so that they become a
+    # 503 the client can retry, and are not re-raised to the server as crashes.
+    for exc_class in (OSError, TimeoutError, *_ASYNCPG_UNREACHABLE):
+        app.add_exception_handler(exc_class, on_database_error)
+    app.add_exception_handler(Exception, on_unexpected)

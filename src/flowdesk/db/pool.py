@@ -1,0 +1,101 @@
+"""The process's one connection pool (asyncpg) and the two ways to use it.
+
+- `db.connection()`: one connection, outside a transaction. Each statement commits on its
+  own, so a use case written as one statement (a CTE) costs one round trip.
+- `db.transaction()`: one connection in a transaction, for a use case of several statements:
+  committed when the block ends, rolled back when it raises.
+
+The pool keeps the promises of a production pool: a bounded size, a deadline on acquiring
+(TimeoutError, answered 503 with Retry-After instead of a queue that grows while the
+database is away), a per-statement deadline, and recovery by itself when the database comes
+back (broken connections are replaced). docs/adr/0002-one-pool.md says why it is asyncpg's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import orjson
+from asyncpg import Record
+from asyncpg.pool import Pool, PoolAcquireContext
+from sqlalchemy.engine import make_url
+
+from flowdesk.config import Settings
+from flowdesk.db.query import Connection
+
+
+def asyncpg_dsn(url: str) -> str:
+    """postgresql+asyncpg://… (SQLAlchemy's spelling, used in settings) -> postgresql://…"""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _json_text(value: object) -> str:
+    # SQLAlchemy's bind processors have serialised every JSON value already.
+    if not isinstance(value, str):
+        raise TypeError(f"a JSON parameter must be serialised first, not {type(value)}")
+    return value
+
+
+async def _init(conn: asyncpg.Connection[Record]) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=_json_text,
+            decoder=orjson.loads,
+            schema="pg_catalog",
+            format="text",
+        )
+
+
+async def _reset(conn: asyncpg.Connection[Record]) -> None:
+    """On release, undo only what a request can leave behind (an open transaction): the
+    default reset (RESET ALL, UNLISTEN *, …) costs a round trip per request."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
+class Database:
+    """The pool, with the acquire deadline every caller gets."""
+
+    def __init__(self, pool: Pool[Record], acquire_timeout: float) -> None:
+        self.pool = pool
+        self._acquire_timeout = acquire_timeout
+
+    @classmethod
+    async def open(cls, url: str, settings: Settings, *, size: int | None = None) -> Database:
+        server_settings = {"application_name": "flowdesk", "jit": "off"}
+        if settings.db_statement_timeout_ms:
+            server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(url),
+            # No connection at start: the service starts (and answers 503) while the
+            # database is away, and connects when it comes back.
+            min_size=0,
+            max_size=size or settings.db_pool_size,
+            max_inactive_connection_lifetime=300,
+            timeout=settings.db_connect_timeout,
+            server_settings=server_settings,
+            init=_init,
+            reset=_reset,
+        )
+        return cls(pool, settings.db_pool_timeout)
+
+    def connection(self) -> PoolAcquireContext[Record]:
+        """`async with db.connection() as conn:` autocommitted statements.
+
+        A plain async context manager rather than a FastAPI yield dependency: FastAPI runs
+        those through an exit stack and a shielded exit per request, which cost the ticket
+        endpoints more CPU than the acquire itself (docs/adr/0005-flat-routes-and-headers.md).
+        """
+        return self.pool.acquire(timeout=self._acquire_timeout)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """`async with db.transaction() as conn:` all or nothing."""
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    async def close(self) -> None:
+        await self.pool.close()

@@ -1,1 +1,0 @@
-"""Cross-cutting HTTP pieces: shared schema types, pagination, middleware, ETags."""

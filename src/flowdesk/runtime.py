@@ -1,0 +1,38 @@
+"""What one flowdesk process holds while it serves: its settings, the compiled workflow
+catalog, the database pool and the long-lived services built on them. Built by the app's
+lifespan (flowdesk.app), read by the HTTP edge through `runtime_of`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from flowdesk.auth.service import Authenticator
+from flowdesk.config import Settings
+from flowdesk.db.listener import AccessListener
+from flowdesk.db.pool import Database
+from flowdesk.itsm.controls import ControlsCache
+from flowdesk.auth.platform import PlatformGuard
+from flowdesk.usage.meter import UsageMeter
+from flowdesk.usage.ratelimit import RateLimiter
+from flowdesk.workflow import Catalog
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    catalog: Catalog
+    db: Database
+    listener: AccessListener
+    authenticator: Authenticator
+    controls: ControlsCache
+    platform_guard: PlatformGuard
+    rate_limiter: RateLimiter
+    usage_meter: UsageMeter
+
+
+def runtime_of(conn: HTTPConnection) -> Runtime:
+    """The serving process's runtime, from any request."""
+    runtime: Runtime = conn.app.state.runtime
+    return runtime
