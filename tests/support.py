@@ -10,12 +10,19 @@ import httpx
 from fastapi import FastAPI
 
 from flowdesk.itsm.service import LicenceChange, update_licence
-from flowdesk.itsm.vocabulary import FLAGS
+from flowdesk.runtime import Runtime
 from flowdesk.tenants.service import create_tenant
+from flowdesk.vocabulary import FLAGS
 
 ALL_SCOPES = ["tickets:read", "tickets:write", "admin"]
 # The platform operator's credential in the test app's settings.
 PLATFORM_TOKEN = "test-platform-token-0123456789abcdef"
+
+
+def runtime(app: FastAPI) -> Runtime:
+    """The runtime of a started app (its lifespan is running)."""
+    started: Runtime = app.state.runtime
+    return started
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -100,22 +107,22 @@ async def new_tenant(
     licensed: bool = True,
     flags: dict[str, bool] | None = None,
     quotas: dict[str, int | None] | None = None,
-    **kwargs: Any,
+    prefix: str = "TKT",
 ) -> TenantCtx:
     """A tenant with its admin. By default its ITSM licence is active with every feature flag
     on (`licensed=False` for one without; `flags`/`quotas` to shape the licence)."""
     slug = f"t-{uuid.uuid4().hex[:12]}"
-    async with app.state.sessionmaker() as session, session.begin():
-        created = await create_tenant(session, slug, f"Tenant {slug}", **kwargs)
+    async with runtime(app).db.transaction() as conn:
+        created = await create_tenant(conn, slug, f"Tenant {slug}", prefix)
         if licensed or flags or quotas:
             change = LicenceChange(
                 active=licensed,
                 flags={flag: True for flag in FLAGS} | (flags or {}),
                 quotas=quotas or {},
             )
-            await update_licence(session, created.tenant.id, change, "tests")
-    admin = Member(str(created.admin.id), created.admin.email, created.key.secret)
-    return TenantCtx(app, client, created.tenant.id, slug, admin)
+            await update_licence(conn, created.tenant["id"], change, "tests")
+    admin = Member(str(created.admin["id"]), created.admin["email"], created.key.secret)
+    return TenantCtx(app, client, created.tenant["id"], slug, admin)
 
 
 # --- the ITSM add-on: the platform operator, problems, a ticket body ----------------------

@@ -16,6 +16,7 @@ from flowdesk import __version__
 from flowdesk.api.auth import BEARER_SCHEME
 from flowdesk.api.middleware import RequestMiddleware
 from flowdesk.api.platform import router as platform_router
+from flowdesk.api.problems import install_handlers
 from flowdesk.api.public import router as public_router
 from flowdesk.api.tenants import router as tenants_router
 from flowdesk.api.tickets import router as tickets_router
@@ -29,7 +30,6 @@ from flowdesk.db import embedded
 from flowdesk.db.listener import AccessListener
 from flowdesk.db.pool import Database, asyncpg_dsn
 from flowdesk.errors import ServiceUnavailable
-from flowdesk.api.problems import install_handlers
 from flowdesk.idempotency.repository import purge_expired
 from flowdesk.itsm.controls import ControlsCache, default_policy
 from flowdesk.itsm.quotas import QuotaChecker

@@ -155,5 +155,3 @@ class ServiceUnavailable(AppError):
 
     def __init__(self, detail: str, retry_after: int = 2) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
-
-

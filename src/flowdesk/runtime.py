@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
+from flowdesk.auth.platform import PlatformGuard
 from flowdesk.auth.service import Authenticator
 from flowdesk.config import Settings
 from flowdesk.db.listener import AccessListener
 from flowdesk.db.pool import Database
 from flowdesk.itsm.controls import ControlsCache
-from flowdesk.auth.platform import PlatformGuard
 from flowdesk.usage.meter import UsageMeter
 from flowdesk.usage.ratelimit import RateLimiter
 from flowdesk.workflow import Catalog

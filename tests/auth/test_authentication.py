@@ -5,13 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select, update
+from fastapi import FastAPI
 
 from flowdesk.app import create_app
 from flowdesk.auth import keys
 from flowdesk.config import Settings
-from flowdesk.models import ApiKey
-from tests.support import TenantCtx, bearer
+from tests.support import TenantCtx, bearer, runtime
+
+
+async def _last_used(app: FastAPI, key: str) -> datetime | None:
+    async with runtime(app).db.connection() as conn:
+        used: datetime | None = await conn.fetchval(
+            "SELECT last_used_at FROM api_keys WHERE key_hash = $1", keys.hash_key(key)
+        )
+        return used
 
 
 async def test_me_describes_the_caller(client: httpx.AsyncClient, tenant: TenantCtx) -> None:
@@ -37,7 +44,7 @@ async def test_permissions_are_intersected_with_key_scopes(
 
 
 async def test_every_kind_of_bad_key_gets_the_same_401(
-    client: httpx.AsyncClient, tenant: TenantCtx, app: object
+    client: httpx.AsyncClient, tenant: TenantCtx, app: FastAPI
 ) -> None:
     user = await tenant.user()
     revoked = await tenant.key(user.id, ["tickets:read"])
@@ -52,13 +59,13 @@ async def test_every_kind_of_bad_key_gets_the_same_401(
         ["tickets:read"],
         expires_at=(datetime.now(UTC) + timedelta(seconds=60)).isoformat(),
     )
-    async with app.state.sessionmaker() as session, session.begin():  # type: ignore[attr-defined]
-        await session.execute(
-            update(ApiKey)
-            .where(ApiKey.key_hash == keys.hash_key(expiring))
-            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    async with runtime(app).db.connection() as conn:
+        await conn.execute(
+            "UPDATE api_keys SET expires_at = $1 WHERE key_hash = $2",
+            datetime.now(UTC) - timedelta(seconds=1),
+            keys.hash_key(expiring),
         )
-    app.state.authenticator.forget_all()  # type: ignore[attr-defined]
+    runtime(app).authenticator.forget_all()
 
     good = tenant.admin.key
     bad_checksum = good[:-1] + ("A" if good[-1] != "A" else "B")
@@ -99,28 +106,21 @@ async def test_revocation_takes_effect_at_once(
 
 
 async def test_last_used_at_is_written_once_per_interval(
-    client: httpx.AsyncClient, tenant: TenantCtx, app: object
+    client: httpx.AsyncClient, tenant: TenantCtx, app: FastAPI
 ) -> None:
     user = await tenant.user()
-
-    async def last_used() -> datetime | None:
-        async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
-            stmt = select(ApiKey.last_used_at).where(ApiKey.key_hash == keys.hash_key(user.key))
-            value: datetime | None = (await session.execute(stmt)).scalar_one()
-            return value
-
-    authenticator = app.state.authenticator  # type: ignore[attr-defined]
-    assert await last_used() is None
+    authenticator = runtime(app).authenticator
+    assert await _last_used(app, user.key) is None
     await client.get("/v1/me", headers=user.headers)
     # Noted, not yet written: the request did not wait for a write.
-    assert await last_used() is None
+    assert await _last_used(app, user.key) is None
     assert await authenticator.flush_uses() >= 1
-    first = await last_used()
+    first = await _last_used(app, user.key)
     assert first is not None
     for _ in range(5):
         await client.get("/v1/me", headers=user.headers)
     await authenticator.flush_uses()
-    assert await last_used() == first
+    assert await _last_used(app, user.key) == first
 
 
 async def test_admin_endpoints_need_the_admin_permission(
@@ -137,7 +137,7 @@ async def test_admin_endpoints_need_the_admin_permission(
 
 
 async def test_key_uses_noted_are_written_at_shutdown(
-    settings: Settings, tenant: TenantCtx, app: object
+    settings: Settings, tenant: TenantCtx, app: FastAPI
 ) -> None:
     """The uses a process has noted are not lost when it stops between two flushes."""
     other = create_app(settings)
@@ -145,6 +145,4 @@ async def test_key_uses_noted_are_written_at_shutdown(
         transport = httpx.ASGITransport(app=other)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             assert (await client.get("/v1/me", headers=tenant.headers)).status_code == 200
-    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
-        stmt = select(ApiKey.last_used_at).where(ApiKey.key_hash == keys.hash_key(tenant.admin.key))
-        assert (await session.execute(stmt)).scalar_one() is not None
+    assert await _last_used(app, tenant.admin.key) is not None

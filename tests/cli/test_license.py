@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 
+import asyncpg
 import httpx
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from fastapi import FastAPI
 
 from flowdesk.cli import _seed_demo_tenant
 from flowdesk.config import Settings
 from flowdesk.db import migrate
+from flowdesk.db.pool import asyncpg_dsn
 from tests.cli.test_commands import run
-from tests.support import TenantCtx, new_tenant
+from tests.support import new_tenant
 
 
 async def test_license_from_the_command_line(
-    database_url: str, app: object, client: httpx.AsyncClient
+    database_url: str, app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    tenant: TenantCtx = await new_tenant(app, client, licensed=False)  # type: ignore[arg-type]
+    tenant = await new_tenant(app, client, licensed=False)
     done = run(
         database_url,
         "tenants",
@@ -66,13 +67,12 @@ async def test_license_from_the_command_line(
 
 
 async def _tenants(url: str) -> list[tuple[str, bool, dict[str, bool]]]:
-    engine = create_async_engine(url)
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(text("SELECT slug, licence_active, flags FROM tenants"))
-            return [(r[0], r[1], r[2]) for r in rows]
+        rows = await conn.fetch("SELECT slug, licence_active, flags::text FROM tenants")
+        return [(r["slug"], r["licence_active"], json.loads(r["flags"])) for r in rows]
     finally:
-        await engine.dispose()
+        await conn.close()
 
 
 def test_a_created_tenant_is_unlicensed_and_the_demo_is_licensed(create_database: object) -> None:

@@ -22,8 +22,8 @@ from flowdesk.app import create_app
 from flowdesk.auth import keys
 from flowdesk.config import Settings
 from flowdesk.db.listener import CHANNEL, AccessListener
-from flowdesk.db.raw import asyncpg_dsn
-from tests.support import TenantCtx, new_tenant, problem_type
+from flowdesk.db.pool import asyncpg_dsn
+from tests.support import TenantCtx, new_tenant, problem_type, runtime
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,7 @@ async def sql(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 def _listener(app: FastAPI) -> AccessListener:
-    listener: AccessListener = app.state.access_listener
-    return listener
+    return runtime(app).listener
 
 
 async def _until(
@@ -161,7 +160,7 @@ async def test_other_tenants_keep_their_cache_entries(
     await _heard_so_far(slow_app, sql)
     for t in (first, second):
         assert (await slow_client.get("/v1/me", headers=t.headers)).status_code == 200
-    cache = slow_app.state.authenticator._cache
+    cache = runtime(slow_app).authenticator._cache
     second_digest = keys.hash_key(second.admin.key)
     assert second_digest in cache
     await sql.execute("UPDATE users SET kind = kind WHERE tenant_id = $1", first.id)
@@ -203,16 +202,18 @@ async def test_a_lost_listener_falls_back_to_the_short_ttl_and_comes_back(
     tenant = await new_tenant(slow_app, slow_client)
     await _heard_so_far(slow_app, sql)
     assert (await slow_client.get("/v1/me", headers=tenant.headers)).status_code == 200
-    cache = slow_app.state.authenticator._cache
+    cache = runtime(slow_app).authenticator._cache
     assert keys.hash_key(tenant.admin.key) in cache
     before = time.monotonic()
     assert ttl(before) == 3600
 
+    assert listener._conn is not None
     pid = listener._conn.get_server_pid()
     await sql.execute("SELECT pg_terminate_backend($1)", pid)
     await _until(lambda: not listener.listening, "the loss is noticed")
     assert ttl(before) == 5.0  # deaf: nothing is trusted beyond the short TTL
     await _until(lambda: listener.listening, "the listener is back")
+    assert listener._conn is not None
     assert listener._conn.get_server_pid() != pid
     # What changed while it was away is unknown: everything was forgotten, and an entry
     # fetched before it came back stays on the short TTL.
@@ -238,7 +239,7 @@ async def test_a_load_that_raced_a_change_is_not_cached(
     request that read it but is not kept for the next."""
     tenant = await new_tenant(slow_app, slow_client)
     await _heard_so_far(slow_app, sql)
-    authenticator = slow_app.state.authenticator
+    authenticator = runtime(slow_app).authenticator
     digest = keys.hash_key(tenant.admin.key)
     # Hold the key lookup at the table lock, so the change is heard while it is in flight.
     tx = sql.transaction()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from flowdesk.api.licence import ensure_flag
 from flowdesk.errors import FeatureDisabled, LicenceInactive
 from flowdesk.itsm.controls import RatePolicy, TenantControls
-from flowdesk.api.licence import ensure_flag
-from flowdesk.itsm.vocabulary import FLAGS
+from flowdesk.vocabulary import FLAGS
 from tests.support import TICKET, Operator, TenantCtx, problem_type
 
 AGENT = ("tickets:create", "tickets:manage", "tickets:close")

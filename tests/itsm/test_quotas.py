@@ -8,12 +8,11 @@ import uuid
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from flowdesk.errors import QuotaExceeded
 from flowdesk.itsm.quotas import QUOTA_CHECK_LOCK_KEY, QuotaChecker, run_quota_check
 from flowdesk.tenants import service as tenant_service
-from tests.support import Operator, TenantCtx, new_tenant, problem_type
+from tests.support import Operator, TenantCtx, new_tenant, problem_type, runtime
 
 MANAGE = ("tickets:manage",)
 
@@ -97,8 +96,8 @@ async def test_concurrent_grants_cannot_both_take_the_last_seat(
 
     async def grant(user_id: uuid.UUID) -> str:
         try:
-            async with app.state.sessionmaker() as session, session.begin():
-                await tenant_service.add_member(session, tenant.id, group, user_id)
+            async with runtime(app).db.transaction() as conn:
+                await tenant_service.add_member(conn, tenant.id, group, user_id)
                 await asyncio.sleep(0.05)
         except QuotaExceeded:
             return "refused"
@@ -167,13 +166,13 @@ async def test_the_check_takes_turns_between_processes(
     app: FastAPI, client: httpx.AsyncClient, operator: Operator
 ) -> None:
     tenant = await new_tenant(app, client, quotas={"max_agents": 0})
-    engine = app.state.engine
+    db = runtime(app).db
     # While another process holds the check's lock, this one skips its round.
-    async with engine.begin() as conn:
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": QUOTA_CHECK_LOCK_KEY})
-        assert (await run_quota_check(engine)).ran is False
+    async with db.transaction() as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", QUOTA_CHECK_LOCK_KEY)
+        assert (await run_quota_check(db)).ran is False
     # Many at once: each either runs or skips, and the alert is recorded once.
-    results = await asyncio.gather(*[run_quota_check(engine) for _ in range(5)])
+    results = await asyncio.gather(*[run_quota_check(db) for _ in range(5)])
     assert any(r.ran for r in results)
     open_alerts = await alerts(operator, tenant.slug, open="true")
     assert len(open_alerts) == 1 and open_alerts[0]["kind"] == "over_quota"
@@ -184,19 +183,18 @@ async def test_the_background_task_records_alerts(
 ) -> None:
     tenant = await new_tenant(app, client)
     # Lowered behind the API's back (as another replica or the CLI would): only the check sees it.
-    async with app.state.engine.begin() as conn:
+    async with runtime(app).db.connection() as conn:
         await conn.execute(
-            text("UPDATE tenants SET quotas = '{\"max_agents\": 0}' WHERE id = :id"),
-            {"id": tenant.id},
+            """UPDATE tenants SET quotas = '{"max_agents": 0}' WHERE id = $1""", tenant.id
         )
-    checker = QuotaChecker(app.state.engine, interval=0.05)
-    checker.start()
+    checker = QuotaChecker(runtime(app).db, interval=0.05)
+    checker.periodic.start()
     try:
         for _ in range(200):
             if await alerts(operator, tenant.slug, open="true"):
                 break
             await asyncio.sleep(0.05)
     finally:
-        await checker.stop()
+        await checker.periodic.stop()
     found = await alerts(operator, tenant.slug, open="true")
     assert len(found) == 1 and (found[0]["limit"], found[0]["current"]) == (0, 1)

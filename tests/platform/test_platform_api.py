@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import SecretStr
 
+from flowdesk.api.pagination import encode_cursor
+from flowdesk.auth.platform import PlatformGuard
 from flowdesk.errors import PlatformDisabled, Unauthorized
-from flowdesk.api.platform_auth import PlatformGuard
 from tests.support import PLATFORM_TOKEN, Operator, TenantCtx, bearer, problem_type
 
 
@@ -26,16 +26,16 @@ async def test_only_the_platform_token_opens_it(
 
 
 def test_unconfigured_platform_api_is_closed() -> None:
-    creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials="")
     with pytest.raises(PlatformDisabled) as caught:
-        PlatformGuard(None).check(creds)
+        PlatformGuard(None).check("")
     assert caught.value.status == 503
     with pytest.raises(PlatformDisabled):
-        PlatformGuard(SecretStr("")).check(creds)
+        PlatformGuard(SecretStr("")).check("anything")
     guard = PlatformGuard(SecretStr("s3cret-token"))
-    with pytest.raises(Unauthorized):
-        guard.check(None)
-    guard.check(HTTPAuthorizationCredentials(scheme="Bearer", credentials="s3cret-token"))
+    for presented in (None, "", "s3cret-token "):
+        with pytest.raises(Unauthorized):
+            guard.check(presented)
+    guard.check("s3cret-token")
 
 
 async def test_tenants_list_and_get(
@@ -100,3 +100,44 @@ async def test_licence_patch_validation_and_log(
     assert older.json()["items"][0]["actor"] == "tests"  # the test tenant's own activation
     assert (await operator.get("/quota-alerts", cursor="bogus")).status_code == 422
     assert (await operator.get("/quota-alerts", kind="bogus")).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"rate_limit": {"requests": True, "window_seconds": 60}},
+        {"rate_limit": {"requests": 100, "window_seconds": "60"}},
+        {"rate_limit": {"requests": 100.0, "window_seconds": 60}},
+        {"quotas": {"max_agents": "5"}},
+        {"quotas": {"max_emails_month": True}},
+        {"active": 1},
+        {"active": "true"},
+        {"flags": {"public_api": 0}},
+        {"flags": {"public_api": "on"}},
+    ],
+)
+async def test_licence_patch_parses_strictly(
+    client: httpx.AsyncClient, tenant: TenantCtx, operator: Operator, body: dict[str, object]
+) -> None:
+    """A boolean or an integer must be one: `"requests": true` would otherwise become a rate
+    limit of one request, `"max_agents": "5"` a quota of five."""
+    url = f"/platform/v1/tenants/{tenant.slug}/licence"
+    before = (await operator.get(f"/tenants/{tenant.slug}")).json()
+    r = await client.patch(url, json=body, headers=operator.headers)
+    assert r.status_code == 422, r.text
+    assert problem_type(r) == "validation-error"
+    assert (await operator.get(f"/tenants/{tenant.slug}")).json() == before
+
+
+async def test_forged_platform_cursors_are_422(operator: Operator, tenant: TenantCtx) -> None:
+    forged = [encode_cursor([v]) for v in ("x", True, 2**63, -(2**63) - 1, 1.5, None)]
+    for cursor in forged:
+        for path in ("/quota-alerts", f"/tenants/{tenant.slug}/licence/events"):
+            r = await operator.get(path, cursor=cursor)
+            assert r.status_code == 422, (path, cursor, r.text)
+    for cursor in [encode_cursor([v]) for v in ("a\x00b", 7, "x" * 64)]:
+        r = await operator.get("/tenants", cursor=cursor)
+        assert r.status_code == 422, (cursor, r.text)
+    # A NUL in a slug finds no tenant; it is no error of the database.
+    assert (await operator.get("/tenants/a%00b")).status_code == 404
+    assert (await operator.get("/quota-alerts", tenant="a\x00b")).status_code == 422

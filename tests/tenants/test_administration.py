@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
-from tests.support import TenantCtx
+from tests.support import TenantCtx, problem_type
 
 
 async def test_user_lifecycle(client: httpx.AsyncClient, tenant: TenantCtx) -> None:
@@ -32,6 +34,52 @@ async def test_user_lifecycle(client: httpx.AsyncClient, tenant: TenantCtx) -> N
         "/v1/users", json={"email": "ann@example.com", "name": "Ann 2"}, headers=h
     )
     assert r.status_code == 201
+
+
+async def test_concurrent_creates_of_one_email_are_one_201_and_one_409(
+    client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    """The unique index decides, not a read before the write: two requests racing for one
+    address cannot both pass a check, and the loser is told Conflict, never a 500."""
+    for attempt in range(5):
+        body = {"email": f"twin{attempt}@example.com", "name": "Twin"}
+        responses = await asyncio.gather(
+            *(client.post("/v1/users", json=body, headers=tenant.headers) for _ in range(2))
+        )
+        assert sorted(r.status_code for r in responses) == [201, 409], [r.text for r in responses]
+        (lost,) = [r for r in responses if r.status_code == 409]
+        assert problem_type(lost) == "conflict"
+        assert "already exists" in lost.json()["detail"]
+
+
+async def test_concurrent_creates_of_one_group_name_are_one_201_and_one_409(
+    client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    for attempt in range(5):
+        body = {"name": f"Twins {attempt}", "permissions": ["tickets:create"]}
+        responses = await asyncio.gather(
+            *(client.post("/v1/groups", json=body, headers=tenant.headers) for _ in range(2))
+        )
+        assert sorted(r.status_code for r in responses) == [201, 409], [r.text for r in responses]
+        (lost,) = [r for r in responses if r.status_code == 409]
+        assert problem_type(lost) == "conflict"
+
+
+async def test_renaming_onto_a_taken_name_or_email_is_a_conflict(
+    client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    h = tenant.headers
+    first = await tenant.user()
+    second = await tenant.user()
+    r = await client.patch(f"/v1/users/{second.id}", json={"email": first.email.upper()}, headers=h)
+    assert r.status_code == 409 and problem_type(r) == "conflict"
+    # A change of case of one's own address is no conflict.
+    r = await client.patch(f"/v1/users/{first.id}", json={"email": first.email.upper()}, headers=h)
+    assert r.status_code == 200 and r.json()["email"] == first.email.upper()
+    a = await tenant.group("tickets:create")
+    await tenant.group("tickets:close")
+    r = await client.patch(f"/v1/groups/{a}", json={"name": "g-tickets_close"}, headers=h)
+    assert r.status_code == 409 and problem_type(r) == "conflict"
 
 
 async def test_deleting_a_user_revokes_their_keys(
@@ -198,12 +246,13 @@ async def test_tenant_settings(client: httpx.AsyncClient, tenant: TenantCtx) -> 
     assert r.json()["slug"] == tenant.slug and r.json()["ticket_prefix"] == "TKT"
     r = await client.patch("/v1/tenant", json={"ticket_prefix": "OPS"}, headers=tenant.headers)
     assert r.status_code == 200 and r.json()["ticket_prefix"] == "OPS"
-    for bad in (
+    bad_patches: list[dict[str, object]] = [
         {"ticket_prefix": "ops"},
         {"ticket_prefix": "TOOLONGPREFIX"},
         {"slug": "x"},
         {"flags": {}},
-    ):
+    ]
+    for bad in bad_patches:
         assert (
             await client.patch("/v1/tenant", json=bad, headers=tenant.headers)
         ).status_code == 422

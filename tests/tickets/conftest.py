@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
 
+from tests.sql import execute
 from tests.support import Member, TenantCtx
 
 AGENT = ("tickets:create", "tickets:manage", "tickets:close")
@@ -62,9 +62,10 @@ async def desk(client: httpx.AsyncClient, tenant: TenantCtx) -> Desk:
 
 async def force_status(app: FastAPI, ticket_id: str, status: str, **extra: Any) -> None:
     """Put a ticket in a status directly (test set-up for a transition matrix)."""
-    assignments = ", ".join(["status = :status", *[f"{k} = :{k}" for k in extra]])
-    async with app.state.sessionmaker() as session, session.begin():
-        await session.execute(
-            text(f"UPDATE tickets SET {assignments} WHERE id = CAST(:id AS uuid)"),
-            {"status": status, "id": ticket_id, **extra},
-        )
+    names = ["status", *extra]
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    await execute(
+        app,
+        f"UPDATE tickets SET {assignments} WHERE id = $1::uuid",
+        args=(ticket_id, status, *extra.values()),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.sql import fetch
 from tests.tickets.conftest import Desk
 
 
@@ -145,7 +146,6 @@ async def test_links_and_approvals(desk: Desk) -> None:
 
 
 async def test_outbox_messages_are_written_with_the_change(desk: Desk, app: object) -> None:
-    from sqlalchemy import text
 
     ticket = await desk.open()
     await desk.assign(ticket, desk.assignee)
@@ -155,15 +155,11 @@ async def test_outbox_messages_are_written_with_the_change(desk: Desk, app: obje
         f"/v1/tickets/{ticket['id']}/comments", json={"body": "Fixed?"}, headers=desk.agent.headers
     )
     await desk.move(ticket, desk.agent, action="close")
-    async with app.state.sessionmaker() as session:  # type: ignore[attr-defined]
-        rows = (
-            await session.execute(
-                text(
-                    "SELECT topic, payload FROM outbox WHERE payload->>'ticket_id' = :t ORDER BY id"
-                ),
-                {"t": ticket["id"]},
-            )
-        ).all()
+    rows = await fetch(
+        app,
+        "SELECT topic, payload FROM outbox WHERE payload->>'ticket_id' = $1 ORDER BY id",
+        ticket["id"],
+    )
     topics = [r[0] for r in rows]
     assert topics == [
         "ticket.created",

@@ -7,8 +7,8 @@ import hashlib
 import uuid
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
+from tests.sql import execute, fetch, fetchval, runtime
 from tests.tickets.conftest import Desk
 
 
@@ -61,20 +61,16 @@ async def test_comments_are_idempotent(desk: Desk) -> None:
 async def test_in_flight_is_409(desk: Desk, app: FastAPI) -> None:
     body = b'{"title":"x","catalog_item":"incident"}'
     digest = hashlib.sha256(b"POST /v1/tickets\n" + body).digest()
-    async with app.state.sessionmaker() as session, session.begin():
-        key_id = (
-            await session.execute(
-                text("SELECT id FROM api_keys WHERE user_id = :u"), {"u": desk.requester.id}
-            )
-        ).scalar_one()
-        await session.execute(
-            text(
-                "INSERT INTO idempotency_keys "
-                "(tenant_id, api_key_id, key, request_hash, state, expires_at) "
-                "VALUES (:t, :k, 'busy', :h, 'in_flight', now() + interval '1 day')"
-            ),
-            {"t": desk.tenant.id, "k": key_id, "h": digest},
-        )
+    key_id = await fetchval(
+        app, "SELECT id FROM api_keys WHERE user_id = $1::uuid", desk.requester.id
+    )
+    await execute(
+        app,
+        "INSERT INTO idempotency_keys "
+        "(tenant_id, api_key_id, key, request_hash, state, expires_at) "
+        "VALUES ($1, $2, 'busy', $3, 'in_flight', now() + interval '1 day')",
+        args=(desk.tenant.id, key_id, digest),
+    )
     h = desk.requester.headers | {"Idempotency-Key": "busy", "content-type": "application/json"}
     r = await desk.client.post("/v1/tickets", content=body, headers=h)
     assert r.status_code == 409 and r.headers["retry-after"] == "1"
@@ -109,7 +105,7 @@ async def test_bad_keys_are_422(desk: Desk) -> None:
 
 
 async def test_expired_records_are_purged(desk: Desk, app: FastAPI) -> None:
-    from flowdesk.api.idempotency import purge_expired
+    from flowdesk.idempotency.repository import purge_expired
 
     h = desk.requester.headers
     await desk.client.post(
@@ -122,27 +118,15 @@ async def test_expired_records_are_purged(desk: Desk, app: FastAPI) -> None:
         json={"title": "b", "catalog_item": "incident"},
         headers=h | {"Idempotency-Key": "new"},
     )
-    async with app.state.sessionmaker() as session, session.begin():
-        await session.execute(
-            text(
-                "UPDATE idempotency_keys SET expires_at = now() - interval '1 second' "
-                "WHERE key = 'old' AND tenant_id = :t"
-            ),
-            {"t": desk.tenant.id},
-        )
-    assert await purge_expired(app.state.engine) >= 1
-    async with app.state.sessionmaker() as session:
-        keys = (
-            (
-                await session.execute(
-                    text("SELECT key FROM idempotency_keys WHERE tenant_id = :t"),
-                    {"t": desk.tenant.id},
-                )
-            )
-            .scalars()
-            .all()
-        )
-    assert keys == ["new"]
+    await execute(
+        app,
+        "UPDATE idempotency_keys SET expires_at = now() - interval '1 second' "
+        "WHERE key = 'old' AND tenant_id = $1",
+        args=(desk.tenant.id,),
+    )
+    assert await purge_expired(runtime(app).db) >= 1
+    rows = await fetch(app, "SELECT key FROM idempotency_keys WHERE tenant_id = $1", desk.tenant.id)
+    assert [r["key"] for r in rows] == ["new"]
     # An expired key is free again: the same key makes a new ticket.
     r = await desk.client.post(
         "/v1/tickets",

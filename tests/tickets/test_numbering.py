@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from tests.servers import free_port, start_serve, stop, wait_healthy
+from tests.sql import execute, fetch, fetchval
 from tests.support import TenantCtx, new_tenant
 
 
@@ -40,24 +40,14 @@ async def servers(database_url: str, tmp_path: Path) -> AsyncIterator[list[str]]
 
 
 async def _numbers(app: FastAPI, tenant_id: uuid.UUID) -> tuple[list[int], int]:
-    async with app.state.sessionmaker() as session:
-        numbers = (
-            (
-                await session.execute(
-                    text("SELECT number FROM tickets WHERE tenant_id = :t ORDER BY number"),
-                    {"t": tenant_id},
-                )
-            )
-            .scalars()
-            .all()
-        )
-        counter = (
-            await session.execute(
-                text("SELECT last_number FROM ticket_counters WHERE tenant_id = :t"),
-                {"t": tenant_id},
-            )
-        ).scalar_one()
-    return list(numbers), int(counter)
+    rows = await fetch(
+        app, "SELECT number FROM tickets WHERE tenant_id = $1 ORDER BY number", tenant_id
+    )
+    counter = await fetchval(
+        app, "SELECT last_number FROM ticket_counters WHERE tenant_id = $1", tenant_id
+    )
+    assert isinstance(counter, int)
+    return [r["number"] for r in rows], counter
 
 
 async def _fire(
@@ -109,15 +99,13 @@ async def test_500_concurrent_creates_in_one_tenant_with_failures_leave_no_gap(
     for i in range(600):
         body = refused if i % 12 == 0 else faulty if i % 12 == 6 else good
         jobs.append((tenant.admin.key, body))
-    async with app.state.sessionmaker() as session, session.begin():
-        for statement in _FAULT:
-            await session.execute(text(statement))
+    await execute(app, *_FAULT)
     try:
         codes = await _fire(servers, jobs)
     finally:
-        async with app.state.sessionmaker() as session, session.begin():
-            await session.execute(text("DROP TRIGGER test_fail_ticket ON tickets"))
-            await session.execute(text("DROP FUNCTION test_fail_ticket()"))
+        await execute(
+            app, "DROP TRIGGER test_fail_ticket ON tickets", "DROP FUNCTION test_fail_ticket()"
+        )
     assert (codes.count(201), codes.count(422), codes.count(500)) == (500, 50, 50)
     numbers, counter = await _numbers(app, tenant.id)
     assert numbers == list(range(1, 501))

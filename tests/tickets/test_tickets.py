@@ -6,8 +6,8 @@ import uuid
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import text
 
+from tests.sql import execute
 from tests.support import TenantCtx, bearer
 from tests.tickets.conftest import Desk, force_status
 
@@ -126,11 +126,11 @@ async def test_prefix_change_keeps_old_numbers(desk: Desk) -> None:
 
 
 async def test_numbers_grow_a_digit_past_999999(desk: Desk, app: FastAPI) -> None:
-    async with app.state.sessionmaker() as session, session.begin():
-        await session.execute(
-            text("UPDATE ticket_counters SET last_number = 999999 WHERE tenant_id = :t"),
-            {"t": desk.tenant.id},
-        )
+    await execute(
+        app,
+        "UPDATE ticket_counters SET last_number = 999999 WHERE tenant_id = $1",
+        args=(desk.tenant.id,),
+    )
     ticket = await desk.open()
     assert ticket["number"] == "TKT-1000000"
     r = await desk.client.get("/v1/tickets/TKT-1000000", headers=desk.requester.headers)

@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import Forbidden
+from flowdesk.runtime import runtime_of
+from flowdesk.vocabulary import ADMIN, TICKETS_READ, TICKETS_WRITE
 
 # The bearer scheme is declared once for the whole OpenAPI document (flowdesk.app), not as a
 # per-endpoint security dependency: on the hot path every dependency level costs time, and
@@ -26,7 +28,7 @@ async def current_principal(request: Request) -> Principal:
     known = getattr(request.state, "principal", None)
     if isinstance(known, Principal):
         return known
-    principal: Principal = await request.app.state.authenticator.authenticate(
+    principal = await runtime_of(request).authenticator.authenticate(
         request.headers.get("authorization")
     )
     request.state.principal = principal
@@ -62,6 +64,6 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Principal]]:
 
 
 Authenticated = Annotated[Principal, Depends(current_principal)]
-AdminPrincipal = Annotated[Principal, Depends(require_permission("admin"))]
-TicketsRead = Annotated[Principal, Depends(require_scope("tickets:read"))]
-TicketsWrite = Annotated[Principal, Depends(require_scope("tickets:write"))]
+AdminPrincipal = Annotated[Principal, Depends(require_permission(ADMIN))]
+TicketsRead = Annotated[Principal, Depends(require_scope(TICKETS_READ))]
+TicketsWrite = Annotated[Principal, Depends(require_scope(TICKETS_WRITE))]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowdesk.errors import PreconditionFailed
+from flowdesk.tickets.versions import VersionCheck, any_version
 
 
 def version_etag(version: int) -> str:
@@ -24,11 +24,9 @@ def not_modified(if_none_match: str | None, current_version: int) -> bool:
     return _names_version(if_none_match, current_version)
 
 
-def check_if_match(if_match: str | None, current_version: int) -> None:
-    """412 when the client's If-Match names a version other than the current one."""
-    if if_match is None or _names_version(if_match, current_version):
-        return
-    raise PreconditionFailed(
-        f"The resource has changed: it is now at version {current_version}.",
-        extra={"current_etag": version_etag(current_version)},
-    )
+def if_match(header: str | None) -> VersionCheck:
+    """The client's If-Match as the check a write makes on the version it is about to
+    change (flowdesk.tickets answers 412 when it fails)."""
+    if header is None:
+        return any_version
+    return lambda version: _names_version(header, version)

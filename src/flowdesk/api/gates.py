@@ -16,13 +16,15 @@ so the gate costs no query on a warm worker.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeAlias
 
 from fastapi import Depends, Request
 
 from flowdesk.api.auth import current_principal, ensure_scope
-from flowdesk.auth.principal import Principal
 from flowdesk.api.licence import controls_of, ensure_flag
+from flowdesk.auth.principal import Principal
+from flowdesk.vocabulary import TICKETS_READ, TICKETS_WRITE
 
 
 def portal_flag(principal: Principal) -> str:
@@ -38,23 +40,24 @@ async def _gate(request: Request, scope: str, flag: str | None) -> Principal:
     return principal
 
 
-async def _reader(request: Request) -> Principal:
-    return await _gate(request, "tickets:read", None)
+Gate: TypeAlias = Callable[[Request], Awaitable[Principal]]
 
 
-async def _writer(request: Request) -> Principal:
-    return await _gate(request, "tickets:write", None)
+async def read_gate(request: Request) -> Principal:
+    return await _gate(request, TICKETS_READ, None)
 
 
-async def _public_reader(request: Request) -> Principal:
-    return await _gate(request, "tickets:read", "public_api")
+async def write_gate(request: Request) -> Principal:
+    return await _gate(request, TICKETS_WRITE, None)
 
 
-async def _public_writer(request: Request) -> Principal:
-    return await _gate(request, "tickets:write", "public_api")
+async def public_read_gate(request: Request) -> Principal:
+    return await _gate(request, TICKETS_READ, "public_api")
 
 
-TicketReader = Annotated[Principal, Depends(_reader)]
-TicketWriter = Annotated[Principal, Depends(_writer)]
-PublicTicketReader = Annotated[Principal, Depends(_public_reader)]
-PublicTicketWriter = Annotated[Principal, Depends(_public_writer)]
+async def public_write_gate(request: Request) -> Principal:
+    return await _gate(request, TICKETS_WRITE, "public_api")
+
+
+TicketReader = Annotated[Principal, Depends(read_gate)]
+TicketWriter = Annotated[Principal, Depends(write_gate)]

@@ -13,8 +13,9 @@ from flowdesk.api.auth import Authenticated
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import FeatureDisabled, LicenceInactive
 from flowdesk.itsm.controls import TenantControls
+from flowdesk.runtime import runtime_of
 
-FLAG_PURPOSE = {
+FLAG_PURPOSE: dict[str, str] = {
     "agent_portal": "the agent endpoints (the queue, assignment, agent transitions)",
     "end_user_portal": "the desk endpoints (requesters filing and following their tickets)",
     "asset_integration": "asset links on tickets",
@@ -26,8 +27,7 @@ FLAG_PURPOSE = {
 
 
 async def controls_of(request: Request, principal: Principal) -> TenantControls:
-    controls: TenantControls = await request.app.state.controls.get(principal.tenant_id)
-    return controls
+    return await runtime_of(request).controls.get(principal.tenant_id)
 
 
 def ensure_licensed(controls: TenantControls) -> None:

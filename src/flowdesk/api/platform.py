@@ -7,14 +7,17 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from pydantic import AfterValidator
 
-from flowdesk.db.session import DbSession, after_commit
-from flowdesk.errors import InvalidInput
+from flowdesk.api.db import Tx, after_commit
 from flowdesk.api.pagination import DEFAULT_LIMIT, Page, decode_cursor, next_cursor
-from flowdesk.api.types import Limit
+from flowdesk.api.platform_auth import PlatformOperator
+from flowdesk.api.types import FromDay, Limit, ToDay, no_nul
+from flowdesk.errors import InvalidInput
 from flowdesk.itsm import repository as itsm_repo
 from flowdesk.itsm.controls import default_policy
 from flowdesk.itsm.quotas import run_quota_check
+from flowdesk.itsm.repository import AlertRow
 from flowdesk.itsm.schemas import (
     LicenceEventOut,
     LicencePatch,
@@ -28,10 +31,8 @@ from flowdesk.itsm.service import (
     tenant_by_slug,
     update_licence,
 )
-from flowdesk.models import QuotaAlert
-from flowdesk.api.platform_auth import PlatformOperator
+from flowdesk.runtime import runtime_of
 from flowdesk.tenants.schemas import TenantOut
-from flowdesk.api.usage import FromDay, ToDay
 from flowdesk.usage.schemas import UsageReport
 from flowdesk.usage.service import usage_report
 
@@ -43,24 +44,24 @@ Cursor = Annotated[str | None, Query(max_length=512)]
 async def list_tenants(
     operator: PlatformOperator,
     request: Request,
-    session: DbSession,
+    conn: Tx,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[TenantOut]:
-    after = str(decode_cursor(cursor, 1)[0]) if cursor else None
-    rows = await itsm_repo.tenants_page(session, limit, after)
-    policy = default_policy(request.app.state.settings)
-    items = [await describe(session, t, policy, agents) for t, agents in rows[:limit]]
-    cursor_out = next_cursor(rows, limit, lambda r: [r[0].slug])
+    after = _slug_cursor(cursor)
+    rows = await itsm_repo.tenants_page(conn, limit, after)
+    policy = default_policy(runtime_of(request).settings)
+    items = [await describe(conn, t, policy, t["agents"]) for t in rows[:limit]]
+    cursor_out = next_cursor(rows, limit, lambda t: [t["slug"]])
     return Page[TenantOut](items=items, next_cursor=cursor_out)
 
 
 @router.get("/tenants/{slug}", response_model=TenantOut, summary="A tenant and its licence")
 async def get_tenant(
-    slug: str, operator: PlatformOperator, request: Request, session: DbSession
+    slug: str, operator: PlatformOperator, request: Request, conn: Tx
 ) -> TenantOut:
-    tenant = await tenant_by_slug(session, slug)
-    return await describe(session, tenant, default_policy(request.app.state.settings))
+    tenant = await tenant_by_slug(conn, slug)
+    return await describe(conn, tenant, default_policy(runtime_of(request).settings))
 
 
 @router.patch(
@@ -80,9 +81,9 @@ async def patch_licence(
     body: LicencePatch,
     operator: PlatformOperator,
     request: Request,
-    session: DbSession,
+    conn: Tx,
 ) -> TenantOut:
-    tenant = await tenant_by_slug(session, slug)
+    tenant = await tenant_by_slug(conn, slug)
     change = LicenceChange(
         active=body.active,
         flags={str(k): v for k, v in (body.flags or {}).items()},
@@ -95,12 +96,10 @@ async def patch_licence(
             else None
         ),
     )
-    result = await update_licence(session, tenant.id, change, operator)
-    controls = request.app.state.controls
-    after_commit(request, lambda: controls.forget_tenant(tenant.id))
-    return await describe(
-        session, result.tenant, default_policy(request.app.state.settings), result.agents
-    )
+    result = await update_licence(conn, tenant["id"], change, operator)
+    runtime = runtime_of(request)
+    after_commit(request, lambda: runtime.controls.forget_tenant(tenant["id"]))
+    return await describe(conn, result.tenant, default_policy(runtime.settings), result.agents)
 
 
 @router.get(
@@ -111,15 +110,14 @@ async def patch_licence(
 async def licence_events(
     slug: str,
     operator: PlatformOperator,
-    session: DbSession,
+    conn: Tx,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[LicenceEventOut]:
-    tenant = await tenant_by_slug(session, slug)
-    before = _int_cursor(cursor)
-    rows = await itsm_repo.licence_events(session, tenant.id, limit, before)
-    items = [LicenceEventOut.model_validate(e) for e in rows[:limit]]
-    cursor_out = next_cursor(rows, limit, lambda r: [r.id])
+    tenant = await tenant_by_slug(conn, slug)
+    rows = await itsm_repo.licence_events_page(conn, tenant["id"], limit, _int_cursor(cursor))
+    items = [LicenceEventOut.model_validate(dict(e)) for e in rows[:limit]]
+    cursor_out = next_cursor(rows, limit, lambda e: [e["id"]])
     return Page[LicenceEventOut](items=items, next_cursor=cursor_out)
 
 
@@ -130,20 +128,26 @@ async def licence_events(
 )
 async def list_quota_alerts(
     operator: PlatformOperator,
-    session: DbSession,
-    tenant: Annotated[str | None, Query(description="A tenant's slug.", max_length=63)] = None,
+    conn: Tx,
+    tenant: Annotated[
+        str | None, Query(description="A tenant's slug.", max_length=63), AfterValidator(no_nul)
+    ] = None,
     kind: Annotated[str | None, Query(pattern="^(refused|over_quota)$")] = None,
     open_only: Annotated[bool, Query(alias="open", description="Only unresolved alerts.")] = False,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[QuotaAlertOut]:
-    tenant_id: uuid.UUID | None = None
-    if tenant is not None:
-        tenant_id = (await tenant_by_slug(session, tenant)).id
-    flt = itsm_repo.AlertFilter(tenant_id=tenant_id, kind=kind, open_only=open_only)
-    rows = await itsm_repo.alerts_page(session, flt, limit, _int_cursor(cursor))
-    items = [_alert_out(alert, slug) for alert, slug in rows[:limit]]
-    cursor_out = next_cursor(rows, limit, lambda r: [r[0].id])
+    tenant_id = (await tenant_by_slug(conn, tenant))["id"] if tenant is not None else None
+    rows = await itsm_repo.alerts_page(
+        conn,
+        tenant_id=tenant_id,
+        kind=kind,
+        open_only=open_only,
+        limit=limit,
+        before=_int_cursor(cursor),
+    )
+    items = [_alert_out(alert) for alert in rows[:limit]]
+    cursor_out = next_cursor(rows, limit, lambda a: [a["id"]])
     return Page[QuotaAlertOut](items=items, next_cursor=cursor_out)
 
 
@@ -153,7 +157,7 @@ async def list_quota_alerts(
     summary="Run the background quota check now",
 )
 async def run_quota_check_now(operator: PlatformOperator, request: Request) -> QuotaCheckOut:
-    result = await run_quota_check(request.app.state.engine)
+    result = await run_quota_check(runtime_of(request).db)
     return QuotaCheckOut(
         ran=result.ran, tenants_checked=result.tenants_checked, over_quota=result.over_quota
     )
@@ -167,36 +171,55 @@ async def run_quota_check_now(operator: PlatformOperator, request: Request) -> Q
 async def tenant_usage(
     slug: str,
     operator: PlatformOperator,
-    session: DbSession,
+    conn: Tx,
     first: FromDay = None,
     last: ToDay = None,
     api_key_id: uuid.UUID | None = None,
 ) -> UsageReport:
-    tenant = await tenant_by_slug(session, slug)
-    return await usage_report(session, tenant.id, first, last, api_key_id)
+    tenant = await tenant_by_slug(conn, slug)
+    return await usage_report(conn, tenant["id"], first, last, api_key_id)
+
+
+_BIGINT = range(-(2**63), 2**63)
 
 
 def _int_cursor(cursor: str | None) -> int | None:
+    """The id of a cursor over a log (licence events, alerts); a forged one is a 422."""
     if not cursor:
         return None
     value = decode_cursor(cursor, 1)[0]
-    if not isinstance(value, int):
-        raise InvalidInput("The cursor is not valid.", [("/query/cursor", "malformed")])
+    # bool is an int to Python; a cursor of `true` is as forged as one of "x".
+    if not isinstance(value, int) or isinstance(value, bool) or value not in _BIGINT:
+        raise _malformed_cursor()
     return value
 
 
-def _alert_out(alert: QuotaAlert, slug: str) -> QuotaAlertOut:
+def _slug_cursor(cursor: str | None) -> str | None:
+    """The slug a cursor over the tenants continues after; a forged one is a 422."""
+    if not cursor:
+        return None
+    value = decode_cursor(cursor, 1)[0]
+    if not isinstance(value, str) or "\x00" in value or len(value) > 63:
+        raise _malformed_cursor()
+    return value
+
+
+def _malformed_cursor() -> InvalidInput:
+    return InvalidInput("The cursor is not valid.", [("/query/cursor", "malformed")])
+
+
+def _alert_out(alert: AlertRow) -> QuotaAlertOut:
     return QuotaAlertOut(
-        id=alert.id,
-        tenant_id=alert.tenant_id,
-        tenant_slug=slug,
-        quota=alert.quota,
-        kind=alert.kind,
-        limit=alert.quota_limit,
-        current=alert.current_use,
-        detail=alert.detail,
-        open=alert.resolved_at is None,
-        created_at=alert.created_at,
-        last_seen_at=alert.last_seen_at,
-        resolved_at=alert.resolved_at,
+        id=alert["id"],
+        tenant_id=alert["tenant_id"],
+        tenant_slug=alert["tenant_slug"],
+        quota=alert["quota"],
+        kind=alert["kind"],
+        limit=alert["quota_limit"],
+        current=alert["current_use"],
+        detail=alert["detail"],
+        open=alert["resolved_at"] is None,
+        created_at=alert["created_at"],
+        last_seen_at=alert["last_seen_at"],
+        resolved_at=alert["resolved_at"],
     )

@@ -4,7 +4,7 @@ and the mapping of database failures to 503 (unreachable) or 500 (a bug)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg

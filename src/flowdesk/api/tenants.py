@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
 from flowdesk.api.auth import AdminPrincipal, Authenticated
-from flowdesk.db.session import DbSession, after_commit
+from flowdesk.api.db import Tx, after_commit
 from flowdesk.api.pagination import (
     DEFAULT_LIMIT,
     Page,
@@ -19,16 +20,12 @@ from flowdesk.api.pagination import (
     next_cursor,
 )
 from flowdesk.api.types import Limit
+from flowdesk.db.query import Connection
 from flowdesk.itsm.controls import default_policy
 from flowdesk.itsm.service import describe
-from flowdesk.models import Group
+from flowdesk.runtime import runtime_of
 from flowdesk.tenants import service
-from flowdesk.tenants.repository import (
-    ApiKeyRepository,
-    GroupRepository,
-    TenantRepository,
-    UserRepository,
-)
+from flowdesk.tenants.repository import GroupRow
 from flowdesk.tenants.schemas import (
     ApiKeyCreated,
     ApiKeyIn,
@@ -49,22 +46,31 @@ router = APIRouter(prefix="/v1")
 Cursor = Annotated[str | None, Query(max_length=512)]
 
 
-def _invalidate_auth(request: Request, tenant_id: uuid.UUID) -> None:
-    """Permission or key changes take effect on this worker as soon as they commit, without
-    waiting for the notification that tells every worker (flowdesk.db.listener). Runs after
-    the commit, so that no request can cache the old state in between."""
-    authenticator = request.app.state.authenticator
+def _forget_keys_after_commit(request: Request, tenant_id: uuid.UUID) -> None:
+    """A change to who may do what (a user, a group, a membership, a key) takes effect on this
+    worker as soon as it commits, without waiting for the notification that tells every worker
+    (flowdesk.db.listener). After the commit, so that no request can cache the old state in
+    between."""
+    authenticator = runtime_of(request).authenticator
     after_commit(request, lambda: authenticator.forget_tenant(tenant_id))
 
 
+async def _access_changed(
+    request: Request, tenant_id: uuid.UUID, change: Awaitable[object]
+) -> Response:
+    """Make the change; 204, and the tenant's cached keys forgotten once it commits."""
+    await change
+    _forget_keys_after_commit(request, tenant_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get("/me", response_model=MeOut, tags=["identity"], summary="The caller")
-async def me(principal: Authenticated, session: DbSession) -> MeOut:
-    tenant = await TenantRepository(session).get(principal.tenant_id)
-    user = await service.get_user(session, principal.tenant_id, principal.user_id)
-    assert tenant is not None
+async def me(principal: Authenticated, conn: Tx) -> MeOut:
+    tenant = await service.get_tenant(conn, principal.tenant_id)
+    user = await service.get_user(conn, principal.tenant_id, principal.user_id)
     return MeOut(
-        tenant=MeTenant(id=tenant.id, slug=tenant.slug, name=tenant.name),
-        user=UserOut.model_validate(user),
+        tenant=MeTenant.model_validate(dict(tenant)),
+        user=UserOut.model_validate(dict(user)),
         key_id=principal.key_id,
         scopes=sorted(principal.scopes),
         permissions=sorted(principal.permissions),
@@ -80,19 +86,19 @@ async def me(principal: Authenticated, session: DbSession) -> MeOut:
     tags=["administration"],
     summary="The tenant: settings, ITSM licence, flags, quotas and their use, rate limit",
 )
-async def get_tenant(request: Request, principal: AdminPrincipal, session: DbSession) -> TenantOut:
-    tenant = await service.update_tenant(session, principal.tenant_id, {})
-    return await describe(session, tenant, default_policy(request.app.state.settings))
+async def get_tenant(request: Request, principal: AdminPrincipal, conn: Tx) -> TenantOut:
+    tenant = await service.get_tenant(conn, principal.tenant_id)
+    return await describe(conn, tenant, default_policy(runtime_of(request).settings))
 
 
 @router.patch("/tenant", response_model=TenantOut, tags=["administration"])
 async def patch_tenant(
-    body: TenantPatch, request: Request, principal: AdminPrincipal, session: DbSession
+    body: TenantPatch, request: Request, principal: AdminPrincipal, conn: Tx
 ) -> TenantOut:
     tenant = await service.update_tenant(
-        session, principal.tenant_id, body.model_dump(exclude_unset=True)
+        conn, principal.tenant_id, body.model_dump(exclude_unset=True)
     )
-    return await describe(session, tenant, default_policy(request.app.state.settings))
+    return await describe(conn, tenant, default_policy(runtime_of(request).settings))
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -101,15 +107,15 @@ async def patch_tenant(
 @router.post(
     "/users", status_code=status.HTTP_201_CREATED, response_model=UserOut, tags=["administration"]
 )
-async def create_user(body: UserIn, principal: AdminPrincipal, session: DbSession) -> UserOut:
-    user = await service.create_user(session, principal.tenant_id, body.email, body.name, body.kind)
-    return UserOut.model_validate(user)
+async def create_user(body: UserIn, principal: AdminPrincipal, conn: Tx) -> UserOut:
+    user = await service.create_user(conn, principal.tenant_id, body.email, body.name, body.kind)
+    return UserOut.model_validate(dict(user))
 
 
 @router.get("/users", response_model=Page[UserOut], tags=["administration"])
 async def list_users(
     principal: AdminPrincipal,
-    session: DbSession,
+    conn: Tx,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[UserOut]:
@@ -117,71 +123,60 @@ async def list_users(
     if cursor:
         created, ident = decode_cursor(cursor, 2)
         after = (cursor_time(created), cursor_uuid(ident))
-    rows = await UserRepository(session, principal.tenant_id).page(limit, after)
-    items = [UserOut.model_validate(u) for u in rows[:limit]]
-    cursor_out = next_cursor(rows, limit, lambda r: [r.created_at, r.id])
-    return Page[UserOut](items=items, next_cursor=cursor_out)
+    rows = await service.list_users(conn, principal.tenant_id, limit, after)
+    return Page[UserOut](
+        items=[UserOut.model_validate(dict(u)) for u in rows[:limit]],
+        next_cursor=next_cursor(rows, limit, lambda u: [u["created_at"], u["id"]]),
+    )
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["administration"])
-async def get_user(user_id: uuid.UUID, principal: AdminPrincipal, session: DbSession) -> UserOut:
-    return UserOut.model_validate(await service.get_user(session, principal.tenant_id, user_id))
+async def get_user(user_id: uuid.UUID, principal: AdminPrincipal, conn: Tx) -> UserOut:
+    return UserOut.model_validate(dict(await service.get_user(conn, principal.tenant_id, user_id)))
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, tags=["administration"])
 async def patch_user(
-    user_id: uuid.UUID, body: UserPatch, principal: AdminPrincipal, session: DbSession
+    user_id: uuid.UUID, body: UserPatch, principal: AdminPrincipal, conn: Tx
 ) -> UserOut:
     values = body.model_dump(exclude_unset=True, exclude_none=True)
-    return UserOut.model_validate(
-        await service.update_user(session, principal.tenant_id, user_id, values)
-    )
+    user = await service.update_user(conn, principal.tenant_id, user_id, values)
+    return UserOut.model_validate(dict(user))
 
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["administration"])
 async def delete_user(
-    user_id: uuid.UUID, request: Request, principal: AdminPrincipal, session: DbSession
+    user_id: uuid.UUID, request: Request, principal: AdminPrincipal, conn: Tx
 ) -> Response:
-    await service.delete_user(session, principal.tenant_id, user_id)
-    _invalidate_auth(request, principal.tenant_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return await _access_changed(
+        request, principal.tenant_id, service.delete_user(conn, principal.tenant_id, user_id)
+    )
 
 
 # --- groups --------------------------------------------------------------------------------
 
 
-async def _group_out(
-    session: DbSession, tenant_id: uuid.UUID, groups: list[Group]
+async def _groups_out(
+    conn: Connection, tenant_id: uuid.UUID, groups: list[GroupRow]
 ) -> list[GroupOut]:
-    members = await GroupRepository(session, tenant_id).member_ids([g.id for g in groups])
     return [
-        GroupOut(
-            id=g.id,
-            name=g.name,
-            permissions=list(g.permissions),
-            system=g.system,
-            member_ids=members[g.id],
-            created_at=g.created_at,
-            updated_at=g.updated_at,
-        )
-        for g in groups
+        GroupOut.model_validate(dict(view.group) | {"member_ids": view.member_ids})
+        for view in await service.with_members(conn, tenant_id, groups)
     ]
 
 
 @router.post(
     "/groups", status_code=status.HTTP_201_CREATED, response_model=GroupOut, tags=["administration"]
 )
-async def create_group(body: GroupIn, principal: AdminPrincipal, session: DbSession) -> GroupOut:
-    group = await service.create_group(
-        session, principal.tenant_id, body.name, list(body.permissions)
-    )
-    return (await _group_out(session, principal.tenant_id, [group]))[0]
+async def create_group(body: GroupIn, principal: AdminPrincipal, conn: Tx) -> GroupOut:
+    group = await service.create_group(conn, principal.tenant_id, body.name, body.permissions)
+    return (await _groups_out(conn, principal.tenant_id, [group]))[0]
 
 
 @router.get("/groups", response_model=Page[GroupOut], tags=["administration"])
 async def list_groups(
     principal: AdminPrincipal,
-    session: DbSession,
+    conn: Tx,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[GroupOut]:
@@ -189,16 +184,17 @@ async def list_groups(
     if cursor:
         name, ident = decode_cursor(cursor, 2)
         after = (str(name), cursor_uuid(ident))
-    rows = list(await GroupRepository(session, principal.tenant_id).page(limit, after))
-    items = await _group_out(session, principal.tenant_id, rows[:limit])
-    cursor_out = next_cursor(rows, limit, lambda r: [r.name, r.id])
-    return Page[GroupOut](items=items, next_cursor=cursor_out)
+    rows = await service.list_groups(conn, principal.tenant_id, limit, after)
+    return Page[GroupOut](
+        items=await _groups_out(conn, principal.tenant_id, rows[:limit]),
+        next_cursor=next_cursor(rows, limit, lambda g: [g["name"], g["id"]]),
+    )
 
 
 @router.get("/groups/{group_id}", response_model=GroupOut, tags=["administration"])
-async def get_group(group_id: uuid.UUID, principal: AdminPrincipal, session: DbSession) -> GroupOut:
-    group = await service.get_group(session, principal.tenant_id, group_id)
-    return (await _group_out(session, principal.tenant_id, [group]))[0]
+async def get_group(group_id: uuid.UUID, principal: AdminPrincipal, conn: Tx) -> GroupOut:
+    group = await service.get_group(conn, principal.tenant_id, group_id)
+    return (await _groups_out(conn, principal.tenant_id, [group]))[0]
 
 
 @router.patch("/groups/{group_id}", response_model=GroupOut, tags=["administration"])
@@ -207,23 +203,23 @@ async def patch_group(
     body: GroupPatch,
     request: Request,
     principal: AdminPrincipal,
-    session: DbSession,
+    conn: Tx,
 ) -> GroupOut:
     values = body.model_dump(exclude_unset=True, exclude_none=True)
-    group = await service.update_group(session, principal.tenant_id, group_id, values)
-    _invalidate_auth(request, principal.tenant_id)
-    return (await _group_out(session, principal.tenant_id, [group]))[0]
+    group = await service.update_group(conn, principal.tenant_id, group_id, values)
+    _forget_keys_after_commit(request, principal.tenant_id)
+    return (await _groups_out(conn, principal.tenant_id, [group]))[0]
 
 
 @router.delete(
     "/groups/{group_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["administration"]
 )
 async def delete_group(
-    group_id: uuid.UUID, request: Request, principal: AdminPrincipal, session: DbSession
+    group_id: uuid.UUID, request: Request, principal: AdminPrincipal, conn: Tx
 ) -> Response:
-    await service.delete_group(session, principal.tenant_id, group_id)
-    _invalidate_auth(request, principal.tenant_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return await _access_changed(
+        request, principal.tenant_id, service.delete_group(conn, principal.tenant_id, group_id)
+    )
 
 
 @router.put(
@@ -236,11 +232,13 @@ async def add_member(
     user_id: uuid.UUID,
     request: Request,
     principal: AdminPrincipal,
-    session: DbSession,
+    conn: Tx,
 ) -> Response:
-    await service.add_member(session, principal.tenant_id, group_id, user_id)
-    _invalidate_auth(request, principal.tenant_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return await _access_changed(
+        request,
+        principal.tenant_id,
+        service.add_member(conn, principal.tenant_id, group_id, user_id),
+    )
 
 
 @router.delete(
@@ -253,11 +251,13 @@ async def remove_member(
     user_id: uuid.UUID,
     request: Request,
     principal: AdminPrincipal,
-    session: DbSession,
+    conn: Tx,
 ) -> Response:
-    await service.remove_member(session, principal.tenant_id, group_id, user_id)
-    _invalidate_auth(request, principal.tenant_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return await _access_changed(
+        request,
+        principal.tenant_id,
+        service.remove_member(conn, principal.tenant_id, group_id, user_id),
+    )
 
 
 # --- API keys ------------------------------------------------------------------------------
@@ -269,20 +269,17 @@ async def remove_member(
     response_model=ApiKeyCreated,
     tags=["administration"],
 )
-async def create_key(
-    body: ApiKeyIn, principal: AdminPrincipal, session: DbSession
-) -> ApiKeyCreated:
+async def create_key(body: ApiKeyIn, principal: AdminPrincipal, conn: Tx) -> ApiKeyCreated:
     new = await service.create_key(
-        session, principal.tenant_id, body.user_id, body.name, list(body.scopes), body.expires_at
+        conn, principal.tenant_id, body.user_id, body.name, body.scopes, body.expires_at
     )
-    out = ApiKeyOut.model_validate(new.record)
-    return ApiKeyCreated(**out.model_dump(), key=new.secret)
+    return ApiKeyCreated.model_validate(dict(new.record) | {"key": new.secret})
 
 
 @router.get("/api-keys", response_model=Page[ApiKeyOut], tags=["administration"])
 async def list_keys(
     principal: AdminPrincipal,
-    session: DbSession,
+    conn: Tx,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
     user_id: uuid.UUID | None = None,
@@ -291,23 +288,24 @@ async def list_keys(
     if cursor:
         created, ident = decode_cursor(cursor, 2)
         after = (cursor_time(created), cursor_uuid(ident))
-    rows = await ApiKeyRepository(session, principal.tenant_id).page(limit, after, user_id)
-    items = [ApiKeyOut.model_validate(k) for k in rows[:limit]]
-    cursor_out = next_cursor(rows, limit, lambda r: [r.created_at, r.id])
-    return Page[ApiKeyOut](items=items, next_cursor=cursor_out)
+    rows = await service.list_keys(conn, principal.tenant_id, limit, after, user_id)
+    return Page[ApiKeyOut](
+        items=[ApiKeyOut.model_validate(dict(k)) for k in rows[:limit]],
+        next_cursor=next_cursor(rows, limit, lambda k: [k["created_at"], k["id"]]),
+    )
 
 
 @router.get("/api-keys/{key_id}", response_model=ApiKeyOut, tags=["administration"])
-async def get_key(key_id: uuid.UUID, principal: AdminPrincipal, session: DbSession) -> ApiKeyOut:
-    return ApiKeyOut.model_validate(await service.get_key(session, principal.tenant_id, key_id))
+async def get_key(key_id: uuid.UUID, principal: AdminPrincipal, conn: Tx) -> ApiKeyOut:
+    return ApiKeyOut.model_validate(dict(await service.get_key(conn, principal.tenant_id, key_id)))
 
 
 @router.delete(
     "/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["administration"]
 )
 async def revoke_key(
-    key_id: uuid.UUID, request: Request, principal: AdminPrincipal, session: DbSession
+    key_id: uuid.UUID, request: Request, principal: AdminPrincipal, conn: Tx
 ) -> Response:
-    await service.revoke_key(session, principal.tenant_id, key_id)
-    _invalidate_auth(request, principal.tenant_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return await _access_changed(
+        request, principal.tenant_id, service.revoke_key(conn, principal.tenant_id, key_id)
+    )

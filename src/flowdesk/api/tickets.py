@@ -1,23 +1,27 @@
 """HTTP endpoints for tickets (/v1/tickets …) and the catalog they are filed against."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the routes made by add_ticket_routes name their
+# gates through the factory's arguments, which FastAPI can only read as evaluated annotations.
 
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response, status
+from asyncpg import Record
+from asyncpg.pool import PoolAcquireContext
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel
 
-from flowdesk.db.raw import connection
-from flowdesk.errors import InvalidInput
-from flowdesk.api.etag import not_modified, version_etag
+from flowdesk.api.etag import if_match, not_modified, version_etag
+from flowdesk.api.gates import Gate, TicketReader, TicketWriter, read_gate, write_gate
 from flowdesk.api.headers import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, documented
 from flowdesk.api.idempotency import idempotent
 from flowdesk.api.pagination import DEFAULT_LIMIT, Page, cursor_time, cursor_uuid, decode_cursor
 from flowdesk.api.types import Limit, QueryText
+from flowdesk.auth.principal import Principal
+from flowdesk.errors import InvalidInput
+from flowdesk.runtime import runtime_of
 from flowdesk.tickets import activity, service, transitions
-from flowdesk.api.gates import TicketReader, TicketWriter
 from flowdesk.tickets.facts import TicketJson, dump_json
 from flowdesk.tickets.schemas import (
     ApprovalIn,
@@ -44,16 +48,21 @@ Sort = Literal["created", "-created", "updated", "-updated", "priority", "-prior
 
 
 def _catalog(request: Request) -> Catalog:
-    catalog: Catalog = request.app.state.catalog
-    return catalog
+    return runtime_of(request).catalog
+
+
+def connection(request: Request) -> "PoolAcquireContext[Record]":
+    """The request's connection: `async with connection(request) as conn:` in the endpoint
+    (not a yield dependency: docs/adr/0005-flat-routes-and-headers.md)."""
+    return runtime_of(request).db.connection()
 
 
 def ticket_response(
-    ticket: TicketJson, status_code: int = 200, *, location: bool = False
+    ticket: TicketJson, status_code: int = 200, *, location: str | None = None
 ) -> Response:
     headers = {"ETag": version_etag(ticket["version"])}
     if location:
-        headers["Location"] = f"/v1/tickets/{ticket['id']}"
+        headers["Location"] = location
     return Response(
         dump_json(ticket), status_code=status_code, media_type="application/json", headers=headers
     )
@@ -86,124 +95,148 @@ async def catalog_items(request: Request, principal: TicketReader) -> list[Catal
     ]
 
 
-@router.post(
-    "/tickets",
-    status_code=status.HTTP_201_CREATED,
-    response_model=TicketOut,
-    summary="Open a ticket",
-    openapi_extra=documented(IDEMPOTENCY_KEY),
-)
-async def create_ticket(body: TicketCreate, request: Request, principal: TicketWriter) -> Response:
-    async with connection(request) as conn:
+def add_ticket_routes(
+    router: APIRouter,
+    read_gate: Gate,
+    write_gate: Gate,
+    extra_responses: dict[int | str, dict[str, Any]] | None = None,
+) -> None:
+    """The ticket resource's routes (create, list, read, change) on `router`, behind the
+    given gates: /v1 puts them behind the portal gates, /public/v1 behind the public API's
+    (flowdesk.api.public), with the same code, bodies, errors, ETags and pages."""
+    extra = extra_responses or {}
 
-        async def handler() -> Response:
-            ticket = await service.create_ticket(conn, _catalog(request), principal, body)
-            return ticket_response(ticket, 201, location=True)
-
-        return await idempotent(request, principal, conn, handler)
-
-
-@router.get(
-    "/tickets",
-    response_model=Page[TicketOut],
-    summary="The queue (agents) or my tickets (requesters)",
-)
-async def list_tickets(
-    request: Request,
-    principal: TicketReader,
-    status_: Annotated[list[QueryText] | None, Query(alias="status", max_length=20)] = None,
-    status_category: Annotated[
-        list[Literal["initial", "active", "inactive"]] | None, Query(max_length=3)
-    ] = None,
-    assignee: Annotated[
-        str | None, Query(max_length=36, description="me, none, or a user id")
-    ] = None,
-    requester: Annotated[str | None, Query(max_length=36, description="me or a user id")] = None,
-    priority: Annotated[
-        list[Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]] | None, Query(max_length=4)
-    ] = None,
-    type_: Annotated[list[QueryText] | None, Query(alias="type", max_length=20)] = None,
-    catalog_item: Multi = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    updated_after: datetime | None = None,
-    updated_before: datetime | None = None,
-    q: Annotated[
-        QueryText | None, Query(description="Full-text search in title and description")
-    ] = None,
-    stale: Annotated[
-        bool, Query(description="Only tickets whose status their workflow no longer has")
-    ] = False,
-    sort: Sort = "-created",
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
-) -> Response:
-    after = None
-    if cursor:
-        cursor_sort, key, ident = decode_cursor(cursor, 3)
-        if cursor_sort != sort:
-            raise InvalidInput(
-                "The cursor belongs to another sort order.", [("/query/cursor", "sort changed")]
-            )
-        after = (key if sort.lstrip("-") == "priority" else cursor_time(key), cursor_uuid(ident))
-    params = service.ListParams(
-        statuses=status_ or [],
-        categories=list(status_category or []),
-        assignee=assignee,
-        requester=requester,
-        priorities=list(priority or []),
-        types=type_ or [],
-        catalog_items=catalog_item or [],
-        created_after=created_after,
-        created_before=created_before,
-        updated_after=updated_after,
-        updated_before=updated_before,
-        q=q,
-        stale=stale,
-        sort=sort,
-        after=after,
-        limit=limit,
+    @router.post(
+        "/tickets",
+        status_code=status.HTTP_201_CREATED,
+        response_model=TicketOut,
+        summary="Open a ticket",
+        responses=extra,
+        openapi_extra=documented(IDEMPOTENCY_KEY),
     )
-    # Serialised here: the items are built as JSON-ready dicts (flowdesk.tickets.facts), and
-    # letting FastAPI validate the page against the response model would double its cost.
-    engine = request.app.state.engine
-    page = await service.list_tickets(engine, _catalog(request), principal, params)
-    return Response(dump_json(page), media_type="application/json")
+    async def create_ticket(
+        body: TicketCreate, request: Request, principal: Principal = Depends(write_gate)
+    ) -> Response:
+        async with connection(request) as conn:
 
+            async def handler() -> Response:
+                ticket = await service.create_ticket(conn, _catalog(request), principal, body)
+                return ticket_response(
+                    ticket, 201, location=f"{router.prefix}/tickets/{ticket['id']}"
+                )
 
-@router.get(
-    "/tickets/{ref}",
-    responses=_TICKET,
-    response_model=TicketOut,
-    summary="One ticket, by id or number",
-    openapi_extra=documented(IF_NONE_MATCH),
-)
-async def get_ticket(ref: str, request: Request, principal: TicketReader) -> Response:
-    if_none_match = IF_NONE_MATCH.read(request)
-    async with connection(request) as conn:
-        ticket = await service.get_ticket(conn, principal, ref)
-    if not_modified(if_none_match, ticket["version"]):
-        etag = version_etag(ticket["version"])
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-    return ticket_response(ticket)
+            return await idempotent(request, principal, conn, handler)
 
-
-@router.patch(
-    "/tickets/{ref}",
-    responses=_TICKET,
-    response_model=TicketOut,
-    summary="Change a ticket (not its status)",
-    openapi_extra=documented(IF_MATCH),
-)
-async def patch_ticket(
-    ref: str, body: TicketPatch, request: Request, principal: TicketWriter
-) -> Response:
-    if_match = IF_MATCH.read(request)
-    async with connection(request) as conn:
-        ticket = await service.update_ticket(
-            conn, _catalog(request), principal, ref, body, if_match
+    @router.get(
+        "/tickets",
+        response_model=Page[TicketOut],
+        summary="The queue (agents) or my tickets (requesters)",
+        responses=extra,
+    )
+    async def list_tickets(
+        request: Request,
+        principal: Principal = Depends(read_gate),
+        status_: Annotated[list[QueryText] | None, Query(alias="status", max_length=20)] = None,
+        status_category: Annotated[
+            list[Literal["initial", "active", "inactive"]] | None, Query(max_length=3)
+        ] = None,
+        assignee: Annotated[
+            str | None, Query(max_length=36, description="me, none, or a user id")
+        ] = None,
+        requester: Annotated[
+            str | None, Query(max_length=36, description="me or a user id")
+        ] = None,
+        priority: Annotated[
+            list[Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]] | None, Query(max_length=4)
+        ] = None,
+        type_: Annotated[list[QueryText] | None, Query(alias="type", max_length=20)] = None,
+        catalog_item: Multi = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        q: Annotated[
+            QueryText | None, Query(description="Full-text search in title and description")
+        ] = None,
+        stale: Annotated[
+            bool, Query(description="Only tickets whose status their workflow no longer has")
+        ] = False,
+        sort: Sort = "-created",
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> Response:
+        after = None
+        if cursor:
+            cursor_sort, key, ident = decode_cursor(cursor, 3)
+            if cursor_sort != sort:
+                raise InvalidInput(
+                    "The cursor belongs to another sort order.", [("/query/cursor", "sort changed")]
+                )
+            after = (
+                key if sort.lstrip("-") == "priority" else cursor_time(key),
+                cursor_uuid(ident),
+            )
+        params = service.ListParams(
+            statuses=status_ or [],
+            categories=list(status_category or []),
+            assignee=assignee,
+            requester=requester,
+            priorities=list(priority or []),
+            types=type_ or [],
+            catalog_items=catalog_item or [],
+            created_after=created_after,
+            created_before=created_before,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            q=q,
+            stale=stale,
+            sort=sort,
+            after=after,
+            limit=limit,
         )
-    return ticket_response(ticket)
+        # Serialised here: the items are built as JSON-ready dicts (flowdesk.tickets.facts), and
+        # letting FastAPI validate the page against the response model would double its cost.
+        async with connection(request) as conn:
+            page = await service.list_tickets(conn, _catalog(request), principal, params)
+        return Response(dump_json(page), media_type="application/json")
+
+    @router.get(
+        "/tickets/{ref}",
+        responses={**_TICKET, **extra},
+        response_model=TicketOut,
+        summary="One ticket, by id or number",
+        openapi_extra=documented(IF_NONE_MATCH),
+    )
+    async def get_ticket(
+        ref: str, request: Request, principal: Principal = Depends(read_gate)
+    ) -> Response:
+        if_none_match = IF_NONE_MATCH.read(request)
+        async with connection(request) as conn:
+            ticket = await service.get_ticket(conn, principal, ref)
+        if not_modified(if_none_match, ticket["version"]):
+            etag = version_etag(ticket["version"])
+            return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+        return ticket_response(ticket)
+
+    @router.patch(
+        "/tickets/{ref}",
+        responses={**_TICKET, **extra},
+        response_model=TicketOut,
+        summary="Change a ticket (not its status)",
+        openapi_extra=documented(IF_MATCH),
+    )
+    async def patch_ticket(
+        ref: str, body: TicketPatch, request: Request, principal: Principal = Depends(write_gate)
+    ) -> Response:
+        check = if_match(IF_MATCH.read(request))
+        async with connection(request) as conn:
+            ticket = await service.update_ticket(
+                conn, _catalog(request), principal, ref, body, check
+            )
+        return ticket_response(ticket)
+
+
+add_ticket_routes(router, read_gate, write_gate)
 
 
 @router.get(
@@ -226,12 +259,12 @@ async def get_transitions(ref: str, request: Request, principal: TicketReader) -
 async def post_transition(
     ref: str, body: TransitionIn, request: Request, principal: TicketWriter
 ) -> Response:
-    if_match = IF_MATCH.read(request)
+    check = if_match(IF_MATCH.read(request))
     async with connection(request) as conn:
 
         async def handler() -> Response:
             ticket = await transitions.transition(
-                conn, _catalog(request), principal, ref, body, if_match
+                conn, _catalog(request), principal, ref, body, check
             )
             return ticket_response(ticket)
 

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from flowdesk.api.auth import AdminPrincipal
-from flowdesk.db.session import DbSession
+from flowdesk.api.db import Tx
+from flowdesk.api.types import FromDay, ToDay
 from flowdesk.usage.schemas import UsageReport
 from flowdesk.usage.service import usage_report
 
 router = APIRouter(prefix="/v1")
-
-FromDay = Annotated[
-    date | None, Query(alias="from", description="First UTC day (default: 29 days before 'to').")
-]
-ToDay = Annotated[date | None, Query(alias="to", description="Last UTC day (default: today).")]
 
 
 @router.get(
@@ -29,9 +23,9 @@ ToDay = Annotated[date | None, Query(alias="to", description="Last UTC day (defa
 )
 async def get_usage(
     principal: AdminPrincipal,
-    session: DbSession,
+    conn: Tx,
     first: FromDay = None,
     last: ToDay = None,
     api_key_id: uuid.UUID | None = None,
 ) -> UsageReport:
-    return await usage_report(session, principal.tenant_id, first, last, api_key_id)
+    return await usage_report(conn, principal.tenant_id, first, last, api_key_id)

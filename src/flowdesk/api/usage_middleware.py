@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flowdesk.auth.principal import Principal
 from flowdesk.api.problems import (
     database_unavailable_response,
+    error_response,
     is_database_unreachable,
-    problem_response,
 )
+from flowdesk.auth.principal import Principal
 from flowdesk.errors import AppError, RateLimited
+from flowdesk.runtime import Runtime
 from flowdesk.usage.ratelimit import Decision
 
 logger = logging.getLogger(__name__)
@@ -62,9 +63,9 @@ class ApiUsageMiddleware:
         if not (limited or metered):
             await self.app(scope, receive, send)
             return
-        state = scope["app"].state
+        runtime = _runtime(scope)
         try:
-            principal = await _principal(state, scope)
+            principal = await _principal(runtime, scope)
         except Exception as exc:
             if not is_database_unreachable(exc):
                 raise
@@ -78,7 +79,7 @@ class ApiUsageMiddleware:
         # Handed to the endpoint's authentication (flowdesk.api.auth): one lookup.
         scope.setdefault("state", {})["principal"] = principal
 
-        decision = await _decide(state, principal) if limited else None
+        decision = await _decide(runtime, principal) if limited else None
         extra = (
             [(k.lower().encode(), v.encode()) for k, v in decision.headers().items()]
             if decision
@@ -101,7 +102,7 @@ class ApiUsageMiddleware:
                 await self.app(scope, receive, send_counted)
         finally:
             if metered:
-                state.usage_meter.record(
+                runtime.usage_meter.record(
                     principal.tenant_id, principal.key_id, self._family(scope, path), status
                 )
 
@@ -118,7 +119,13 @@ class ApiUsageMiddleware:
         return family if family in self._families else OTHER_FAMILY
 
 
-async def _principal(state: Any, scope: Scope) -> Principal | None:
+def _runtime(scope: Scope) -> Runtime:
+    """The app's runtime (flowdesk.runtime.runtime_of, for a bare ASGI scope)."""
+    runtime: Runtime = scope["app"].state.runtime
+    return runtime
+
+
+async def _principal(runtime: Runtime, scope: Scope) -> Principal | None:
     authorization = None
     for key, value in scope.get("headers", []):
         if key == b"authorization":
@@ -127,30 +134,28 @@ async def _principal(state: Any, scope: Scope) -> Principal | None:
     if not authorization:
         return None
     try:
-        principal: Principal = await state.authenticator.authenticate(authorization)
+        principal: Principal = await runtime.authenticator.authenticate(authorization)
     except AppError:  # 401: the endpoint answers it; there is no key to charge
         return None
     return principal
 
 
-async def _decide(state: Any, principal: Principal) -> Decision | None:
+async def _decide(runtime: Runtime, principal: Principal) -> Decision | None:
     try:
-        controls = await state.controls.get(principal.tenant_id)
+        controls = await runtime.controls.get(principal.tenant_id)
     except Exception:  # the database away: no policy to apply; the endpoint will answer 503
         logger.warning("rate limiter: no policy for tenant %s", principal.tenant_id)
         return None
-    decision: Decision = await state.rate_limiter.hit(str(principal.key_id), controls.rate_policy)
-    return decision
+    return await runtime.rate_limiter.hit(str(principal.key_id), controls.rate_policy)
 
 
-def _too_many(decision: Decision) -> Any:
+def _too_many(decision: Decision) -> Response:
     retry_after = max(1, decision.reset_seconds or 1)
     policy = decision.policy
-    exc = RateLimited(
-        f"This API key's rate limit of {policy.requests} requests per "
-        f"{policy.window_seconds} seconds is used up; retry in {retry_after} seconds.",
-        retry_after,
-    )
-    return problem_response(
-        exc.status, exc.slug, exc.title, exc.detail, extra=exc.extra, headers=exc.headers
+    return error_response(
+        RateLimited(
+            f"This API key's rate limit of {policy.requests} requests per "
+            f"{policy.window_seconds} seconds is used up; retry in {retry_after} seconds.",
+            retry_after,
+        )
     )

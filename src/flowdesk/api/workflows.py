@@ -7,8 +7,9 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowdesk.errors import NotFound
 from flowdesk.api.gates import TicketReader
+from flowdesk.errors import NotFound
+from flowdesk.runtime import runtime_of
 from flowdesk.workflow import Catalog, Workflow, render_dot, render_mermaid
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
@@ -55,8 +56,7 @@ class WorkflowOut(WorkflowSummary):
 
 
 def _catalog(request: Request) -> Catalog:
-    catalog: Catalog = request.app.state.catalog
-    return catalog
+    return runtime_of(request).catalog
 
 
 def _workflow(request: Request, name: str) -> Workflow:

@@ -1,30 +1,33 @@
-"""The permission and scope vocabulary, and how the two combine."""
+"""How a user's permissions (from groups) and a key's scopes combine into what a request may do."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
 
-Permission = Literal["tickets:create", "tickets:manage", "tickets:close", "admin"]
-Scope = Literal["tickets:read", "tickets:write", "admin"]
-
-ALL_PERMISSIONS: frozenset[str] = frozenset(
-    {"tickets:create", "tickets:manage", "tickets:close", "admin"}
+from flowdesk.vocabulary import (
+    ADMIN,
+    PERMISSIONS,
+    TICKETS_CLOSE,
+    TICKETS_CREATE,
+    TICKETS_MANAGE,
+    TICKETS_READ,
+    TICKETS_WRITE,
 )
-ALL_SCOPES: frozenset[str] = frozenset({"tickets:read", "tickets:write", "admin"})
+
+_ALL_PERMISSIONS: frozenset[str] = frozenset(PERMISSIONS)
 
 # What each key scope lets through of the user's permissions.
 _SCOPE_ALLOWS: dict[str, frozenset[str]] = {
-    "tickets:read": frozenset(),
-    "tickets:write": frozenset({"tickets:create", "tickets:manage", "tickets:close"}),
-    "admin": frozenset({"admin"}),
+    TICKETS_READ: frozenset(),
+    TICKETS_WRITE: frozenset({TICKETS_CREATE, TICKETS_MANAGE, TICKETS_CLOSE}),
+    ADMIN: frozenset({ADMIN}),
 }
 
 
 def user_permissions(granted: Iterable[str]) -> frozenset[str]:
     """The union of a user's group permissions; `admin` implies every other permission."""
-    perms = frozenset(granted) & ALL_PERMISSIONS
-    return ALL_PERMISSIONS if "admin" in perms else perms
+    perms = frozenset(granted) & _ALL_PERMISSIONS
+    return _ALL_PERMISSIONS if ADMIN in perms else perms
 
 
 def effective_permissions(granted: Iterable[str], scopes: Iterable[str]) -> frozenset[str]:

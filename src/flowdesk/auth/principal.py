@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from flowdesk.vocabulary import ADMIN, TICKETS_MANAGE
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -28,8 +30,8 @@ class Principal:
     def is_agent(self) -> bool:
         """The user works the queue (tickets:manage, which admin implies): they see every
         ticket of the tenant and internal notes, with any key that may read."""
-        return "tickets:manage" in self.user_permissions
+        return TICKETS_MANAGE in self.user_permissions
 
     @property
     def is_admin(self) -> bool:
-        return "admin" in self.permissions
+        return ADMIN in self.permissions

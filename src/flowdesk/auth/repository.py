@@ -1,98 +1,110 @@
-"""The SQL behind authentication: one query from key hash to everything a Principal needs."""
+"""The SQL behind authentication: one query from a key's hash to everything a Principal needs,
+and the batched write of when keys were last used."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
+from typing import TypedDict
 
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ARRAY, DateTime, Uuid, bindparam, cast, func, or_, select, update
 
-from flowdesk.models import ApiKey, Group, GroupMember, Tenant, User
+from flowdesk.db.query import Connection, Query, execute, row
+from flowdesk.models import api_keys, group_members, groups, tenants, users
 
 
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
+class KeyRow(TypedDict):
     key_id: uuid.UUID
     tenant_id: uuid.UUID
     tenant_slug: str
     user_id: uuid.UUID
     user_kind: str
     user_deleted: bool
-    scopes: tuple[str, ...]
-    granted: tuple[str, ...]
+    scopes: list[str]
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    # Every permission the user's groups grant (None when they are in no group).
+    granted: list[str] | None
 
 
-# Group permissions flattened to one comma-separated string (arrays of unequal length cannot
-# be aggregated into a PostgreSQL array); split in Python.
+_permission = func.unnest(groups.c.permissions).column_valued("permission")
+# The user's group permissions, one array: unnested first, since PostgreSQL cannot aggregate
+# arrays of unequal length into one.
 _granted = (
-    select(func.string_agg(func.array_to_string(Group.permissions, ","), ","))
-    .select_from(GroupMember)
-    .join(Group, (Group.tenant_id == GroupMember.tenant_id) & (Group.id == GroupMember.group_id))
-    .where(GroupMember.tenant_id == ApiKey.tenant_id, GroupMember.user_id == ApiKey.user_id)
+    select(func.array_agg(_permission.distinct()))
+    .select_from(
+        group_members.join(
+            groups,
+            (groups.c.tenant_id == group_members.c.tenant_id)
+            & (groups.c.id == group_members.c.group_id),
+        )
+    )
+    .where(
+        group_members.c.tenant_id == api_keys.c.tenant_id,
+        group_members.c.user_id == api_keys.c.user_id,
+    )
     .scalar_subquery()
 )
 
-
-async def fetch_key(conn: AsyncConnection, key_hash: bytes) -> KeyRecord | None:
-    stmt = (
-        select(
-            ApiKey.id,
-            ApiKey.tenant_id,
-            Tenant.slug,
-            ApiKey.user_id,
-            User.kind,
-            User.deleted_at,
-            ApiKey.scopes,
-            ApiKey.expires_at,
-            ApiKey.revoked_at,
-            ApiKey.last_used_at,
+_FETCH_KEY = Query(
+    select(
+        api_keys.c.id.label("key_id"),
+        api_keys.c.tenant_id,
+        tenants.c.slug.label("tenant_slug"),
+        api_keys.c.user_id,
+        users.c.kind.label("user_kind"),
+        users.c.deleted_at.is_not(None).label("user_deleted"),
+        api_keys.c.scopes,
+        api_keys.c.expires_at,
+        api_keys.c.revoked_at,
+        api_keys.c.last_used_at,
+        _granted.label("granted"),
+    )
+    .select_from(
+        api_keys.join(tenants, tenants.c.id == api_keys.c.tenant_id).join(
+            users, (users.c.tenant_id == api_keys.c.tenant_id) & (users.c.id == api_keys.c.user_id)
         )
-        .add_columns(_granted)
-        .join(Tenant, Tenant.id == ApiKey.tenant_id)
-        .join(User, (User.tenant_id == ApiKey.tenant_id) & (User.id == ApiKey.user_id))
-        .where(ApiKey.key_hash == key_hash)
     )
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        return None
-    return KeyRecord(
-        key_id=row[0],
-        tenant_id=row[1],
-        tenant_slug=row[2],
-        user_id=row[3],
-        user_kind=row[4],
-        user_deleted=row[5] is not None,
-        scopes=tuple(row[6]),
-        expires_at=row[7],
-        revoked_at=row[8],
-        last_used_at=row[9],
-        granted=tuple(p for p in (row[10] or "").split(",") if p),
+    .where(api_keys.c.key_hash == bindparam("key_hash"))
+)
+
+
+async def fetch_key(conn: Connection, key_hash: bytes) -> KeyRow | None:
+    return await row(conn, KeyRow, _FETCH_KEY, key_hash=key_hash)
+
+
+_uses = (
+    func.unnest(
+        cast(bindparam("tenant_ids"), ARRAY(Uuid)),
+        cast(bindparam("key_ids"), ARRAY(Uuid)),
+        cast(bindparam("used_at"), ARRAY(DateTime(timezone=True))),
     )
+    .table_valued("tenant_id", "id", "used_at")
+    .render_derived(name="u")
+)
+_RECORD_KEY_USE = Query(
+    update(api_keys)
+    .where(
+        api_keys.c.tenant_id == _uses.c.tenant_id,
+        api_keys.c.id == _uses.c.id,
+        # A stored time that is already later (another worker's) is kept.
+        or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < _uses.c.used_at),
+    )
+    .values(last_used_at=_uses.c.used_at)
+)
 
 
 async def record_key_use(
-    conn: AsyncConnection, uses: dict[tuple[uuid.UUID, uuid.UUID], datetime]
-) -> None:
-    """Record when keys were last used ((tenant id, key id) -> time), in one statement. A
-    stored time that is already later (another worker's) is kept."""
-    await conn.execute(
-        text(
-            """
-            UPDATE api_keys k SET last_used_at = u.used_at
-            FROM unnest(CAST(:tenants AS uuid[]), CAST(:ids AS uuid[]),
-                        CAST(:times AS timestamptz[])) AS u(tenant_id, id, used_at)
-            WHERE k.tenant_id = u.tenant_id AND k.id = u.id
-              AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at)
-            """
-        ),
-        {
-            "tenants": [tenant for tenant, _ in uses],
-            "ids": [key for _, key in uses],
-            "times": list(uses.values()),
-        },
+    conn: Connection, uses: Mapping[tuple[uuid.UUID, uuid.UUID], datetime]
+) -> int:
+    """Record when keys were last used ((tenant id, key id) -> time), in one statement; how
+    many keys were written."""
+    return await execute(
+        conn,
+        _RECORD_KEY_USE,
+        tenant_ids=[tenant for tenant, _ in uses],
+        key_ids=[key for _, key in uses],
+        used_at=list(uses.values()),
     )

@@ -20,13 +20,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from flowdesk.auth import keys
 from flowdesk.auth.permissions import effective_permissions, user_permissions
 from flowdesk.auth.principal import Principal
-from flowdesk.auth.repository import KeyRecord, fetch_key, record_key_use
+from flowdesk.auth.repository import KeyRow, fetch_key, record_key_use
 from flowdesk.db.listener import TtlPolicy
+from flowdesk.db.pool import Database
 from flowdesk.errors import Unauthorized
 from flowdesk.periodic import Periodic
 
@@ -39,7 +38,7 @@ _MAX_PENDING_USES = 100_000
 
 @dataclass(slots=True)
 class _Cached:
-    record: KeyRecord
+    record: KeyRow
     principal: Principal
     fetched_at: float
     touched_at: float
@@ -47,9 +46,9 @@ class _Cached:
 
 class Authenticator:
     def __init__(
-        self, engine: AsyncEngine, *, ttl: TtlPolicy, touch_interval: int, flush_seconds: float
+        self, db: Database, *, ttl: TtlPolicy, touch_interval: int, flush_seconds: float
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._ttl = ttl
         self._touch_interval = touch_interval
         self._cache: dict[bytes, _Cached] = {}
@@ -67,7 +66,7 @@ class Authenticator:
         """Forget the tenant's keys (a key, user, group or licence of it changed). A scan:
         changes are rare next to lookups, and an index would cost every load."""
         self._generation += 1
-        stale = [d for d, entry in self._cache.items() if entry.record.tenant_id == tenant_id]
+        stale = [d for d, entry in self._cache.items() if entry.record["tenant_id"] == tenant_id]
         for digest in stale:
             del self._cache[digest]
 
@@ -94,20 +93,21 @@ class Authenticator:
 
     async def _load(self, digest: bytes, now: float) -> _Cached:
         generation = self._generation
-        async with self._engine.connect() as conn:
+        async with self._db.connection() as conn:
             record = await fetch_key(conn, digest)
         if record is None:
             self._cache.pop(digest, None)
             raise Unauthorized()
+        granted = record["granted"] or ()
         principal = Principal(
-            tenant_id=record.tenant_id,
-            tenant_slug=record.tenant_slug,
-            user_id=record.user_id,
-            user_kind=record.user_kind,
-            key_id=record.key_id,
-            scopes=frozenset(record.scopes),
-            permissions=effective_permissions(record.granted, record.scopes),
-            user_permissions=user_permissions(record.granted),
+            tenant_id=record["tenant_id"],
+            tenant_slug=record["tenant_slug"],
+            user_id=record["user_id"],
+            user_kind=record["user_kind"],
+            key_id=record["key_id"],
+            scopes=frozenset(record["scopes"]),
+            permissions=effective_permissions(granted, record["scopes"]),
+            user_permissions=user_permissions(granted),
         )
         previous = self._cache.get(digest)
         # The database is the judge of when the key was last marked used; a fresh load of a
@@ -121,9 +121,9 @@ class Authenticator:
         self._cache[digest] = entry
         return entry
 
-    def _note_use(self, record: KeyRecord) -> None:
+    def _note_use(self, record: KeyRow) -> None:
         if len(self._uses) < _MAX_PENDING_USES:
-            self._uses[(record.tenant_id, record.key_id)] = datetime.now(UTC)
+            self._uses[(record["tenant_id"], record["key_id"])] = datetime.now(UTC)
 
     async def flush_uses(self) -> int:
         """Write the noted key uses; returns how many keys were written."""
@@ -131,7 +131,8 @@ class Authenticator:
         if not uses:
             return 0
         try:
-            async with self._engine.begin() as conn:
+            # One statement: autocommitted, no transaction needed.
+            async with self._db.connection() as conn:
                 await record_key_use(conn, uses)
         except Exception:  # bookkeeping: keep the notes for the next flush, never fail a request
             logger.warning("could not record the last use of %d keys", len(uses), exc_info=True)
@@ -158,14 +159,16 @@ def _bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
-def _usable(record: KeyRecord) -> bool:
-    if record.revoked_at is not None or record.user_deleted:
+def _usable(record: KeyRow) -> bool:
+    if record["revoked_at"] is not None or record["user_deleted"]:
         return False
-    return record.expires_at is None or record.expires_at > datetime.now(UTC)
+    expires_at = record["expires_at"]
+    return expires_at is None or expires_at > datetime.now(UTC)
 
 
-def _touched_monotonic(record: KeyRecord, now: float) -> float:
-    if record.last_used_at is None:
+def _touched_monotonic(record: KeyRow, now: float) -> float:
+    last_used_at = record["last_used_at"]
+    if last_used_at is None:
         return float("-inf")
-    age = (datetime.now(UTC) - record.last_used_at).total_seconds()
+    age = (datetime.now(UTC) - last_used_at).total_seconds()
     return now - max(age, 0.0)

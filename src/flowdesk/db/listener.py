@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import asyncpg
 
@@ -57,7 +57,7 @@ class AccessListener:
         self._ping_seconds = ping_seconds
         self._connect_timeout = connect_timeout
         self._subscribers: list[Subscriber] = []
-        self._conn: Any = None
+        self._conn: asyncpg.Connection[asyncpg.Record] | None = None
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # The monotonic time since which every change has been heard; None while deaf.
@@ -136,11 +136,12 @@ class AccessListener:
                 await asyncio.wait_for(self._lost.wait(), self._ping_seconds)
             if self._lost.is_set():
                 raise ConnectionError("the listening connection was closed")
+            assert self._conn is not None  # set by _connect before _watch runs
             await self._conn.execute("SELECT 1", timeout=self._ping_seconds)
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         try:
-            tenant_id = uuid.UUID(payload)
+            tenant_id = uuid.UUID(str(payload))
         except ValueError:
             logger.warning("access listener: ignoring payload %r", payload)
             return

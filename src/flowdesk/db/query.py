@@ -35,12 +35,13 @@ _Processor = Callable[[Any], Any]
 
 
 def _json(value: object) -> str:
-    return orjson.dumps(value).decode()
+    # default=str: asyncpg's UUIDs are a subclass orjson does not take as is.
+    return orjson.dumps(value, default=str).decode()
 
 
 # The one compiler. JSON values are serialised by SQLAlchemy's bind processors (with orjson);
 # the pool's codec passes the JSON text through.
-DIALECT = PGDialect_asyncpg(json_serializer=_json)
+DIALECT = PGDialect_asyncpg(json_serializer=_json)  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
 
 
 class Query:
@@ -58,9 +59,7 @@ class Query:
         # Values written into the statement (constants, or a per-call statement's values)
         # travel as parameters too; a call's values override them by name.
         self._fixed: dict[str, Any] = dict(compiled.params)
-        self._required = frozenset(
-            name for name, bind in compiled.binds.items() if bind.required
-        )
+        self._required = frozenset(name for name, bind in compiled.binds.items() if bind.required)
         processors = cast(Mapping[str, _Processor], compiled._bind_processors)
         self._processors: tuple[_Processor | None, ...] = tuple(
             processors.get(name) for name in self._names

@@ -15,10 +15,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from flowdesk.config import Settings
 from flowdesk.db.listener import TtlPolicy
+from flowdesk.db.pool import Database
 from flowdesk.itsm.repository import ControlsRow, fetch_controls
 from flowdesk.itsm.vocabulary import resolved_flags, resolved_quotas
 
@@ -47,8 +46,8 @@ class TenantControls:
 
 
 class ControlsCache:
-    def __init__(self, engine: AsyncEngine, *, ttl: TtlPolicy, default_policy: RatePolicy) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, *, ttl: TtlPolicy, default_policy: RatePolicy) -> None:
+        self._db = db
         self._ttl = ttl
         self._default_policy = default_policy
         self._entries: dict[uuid.UUID, tuple[float, TenantControls]] = {}
@@ -69,7 +68,7 @@ class ControlsCache:
         if entry is not None and now - entry[0] <= self._ttl(entry[0]):
             return entry[1]
         generation = self._generation
-        async with self._engine.connect() as conn:
+        async with self._db.connection() as conn:
             row = await fetch_controls(conn, tenant_id)
         controls = self._build(row)
         if generation != self._generation:
@@ -85,8 +84,12 @@ class ControlsCache:
                 False, resolved_flags({}), resolved_quotas({}), self._default_policy
             )
         policy = self._default_policy
-        if row.rate_limit_requests and row.rate_limit_window_seconds:
-            policy = RatePolicy(row.rate_limit_requests, row.rate_limit_window_seconds)
+        requests, window = row["rate_limit_requests"], row["rate_limit_window_seconds"]
+        if requests and window:
+            policy = RatePolicy(requests, window)
         return TenantControls(
-            row.licence_active, resolved_flags(row.flags), resolved_quotas(row.quotas), policy
+            row["licence_active"],
+            resolved_flags(row["flags"]),
+            resolved_quotas(row["quotas"]),
+            policy,
         )

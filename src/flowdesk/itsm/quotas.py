@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from asyncpg import Record
+from asyncpg.pool import Pool
 
+from flowdesk.db.pool import Database
+from flowdesk.db.query import Connection
 from flowdesk.errors import QuotaExceeded
 from flowdesk.itsm import repository as repo
 from flowdesk.itsm.vocabulary import AGENT_GRANTING_PERMISSIONS, resolved_quotas
-from flowdesk.models import QuotaAlert
 from flowdesk.periodic import Periodic
 
 logger = logging.getLogger(__name__)
@@ -27,31 +28,35 @@ logger = logging.getLogger(__name__)
 # pg_try_advisory_xact_lock key of the background check: one process at a time runs it.
 QUOTA_CHECK_LOCK_KEY = 0x666C6F71  # "floq"
 
+# A refusal is written on a connection of its own; waiting long for one would hold the
+# refused request (and its connection) while the pool is already short.
+_REFUSAL_ACQUIRE_SECONDS = 2.0
 
-def grants_agent_seat(permissions: list[str] | tuple[str, ...] | set[str]) -> bool:
+
+def grants_agent_seat(permissions: Iterable[str]) -> bool:
     return any(p in AGENT_GRANTING_PERMISSIONS for p in permissions)
 
 
 @dataclass(frozen=True, slots=True)
 class SeatGuard:
-    """Taken before a change that may grant agent seats; checked after it is flushed."""
+    """Taken before a change that may grant agent seats; checked after it is written."""
 
     tenant_id: uuid.UUID
     limit: int | None
     before: int
 
 
-async def guard_agent_seats(session: AsyncSession, tenant_id: uuid.UUID) -> SeatGuard:
-    tenant = await repo.lock_tenant(session, tenant_id)
-    limit = resolved_quotas(tenant.quotas if tenant else {})["max_agents"]
-    before = await repo.count_agents(session, tenant_id) if limit is not None else 0
+async def guard_agent_seats(conn: Connection, tenant_id: uuid.UUID) -> SeatGuard:
+    """Lock the tenant (grants are serialised per tenant) and count its seats before the
+    change. Call inside the transaction that makes the change."""
+    tenant = await repo.lock_tenant(conn, tenant_id)
+    limit = resolved_quotas(tenant["quotas"] if tenant else {})["max_agents"]
+    before = await repo.count_agents(conn, tenant_id) if limit is not None else 0
     return SeatGuard(tenant_id, limit, before)
 
 
-async def check_agent_seats(
-    session: AsyncSession, guard: SeatGuard, detail: dict[str, Any]
-) -> None:
-    """Refuse the (flushed, uncommitted) change if it added seats beyond the quota.
+async def check_agent_seats(conn: Connection, guard: SeatGuard, detail: dict[str, object]) -> None:
+    """Refuse the (written, uncommitted) change if it added seats beyond the quota.
 
     A change that adds no seat passes even when the tenant is already over (after the operator
     lowered the quota): only growth is refused. The refusal is recorded on a connection of its
@@ -59,15 +64,13 @@ async def check_agent_seats(
     """
     if guard.limit is None:
         return
-    after = await repo.count_agents(session, guard.tenant_id)
+    after = await repo.count_agents(conn, guard.tenant_id)
     if after <= guard.before or after <= guard.limit:
         return
-    engine = session.bind
-    assert isinstance(engine, AsyncEngine)
     try:
-        async with engine.begin() as conn:
+        async with _pool_of(conn).acquire(timeout=_REFUSAL_ACQUIRE_SECONDS) as side:
             await repo.record_refusal(
-                conn,
+                side,
                 guard.tenant_id,
                 "max_agents",
                 guard.limit,
@@ -85,8 +88,17 @@ async def check_agent_seats(
     )
 
 
+def _pool_of(conn: Connection) -> Pool[Record]:
+    """The pool `conn` came from (for the side connection of a refusal).
+
+    asyncpg has no public way from a pooled connection to its pool; the holder's reference is
+    typed by asyncpg-stubs. Services take a connection, not the pool, and this is the one
+    write that must outlive the caller's transaction."""
+    return conn._holder._pool
+
+
 async def reconcile_agent_alert(
-    conn: AsyncConnection | AsyncSession, tenant_id: uuid.UUID, limit: int | None, current: int
+    conn: Connection, tenant_id: uuid.UUID, limit: int | None, current: int
 ) -> bool:
     """Open (or refresh) the tenant's max_agents alert when over, resolve it when not.
     True when the tenant is over."""
@@ -101,10 +113,10 @@ async def reconcile_agent_alert(
 class QuotaCheckResult:
     ran: bool
     tenants_checked: int = 0
-    over_quota: list[dict[str, Any]] = field(default_factory=list)
+    over_quota: list[dict[str, object]] = field(default_factory=list)
 
 
-async def run_quota_check(engine: AsyncEngine) -> QuotaCheckResult:
+async def run_quota_check(db: Database) -> QuotaCheckResult:
     """One pass over every tenant with a max_agents quota, in one transaction.
 
     Safe with any number of processes: a transaction-level advisory lock lets one run at a time
@@ -112,21 +124,17 @@ async def run_quota_check(engine: AsyncEngine) -> QuotaCheckResult:
     even back-to-back runs record nothing twice. `max_emails_month` is counted by the
     notifications module, which raises its alerts through the same table.
     """
-    async with engine.begin() as conn:
-        got = (
-            await conn.execute(
-                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": QUOTA_CHECK_LOCK_KEY}
-            )
-        ).scalar()
-        if not got:
+    async with db.transaction() as conn:
+        if not await repo.try_advisory_xact_lock(conn, QUOTA_CHECK_LOCK_KEY):
             return QuotaCheckResult(ran=False)
-        rows = await repo.agent_use_over_limits(conn)
-        result = QuotaCheckResult(ran=True, tenants_checked=len(rows))
-        over_ids: list[uuid.UUID] = []
-        for tenant_id, limit, current in rows:
+        uses = await repo.agent_use_over_limits(conn)
+        result = QuotaCheckResult(ran=True, tenants_checked=len(uses))
+        over: list[uuid.UUID] = []
+        for use in uses:
+            tenant_id, limit, current = use["tenant_id"], use["quota_limit"], use["agents"]
             if current > limit:
                 await repo.open_over_quota_alert(conn, tenant_id, "max_agents", limit, current)
-                over_ids.append(tenant_id)
+                over.append(tenant_id)
                 result.over_quota.append(
                     {
                         "tenant_id": str(tenant_id),
@@ -136,20 +144,19 @@ async def run_quota_check(engine: AsyncEngine) -> QuotaCheckResult:
                     }
                 )
         # Everyone else is within (or no longer has) the quota: close their open alerts at once.
-        stmt = update(QuotaAlert).where(
-            QuotaAlert.quota == "max_agents", QuotaAlert.resolved_at.is_(None)
-        )
-        if over_ids:
-            stmt = stmt.where(QuotaAlert.tenant_id.not_in(over_ids))
-        await conn.execute(stmt.values(resolved_at=text("now()"), last_seen_at=text("now()")))
+        await repo.resolve_open_alerts_except(conn, "max_agents", over)
     if result.over_quota:
         logger.warning("quota check: %d tenant(s) over max_agents", len(result.over_quota))
     return result
 
 
-class QuotaChecker(Periodic):
-    """The background check as a lifespan task: every `interval` seconds in each process (the
-    advisory lock makes the processes take turns)."""
+class QuotaChecker:
+    """The background check as a lifespan job (`periodic`): every `interval` seconds in each
+    process (the advisory lock makes the processes take turns)."""
 
-    def __init__(self, engine: AsyncEngine, interval: float) -> None:
-        super().__init__("quota-check", interval, lambda: run_quota_check(engine))
+    def __init__(self, db: Database, interval: float) -> None:
+        self._db = db
+        self.periodic = Periodic("quota-check", interval, self.run)
+
+    async def run(self) -> QuotaCheckResult:
+        return await run_quota_check(self._db)

@@ -1,208 +1,450 @@
-"""All SQL of the ITSM controls: agent counts, quota alerts, the licence log, and the
-tenant-level reads the licence cache and the platform API need."""
+"""All SQL of the ITSM controls: the licence columns of a tenant, agent counts, quota alerts,
+the licence log, the "ITSM Agent" system group, and the tenant reads the licence cache and the
+platform API need."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict
 
-from sqlalchemy import Integer, Text, cast, func, select, update
+from asyncpg.exceptions import UniqueViolationError
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    ScalarSelect,
+    Text,
+    Uuid,
+    all_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from flowdesk.db.query import Connection, Query, execute, row, rows, value
+from flowdesk.errors import Conflict
 from flowdesk.itsm.vocabulary import AGENT_GRANTING_PERMISSIONS
-from flowdesk.models import Group, GroupMember, LicenceEvent, QuotaAlert, Tenant, User
+from flowdesk.models import group_members, groups, licence_events, quota_alerts, tenants, users
+
+# --- tenants -------------------------------------------------------------------------------
+
+
+class TenantRow(TypedDict):
+    """A tenant as the licence use cases and views read it (every column of `tenants`)."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    ticket_prefix: str
+    flags: dict[str, object]
+    quotas: dict[str, object]
+    licence_active: bool
+    licence_activated_at: datetime | None
+    licence_deactivated_at: datetime | None
+    rate_limit_requests: int | None
+    rate_limit_window_seconds: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TenantAgentsRow(TenantRow):
+    agents: int
+
+
+class LicenceColumns(TypedDict, total=False):
+    """The licence columns a change writes; those left out stay as they are."""
+
+    licence_active: bool
+    flags: dict[str, bool]
+    quotas: dict[str, int]
+    rate_limit_requests: int | None
+    rate_limit_window_seconds: int | None
+
 
 _AGENT_PERMS = cast(array(list(AGENT_GRANTING_PERMISSIONS)), ARRAY(Text))
 
 
-def _agents_of(tenant_id: Any) -> Any:
+def _agents_of(tenant_id: ColumnElement[Any]) -> ScalarSelect[int]:
     """The distinct live users of a tenant holding tickets:manage or admin through a group."""
     return (
-        select(func.count(func.distinct(GroupMember.user_id)))
-        .select_from(GroupMember)
+        select(func.count(func.distinct(group_members.c.user_id)))
+        .select_from(group_members)
         .join(
-            Group, (Group.tenant_id == GroupMember.tenant_id) & (Group.id == GroupMember.group_id)
+            groups,
+            (groups.c.tenant_id == group_members.c.tenant_id)
+            & (groups.c.id == group_members.c.group_id),
         )
-        .join(User, (User.tenant_id == GroupMember.tenant_id) & (User.id == GroupMember.user_id))
+        .join(
+            users,
+            (users.c.tenant_id == group_members.c.tenant_id)
+            & (users.c.id == group_members.c.user_id),
+        )
         .where(
-            GroupMember.tenant_id == tenant_id,
-            Group.permissions.op("&&")(_AGENT_PERMS),
-            User.deleted_at.is_(None),
+            group_members.c.tenant_id == tenant_id,
+            groups.c.permissions.overlap(_AGENT_PERMS),
+            users.c.deleted_at.is_(None),
         )
+        .scalar_subquery()
     )
 
 
-async def count_agents(session: AsyncSession | AsyncConnection, tenant_id: uuid.UUID) -> int:
-    return int((await session.execute(_agents_of(tenant_id))).scalar_one())
+_BY_SLUG = Query(select(tenants).where(tenants.c.slug == bindparam("slug")))
+# FOR NO KEY UPDATE (key_share=True), not FOR UPDATE: inserting a row that references the
+# tenant (a quota alert written on a side connection) takes FOR KEY SHARE, which this does not
+# block.
+_LOCK = Query(
+    select(tenants).where(tenants.c.id == bindparam("tenant_id")).with_for_update(key_share=True)
+)
+_COUNT_AGENTS = Query(select(_agents_of(bindparam("tenant_id", type_=Uuid))))
 
 
-async def lock_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
-    """The tenant row, locked: changes that may grant an agent seat are serialised per tenant,
-    so two concurrent grants cannot both squeeze under the quota.
+async def tenant_by_slug(conn: Connection, slug: str) -> TenantRow | None:
+    return await row(conn, TenantRow, _BY_SLUG, slug=slug)
 
-    FOR NO KEY UPDATE (key_share=True), not FOR UPDATE: inserting a row that references the
-    tenant (a quota alert written on a side connection) takes FOR KEY SHARE, which this does
-    not block."""
-    stmt = select(Tenant).where(Tenant.id == tenant_id).with_for_update(key_share=True)
-    return (await session.execute(stmt)).scalar()
+
+async def lock_tenant(conn: Connection, tenant_id: uuid.UUID) -> TenantRow | None:
+    """The tenant row, locked: changes that may grant an agent seat (and licence changes) are
+    serialised per tenant, so two concurrent grants cannot both squeeze under the quota."""
+    return await row(conn, TenantRow, _LOCK, tenant_id=tenant_id)
+
+
+async def count_agents(conn: Connection, tenant_id: uuid.UUID) -> int:
+    count = await value(conn, _COUNT_AGENTS, tenant_id=tenant_id)
+    assert isinstance(count, int)
+    return count
+
+
+async def update_licence_columns(
+    conn: Connection, tenant_id: uuid.UUID, columns: LicenceColumns
+) -> TenantRow:
+    """Write the given licence columns (activation or deactivation stamps its time)."""
+    values: dict[str, object] = {**columns, "updated_at": func.now()}
+    if "licence_active" in columns:
+        stamp = "licence_activated_at" if columns["licence_active"] else "licence_deactivated_at"
+        values[stamp] = func.now()
+    stmt = update(tenants).where(tenants.c.id == tenant_id).values(values).returning(*tenants.c)
+    updated = await row(conn, TenantRow, stmt)
+    assert updated is not None, "the caller holds the tenant's row lock"
+    return updated
+
+
+async def tenants_page(conn: Connection, limit: int, after: str | None) -> list[TenantAgentsRow]:
+    """Tenants by slug, each with its current agent count; one more than `limit` when there
+    is a next page."""
+    stmt = select(tenants, _agents_of(tenants.c.id).label("agents"))
+    if after is not None:
+        stmt = stmt.where(tenants.c.slug > after)
+    stmt = stmt.order_by(tenants.c.slug).limit(limit + 1)
+    return await rows(conn, TenantAgentsRow, stmt)
+
+
+# --- the licence cache ---------------------------------------------------------------------
+
+
+class ControlsRow(TypedDict):
+    licence_active: bool
+    flags: dict[str, object]
+    quotas: dict[str, object]
+    rate_limit_requests: int | None
+    rate_limit_window_seconds: int | None
+
+
+_CONTROLS = Query(
+    select(
+        tenants.c.licence_active,
+        tenants.c.flags,
+        tenants.c.quotas,
+        tenants.c.rate_limit_requests,
+        tenants.c.rate_limit_window_seconds,
+    ).where(tenants.c.id == bindparam("tenant_id"))
+)
+
+
+async def fetch_controls(conn: Connection, tenant_id: uuid.UUID) -> ControlsRow | None:
+    return await row(conn, ControlsRow, _CONTROLS, tenant_id=tenant_id)
+
+
+# --- the licence log -----------------------------------------------------------------------
+
+
+class LicenceEventRow(TypedDict):
+    id: int
+    actor: str
+    changes: dict[str, object]
+    created_at: datetime
+
+
+_ADD_EVENT = Query(
+    insert(licence_events).values(
+        tenant_id=bindparam("tenant_id"), actor=bindparam("actor"), changes=bindparam("changes")
+    )
+)
 
 
 async def add_licence_event(
-    session: AsyncSession, tenant_id: uuid.UUID, actor: str, changes: dict[str, Any]
+    conn: Connection, tenant_id: uuid.UUID, actor: str, changes: dict[str, object]
 ) -> None:
-    session.add(LicenceEvent(tenant_id=tenant_id, actor=actor, changes=changes))
-    await session.flush()
+    await execute(conn, _ADD_EVENT, tenant_id=tenant_id, actor=actor, changes=changes)
 
 
-async def licence_events(
-    session: AsyncSession, tenant_id: uuid.UUID, limit: int, before: int | None
-) -> Sequence[LicenceEvent]:
-    stmt = select(LicenceEvent).where(LicenceEvent.tenant_id == tenant_id)
+async def licence_events_page(
+    conn: Connection, tenant_id: uuid.UUID, limit: int, before: int | None
+) -> list[LicenceEventRow]:
+    """Newest first; one more than `limit` when there is a next page."""
+    stmt = select(
+        licence_events.c.id,
+        licence_events.c.actor,
+        licence_events.c.changes,
+        licence_events.c.created_at,
+    ).where(licence_events.c.tenant_id == tenant_id)
     if before is not None:
-        stmt = stmt.where(LicenceEvent.id < before)
-    stmt = stmt.order_by(LicenceEvent.id.desc()).limit(limit + 1)
-    return (await session.execute(stmt)).scalars().all()
+        stmt = stmt.where(licence_events.c.id < before)
+    stmt = stmt.order_by(licence_events.c.id.desc()).limit(limit + 1)
+    return await rows(conn, LicenceEventRow, stmt)
+
+
+# --- the ITSM Agent system group -----------------------------------------------------------
+
+
+class GroupRow(TypedDict):
+    id: uuid.UUID
+    name: str
+    system: bool
+
+
+_GROUP_BY_NAME = Query(
+    select(groups.c.id, groups.c.name, groups.c.system).where(
+        groups.c.tenant_id == bindparam("tenant_id"), groups.c.name == bindparam("name")
+    )
+)
+_RENAME_GROUP = Query(
+    update(groups)
+    .where(groups.c.tenant_id == bindparam("tenant_id"), groups.c.id == bindparam("group_id"))
+    .values(name=bindparam("name"), updated_at=func.now())
+)
+_ADD_SYSTEM_GROUP = Query(
+    insert(groups)
+    .values(
+        tenant_id=bindparam("tenant_id"),
+        name=bindparam("name"),
+        permissions=bindparam("permissions"),
+        system=True,
+    )
+    .returning(groups.c.id, groups.c.name, groups.c.system)
+)
+
+
+async def group_by_name(conn: Connection, tenant_id: uuid.UUID, name: str) -> GroupRow | None:
+    return await row(conn, GroupRow, _GROUP_BY_NAME, tenant_id=tenant_id, name=name)
+
+
+async def rename_group(
+    conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID, name: str
+) -> None:
+    try:
+        await execute(conn, _RENAME_GROUP, tenant_id=tenant_id, group_id=group_id, name=name)
+    except UniqueViolationError as exc:
+        raise Conflict(f"A group named '{name}' already exists.") from exc
+
+
+async def add_system_group(
+    conn: Connection, tenant_id: uuid.UUID, name: str, permissions: Sequence[str]
+) -> GroupRow:
+    try:
+        added = await row(
+            conn,
+            GroupRow,
+            _ADD_SYSTEM_GROUP,
+            tenant_id=tenant_id,
+            name=name,
+            permissions=list(permissions),
+        )
+    except UniqueViolationError as exc:
+        raise Conflict(f"A group named '{name}' already exists.") from exc
+    assert added is not None
+    return added
 
 
 # --- quota alerts --------------------------------------------------------------------------
 
 
+class AlertRow(TypedDict):
+    id: int
+    tenant_id: uuid.UUID
+    tenant_slug: str
+    quota: str
+    kind: str
+    quota_limit: int
+    current_use: int
+    detail: dict[str, object]
+    created_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+
+
+class AgentUseRow(TypedDict):
+    tenant_id: uuid.UUID
+    quota_limit: int
+    agents: int
+
+
+_RECORD_REFUSAL = Query(
+    insert(quota_alerts).values(
+        tenant_id=bindparam("tenant_id"),
+        quota=bindparam("quota"),
+        kind="refused",
+        quota_limit=bindparam("limit"),
+        current_use=bindparam("current"),
+        detail=bindparam("detail"),
+        resolved_at=func.now(),
+    )
+)
+
+
+def _open_over_quota() -> Query:
+    stmt = pg_insert(quota_alerts).values(
+        tenant_id=bindparam("tenant_id"),
+        quota=bindparam("quota"),
+        kind="over_quota",
+        quota_limit=bindparam("limit"),
+        current_use=bindparam("current"),
+        detail={},
+    )
+    return Query(
+        stmt.on_conflict_do_update(
+            index_elements=[quota_alerts.c.tenant_id, quota_alerts.c.quota],
+            index_where=quota_alerts.c.resolved_at.is_(None),
+            set_={
+                "quota_limit": stmt.excluded.quota_limit,
+                "current_use": stmt.excluded.current_use,
+                "last_seen_at": func.now(),
+            },
+        )
+    )
+
+
+_OPEN_OVER_QUOTA = _open_over_quota()
+_RESOLVE_OPEN = Query(
+    update(quota_alerts)
+    .where(
+        quota_alerts.c.tenant_id == bindparam("tenant_id"),
+        quota_alerts.c.quota == bindparam("quota"),
+        quota_alerts.c.resolved_at.is_(None),
+    )
+    .values(resolved_at=func.now(), current_use=bindparam("current"), last_seen_at=func.now())
+)
+_RESOLVE_ALL_BUT = Query(
+    update(quota_alerts)
+    .where(
+        quota_alerts.c.quota == bindparam("quota"),
+        quota_alerts.c.resolved_at.is_(None),
+        quota_alerts.c.tenant_id != all_(bindparam("over", type_=ARRAY(Uuid))),
+    )
+    .values(resolved_at=func.now(), last_seen_at=func.now())
+)
+_AGENT_USE = Query(
+    select(
+        tenants.c.id.label("tenant_id"),
+        cast(tenants.c.quotas["max_agents"].astext, Integer).label("quota_limit"),
+        _agents_of(tenants.c.id).label("agents"),
+    )
+    .where(func.jsonb_typeof(tenants.c.quotas["max_agents"]) == "number")
+    .order_by(tenants.c.id)
+)
+_TRY_LOCK = Query(select(func.pg_try_advisory_xact_lock(bindparam("key", type_=BigInteger))))
+
+
 async def record_refusal(
-    conn: AsyncConnection,
+    conn: Connection,
     tenant_id: uuid.UUID,
     quota: str,
     limit: int,
     current: int,
-    detail: dict[str, Any],
+    detail: dict[str, object],
 ) -> None:
     """A refused overrun attempt: closed at once (it never happened), kept for the operator."""
-    await conn.execute(
-        pg_insert(QuotaAlert).values(
-            tenant_id=tenant_id,
-            quota=quota,
-            kind="refused",
-            quota_limit=limit,
-            current_use=current,
-            detail=detail,
-            resolved_at=func.now(),
-        )
+    await execute(
+        conn,
+        _RECORD_REFUSAL,
+        tenant_id=tenant_id,
+        quota=quota,
+        limit=limit,
+        current=current,
+        detail=detail,
     )
 
 
 async def open_over_quota_alert(
-    conn: AsyncConnection | AsyncSession,
-    tenant_id: uuid.UUID,
-    quota: str,
-    limit: int,
-    current: int,
+    conn: Connection, tenant_id: uuid.UUID, quota: str, limit: int, current: int
 ) -> None:
     """Idempotent: at most one open alert per tenant and quota (a partial unique index); a
     repeat sighting refreshes its figures and last_seen_at."""
-    stmt = pg_insert(QuotaAlert).values(
-        tenant_id=tenant_id,
-        quota=quota,
-        kind="over_quota",
-        quota_limit=limit,
-        current_use=current,
-        detail={},
+    await execute(
+        conn, _OPEN_OVER_QUOTA, tenant_id=tenant_id, quota=quota, limit=limit, current=current
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[QuotaAlert.tenant_id, QuotaAlert.quota],
-        index_where=QuotaAlert.resolved_at.is_(None),
-        set_={
-            "quota_limit": stmt.excluded.quota_limit,
-            "current_use": stmt.excluded.current_use,
-            "last_seen_at": func.now(),
-        },
-    )
-    await conn.execute(stmt)
 
 
 async def resolve_open_alert(
-    conn: AsyncConnection | AsyncSession, tenant_id: uuid.UUID, quota: str, current: int
+    conn: Connection, tenant_id: uuid.UUID, quota: str, current: int
 ) -> None:
-    await conn.execute(
-        update(QuotaAlert)
-        .where(
-            QuotaAlert.tenant_id == tenant_id,
-            QuotaAlert.quota == quota,
-            QuotaAlert.resolved_at.is_(None),
-        )
-        .values(resolved_at=func.now(), current_use=current, last_seen_at=func.now())
-    )
+    await execute(conn, _RESOLVE_OPEN, tenant_id=tenant_id, quota=quota, current=current)
 
 
-@dataclass(frozen=True, slots=True)
-class AlertFilter:
-    tenant_id: uuid.UUID | None = None
-    kind: str | None = None
-    open_only: bool = False
+async def resolve_open_alerts_except(
+    conn: Connection, quota: str, over: Sequence[uuid.UUID]
+) -> int:
+    """Close the open alerts of `quota` of every tenant but those in `over`."""
+    return await execute(conn, _RESOLVE_ALL_BUT, quota=quota, over=list(over))
+
+
+async def agent_use_over_limits(conn: Connection) -> list[AgentUseRow]:
+    """(tenant, max_agents, agents in use) for every tenant with a max_agents quota."""
+    return await rows(conn, AgentUseRow, _AGENT_USE)
+
+
+async def try_advisory_xact_lock(conn: Connection, key: int) -> bool:
+    """Take a transaction-level advisory lock if no one holds it; False when someone does."""
+    return await value(conn, _TRY_LOCK, key=key) is True
 
 
 async def alerts_page(
-    session: AsyncSession, flt: AlertFilter, limit: int, before: int | None
-) -> Sequence[tuple[QuotaAlert, str]]:
-    """Newest first, with each alert's tenant slug."""
-    stmt = select(QuotaAlert, Tenant.slug).join(Tenant, Tenant.id == QuotaAlert.tenant_id)
-    if flt.tenant_id is not None:
-        stmt = stmt.where(QuotaAlert.tenant_id == flt.tenant_id)
-    if flt.kind is not None:
-        stmt = stmt.where(QuotaAlert.kind == flt.kind)
-    if flt.open_only:
-        stmt = stmt.where(QuotaAlert.resolved_at.is_(None))
-    if before is not None:
-        stmt = stmt.where(QuotaAlert.id < before)
-    stmt = stmt.order_by(QuotaAlert.id.desc()).limit(limit + 1)
-    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
-
-
-async def agent_use_over_limits(conn: AsyncConnection) -> Sequence[tuple[uuid.UUID, int, int]]:
-    """(tenant, max_agents, agents in use) for every tenant with a max_agents quota."""
-    limit = cast(Tenant.quotas["max_agents"].astext, Integer)
-    stmt = (
-        select(Tenant.id, limit, _agents_of(Tenant.id).scalar_subquery())
-        .where(func.jsonb_typeof(Tenant.quotas["max_agents"]) == "number")
-        .order_by(Tenant.id)
-    )
-    return [(row[0], int(row[1]), int(row[2])) for row in (await conn.execute(stmt)).all()]
-
-
-# --- tenants -------------------------------------------------------------------------------
-
-
-async def tenants_page(
-    session: AsyncSession, limit: int, after: str | None
-) -> Sequence[tuple[Tenant, int]]:
-    """Tenants by slug, each with its current agent count."""
-    stmt = select(Tenant, _agents_of(Tenant.id).scalar_subquery())
-    if after is not None:
-        stmt = stmt.where(Tenant.slug > after)
-    stmt = stmt.order_by(Tenant.slug).limit(limit + 1)
-    return [(row[0], int(row[1])) for row in (await session.execute(stmt)).all()]
-
-
-@dataclass(frozen=True, slots=True)
-class ControlsRow:
-    licence_active: bool
-    flags: dict[str, Any]
-    quotas: dict[str, Any]
-    rate_limit_requests: int | None
-    rate_limit_window_seconds: int | None
-
-
-async def fetch_controls(conn: AsyncConnection, tenant_id: uuid.UUID) -> ControlsRow | None:
+    conn: Connection,
+    *,
+    tenant_id: uuid.UUID | None,
+    kind: str | None,
+    open_only: bool,
+    limit: int,
+    before: int | None,
+) -> list[AlertRow]:
+    """Newest first, with each alert's tenant slug; one more than `limit` when there is a
+    next page."""
     stmt = select(
-        Tenant.licence_active,
-        Tenant.flags,
-        Tenant.quotas,
-        Tenant.rate_limit_requests,
-        Tenant.rate_limit_window_seconds,
-    ).where(Tenant.id == tenant_id)
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        return None
-    return ControlsRow(bool(row[0]), dict(row[1] or {}), dict(row[2] or {}), row[3], row[4])
+        quota_alerts.c.id,
+        quota_alerts.c.tenant_id,
+        tenants.c.slug.label("tenant_slug"),
+        quota_alerts.c.quota,
+        quota_alerts.c.kind,
+        quota_alerts.c.quota_limit,
+        quota_alerts.c.current_use,
+        quota_alerts.c.detail,
+        quota_alerts.c.created_at,
+        quota_alerts.c.last_seen_at,
+        quota_alerts.c.resolved_at,
+    ).join(tenants, tenants.c.id == quota_alerts.c.tenant_id)
+    if tenant_id is not None:
+        stmt = stmt.where(quota_alerts.c.tenant_id == tenant_id)
+    if kind is not None:
+        stmt = stmt.where(quota_alerts.c.kind == kind)
+    if open_only:
+        stmt = stmt.where(quota_alerts.c.resolved_at.is_(None))
+    if before is not None:
+        stmt = stmt.where(quota_alerts.c.id < before)
+    stmt = stmt.order_by(quota_alerts.c.id.desc()).limit(limit + 1)
+    return await rows(conn, AlertRow, stmt)

@@ -1,5 +1,8 @@
 """Bodies of the ITSM controls, shared by the tenant's own view (GET /v1/tenant) and the
-platform API."""
+platform API.
+
+Inputs are strict: a boolean or an integer is given as one (`"requests": true` or
+`"max_agents": "5"` is a 422, never coerced into a limit)."""
 
 from __future__ import annotations
 
@@ -7,10 +10,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from flowdesk.api.types import INPUT_CONFIG
-from flowdesk.itsm.vocabulary import Flag
+from flowdesk.vocabulary import Flag
 
 
 class LicenceOut(BaseModel):
@@ -21,8 +24,10 @@ class LicenceOut(BaseModel):
 
 class RateLimitPolicy(BaseModel):
     model_config = INPUT_CONFIG
-    requests: int = Field(ge=1, le=1_000_000, description="Requests admitted per key per window.")
-    window_seconds: int = Field(ge=1, le=86_400)
+    requests: StrictInt = Field(
+        ge=1, le=1_000_000, description="Requests admitted per key per window."
+    )
+    window_seconds: StrictInt = Field(ge=1, le=86_400)
 
 
 class RateLimitOut(RateLimitPolicy):
@@ -37,8 +42,8 @@ class QuotaUse(BaseModel):
 
 class QuotasPatch(BaseModel):
     model_config = INPUT_CONFIG
-    max_agents: int | None = Field(default=None, ge=0, le=1_000_000)
-    max_emails_month: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    max_agents: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
+    max_emails_month: StrictInt | None = Field(default=None, ge=0, le=1_000_000_000)
 
 
 class LicencePatch(BaseModel):
@@ -46,8 +51,8 @@ class LicencePatch(BaseModel):
     service default, one left out stays as it is."""
 
     model_config = INPUT_CONFIG
-    active: bool | None = None
-    flags: dict[Flag, bool] | None = Field(default=None, max_length=20)
+    active: StrictBool | None = None
+    flags: dict[Flag, StrictBool] | None = Field(default=None, max_length=20)
     quotas: QuotasPatch | None = None
     rate_limit: RateLimitPolicy | None = None
 
@@ -68,7 +73,6 @@ class QuotaAlertOut(BaseModel):
 
 
 class LicenceEventOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
     id: int
     actor: str
     changes: dict[str, Any]

@@ -1,34 +1,33 @@
-"""Licence use cases: activate, deactivate, set flags, quotas and the rate-limit policy.
+"""Licence use cases: activate, deactivate, set flags, quotas and the rate-limit policy, and
+the view of a tenant with its licence.
 
-Only the platform operator reaches these (the platform API and the CLI); no tenant endpoint
-calls them. Each runs in the caller's transaction and only flushes.
+Only the platform operator changes a licence (the platform API and the CLI); no tenant
+endpoint calls `update_licence`. Each use case runs on the caller's connection, inside the
+caller's transaction (it writes several rows: the tenant, the system group, the log entry,
+the quota alert).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from sqlalchemy import func
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from flowdesk.db.query import Connection
 from flowdesk.errors import InvalidInput, NotFound
 from flowdesk.itsm import repository as repo
 from flowdesk.itsm.controls import RatePolicy
 from flowdesk.itsm.quotas import reconcile_agent_alert
+from flowdesk.itsm.repository import GroupRow, LicenceColumns, TenantRow
 from flowdesk.itsm.schemas import LicenceOut, QuotaUse, RateLimitOut
 from flowdesk.itsm.vocabulary import (
-    FLAGS,
     ITSM_AGENT_GROUP,
     ITSM_AGENT_PERMISSIONS,
-    QUOTAS,
     resolved_flags,
     resolved_quotas,
 )
-from flowdesk.models import Group, Tenant
-from flowdesk.tenants.repository import GroupRepository, TenantRepository
 from flowdesk.tenants.schemas import TenantOut
+from flowdesk.vocabulary import FLAGS, QUOTAS
 
 Unset = Literal["unchanged"]
 UNCHANGED: Unset = "unchanged"
@@ -48,44 +47,47 @@ class LicenceChange:
 
 @dataclass(frozen=True, slots=True)
 class LicenceView:
-    tenant: Tenant
+    tenant: TenantRow
     flags: dict[str, bool]
     quotas: dict[str, int | None]
     agents: int
 
 
-async def tenant_by_slug(session: AsyncSession, slug: str) -> Tenant:
-    tenant = await TenantRepository(session).by_slug(slug)
+async def tenant_by_slug(conn: Connection, slug: str) -> TenantRow:
+    # No slug holds a NUL (PostgreSQL text cannot store one, so it cannot be looked up either).
+    tenant = None if "\x00" in slug else await repo.tenant_by_slug(conn, slug)
     if tenant is None:
         raise NotFound(f"No tenant '{slug}'.")
     return tenant
 
 
-async def view(session: AsyncSession, tenant: Tenant, agents: int | None = None) -> LicenceView:
+async def view(conn: Connection, tenant: TenantRow, agents: int | None = None) -> LicenceView:
     return LicenceView(
         tenant,
-        resolved_flags(tenant.flags),
-        resolved_quotas(tenant.quotas),
-        agents if agents is not None else await repo.count_agents(session, tenant.id),
+        resolved_flags(tenant["flags"]),
+        resolved_quotas(tenant["quotas"]),
+        agents if agents is not None else await repo.count_agents(conn, tenant["id"]),
     )
 
 
 async def describe(
-    session: AsyncSession, tenant: Tenant, default_policy: RatePolicy, agents: int | None = None
+    conn: Connection, tenant: TenantRow, default_policy: RatePolicy, agents: int | None = None
 ) -> TenantOut:
     """The tenant with its licence, flags, quotas (and their use) and rate-limit policy: what
-    its admins see at GET /v1/tenant and the operator at /platform/v1/tenants."""
-    current = await view(session, tenant, agents)
-    custom = bool(tenant.rate_limit_requests and tenant.rate_limit_window_seconds)
+    its admins see at GET /v1/tenant and the operator at /platform/v1/tenants. `agents`, when
+    the caller has counted them already, saves the count."""
+    current = await view(conn, tenant, agents)
+    requests, window = tenant["rate_limit_requests"], tenant["rate_limit_window_seconds"]
+    policy = RatePolicy(requests, window) if requests and window else default_policy
     return TenantOut(
-        id=tenant.id,
-        slug=tenant.slug,
-        name=tenant.name,
-        ticket_prefix=tenant.ticket_prefix,
+        id=tenant["id"],
+        slug=tenant["slug"],
+        name=tenant["name"],
+        ticket_prefix=tenant["ticket_prefix"],
         licence=LicenceOut(
-            active=tenant.licence_active,
-            activated_at=tenant.licence_activated_at,
-            deactivated_at=tenant.licence_deactivated_at,
+            active=tenant["licence_active"],
+            activated_at=tenant["licence_activated_at"],
+            deactivated_at=tenant["licence_deactivated_at"],
         ),
         flags=current.flags,
         quotas=current.quotas,
@@ -94,14 +96,12 @@ async def describe(
             "max_emails_month": QuotaUse(limit=current.quotas["max_emails_month"], current=None),
         },
         rate_limit=RateLimitOut(
-            requests=tenant.rate_limit_requests if custom else default_policy.requests,
-            window_seconds=tenant.rate_limit_window_seconds
-            if custom
-            else default_policy.window_seconds,
-            default=not custom,
+            requests=policy.requests,
+            window_seconds=policy.window_seconds,
+            default=policy is default_policy,
         ),
-        created_at=tenant.created_at,
-        updated_at=tenant.updated_at,
+        created_at=tenant["created_at"],
+        updated_at=tenant["updated_at"],
     )
 
 
@@ -118,59 +118,58 @@ def _validate(change: LicenceChange) -> None:
 
 
 async def update_licence(
-    session: AsyncSession, tenant_id: uuid.UUID, change: LicenceChange, actor: str
+    conn: Connection, tenant_id: uuid.UUID, change: LicenceChange, actor: str
 ) -> LicenceView:
+    """Apply the change, log what it changed and reconcile the max_agents alert. Run it in a
+    transaction: it locks the tenant's row and writes several rows."""
     _validate(change)
-    tenant = await repo.lock_tenant(session, tenant_id)
+    tenant = await repo.lock_tenant(conn, tenant_id)
     if tenant is None:
         raise NotFound("No such tenant.")
-    changes: dict[str, Any] = {}
-    values: dict[str, Any] = {}
+    changes: dict[str, object] = {}
+    columns: LicenceColumns = {}
 
-    if change.active is not None and change.active != tenant.licence_active:
-        values["licence_active"] = change.active
-        values["licence_activated_at" if change.active else "licence_deactivated_at"] = func.now()
-        changes["active"] = [tenant.licence_active, change.active]
+    if change.active is not None and change.active != tenant["licence_active"]:
+        columns["licence_active"] = change.active
+        changes["active"] = [tenant["licence_active"], change.active]
 
-    flags = resolved_flags(tenant.flags)
+    flags = resolved_flags(tenant["flags"])
     new_flags = flags | change.flags
-    if new_flags != tenant.flags:  # also stores the defaults explicitly on first activation
-        values["flags"] = new_flags
+    if new_flags != tenant["flags"]:  # also stores the defaults explicitly on first activation
+        columns["flags"] = new_flags
     flag_changes = {k: [flags[k], v] for k, v in new_flags.items() if flags[k] != v}
     if flag_changes:
         changes["flags"] = flag_changes
 
-    quotas = resolved_quotas(tenant.quotas)
+    quotas = resolved_quotas(tenant["quotas"])
     new_quotas = quotas | change.quotas
     if new_quotas != quotas:
-        values["quotas"] = {k: v for k, v in new_quotas.items() if v is not None}
+        columns["quotas"] = {k: v for k, v in new_quotas.items() if v is not None}
         changes["quotas"] = {k: [quotas[k], v] for k, v in new_quotas.items() if quotas[k] != v}
 
     if change.rate_limit != UNCHANGED:
-        old = (
-            (tenant.rate_limit_requests, tenant.rate_limit_window_seconds)
-            if tenant.rate_limit_requests
-            else None
-        )
+        old_requests = tenant["rate_limit_requests"]
+        old_window = tenant["rate_limit_window_seconds"]
+        old = (old_requests, old_window) if old_requests and old_window is not None else None
         new = change.rate_limit
         if new != old:
-            values["rate_limit_requests"] = new[0] if new else None
-            values["rate_limit_window_seconds"] = new[1] if new else None
+            columns["rate_limit_requests"] = new[0] if new else None
+            columns["rate_limit_window_seconds"] = new[1] if new else None
             changes["rate_limit"] = [list(old) if old else None, list(new) if new else None]
 
-    if values:
-        tenant = await TenantRepository(session).update(tenant, values)
-    if tenant.licence_active:
-        await ensure_itsm_agent_group(session, tenant.id)
+    if columns:
+        tenant = await repo.update_licence_columns(conn, tenant_id, columns)
+    if tenant["licence_active"]:
+        await ensure_itsm_agent_group(conn, tenant_id)
     if changes:
-        await repo.add_licence_event(session, tenant.id, actor, changes)
-    result = await view(session, tenant)
+        await repo.add_licence_event(conn, tenant_id, actor, changes)
+    result = await view(conn, tenant)
     # A lowered quota shows up as an alert at once, not only at the next background check.
-    await reconcile_agent_alert(session, tenant.id, result.quotas["max_agents"], result.agents)
+    await reconcile_agent_alert(conn, tenant_id, result.quotas["max_agents"], result.agents)
     return result
 
 
-async def ensure_itsm_agent_group(session: AsyncSession, tenant_id: uuid.UUID) -> Group:
+async def ensure_itsm_agent_group(conn: Connection, tenant_id: uuid.UUID) -> GroupRow:
     """The "ITSM Agent" system group (seed 004), made on first activation and kept after a
     deactivation so that its members are still there when the licence comes back.
 
@@ -178,13 +177,14 @@ async def ensure_itsm_agent_group(session: AsyncSession, tenant_id: uuid.UUID) -
     new name ("ITSM Agent (custom)"): the system group's permissions are fixed, so taking the
     tenant's group over could silently change what its members may do.
     """
-    groups = GroupRepository(session, tenant_id)
-    existing = await groups.by_name(ITSM_AGENT_GROUP)
-    if existing is not None and existing.system:
+    existing = await repo.group_by_name(conn, tenant_id, ITSM_AGENT_GROUP)
+    if existing is not None and existing["system"]:
         return existing
     if existing is not None:
         new_name = f"{ITSM_AGENT_GROUP} (custom)"
-        if await groups.by_name(new_name) is not None:
-            new_name = f"{new_name} {existing.id.hex[:8]}"
-        await groups.update(existing, {"name": new_name})
-    return await groups.add(ITSM_AGENT_GROUP, sorted(ITSM_AGENT_PERMISSIONS), system=True)
+        if await repo.group_by_name(conn, tenant_id, new_name) is not None:
+            new_name = f"{new_name} {existing['id'].hex[:8]}"
+        await repo.rename_group(conn, tenant_id, existing["id"], new_name)
+    return await repo.add_system_group(
+        conn, tenant_id, ITSM_AGENT_GROUP, sorted(ITSM_AGENT_PERMISSIONS)
+    )

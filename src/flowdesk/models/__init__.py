@@ -27,12 +27,12 @@ __all__ = [
     "metadata",
     "outbox",
     "quota_alerts",
+    "tenants",
     "ticket_approvals",
     "ticket_comments",
     "ticket_counters",
     "ticket_events",
     "ticket_links",
     "tickets",
-    "tenants",
     "users",
 ]

@@ -7,7 +7,6 @@ tenant can never reference another tenant's, and the schema can be distributed b
 from __future__ import annotations
 
 from sqlalchemy import (
-    ARRAY,
     Boolean,
     Column,
     DateTime,
@@ -20,6 +19,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from flowdesk.db.base import metadata
 from flowdesk.models.columns import created_at, tenant_id, updated_at, uuid_id

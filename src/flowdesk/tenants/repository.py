@@ -1,245 +1,547 @@
-"""All SQL of tenant administration. Each repository is bound to one tenant and scopes every
-query through `_mine`, so no query can reach another tenant's rows by forgetting a filter."""
+"""All SQL of tenant administration: tenants, users, groups, membership and API keys.
+
+Every statement on a tenant's rows is scoped through `_mine` (`tenant_id = :tenant_id`), and
+every function takes the tenant: no query can reach another tenant's rows by forgetting a
+filter. Unique violations (a slug, an e-mail or a group name taken, perhaps by a concurrent
+request) become `Conflict`s here.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
-from sqlalchemy import ColumnElement, any_, delete, func, literal, select, tuple_, update
+from asyncpg.exceptions import UniqueViolationError
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    String,
+    Table,
+    Uuid,
+    any_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from flowdesk.models import ApiKey, Group, GroupMember, Tenant, TicketCounter, User
+from flowdesk.db.query import Connection, Query, row, rows, value
+from flowdesk.errors import Conflict
+from flowdesk.models import api_keys, group_members, groups, tenants, ticket_counters, users
+from flowdesk.vocabulary import ADMIN
 
 
-class TenantRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class TenantRow(TypedDict):
+    id: uuid.UUID
+    slug: str
+    name: str
+    ticket_prefix: str
+    flags: dict[str, object]
+    quotas: dict[str, object]
+    licence_active: bool
+    licence_activated_at: datetime | None
+    licence_deactivated_at: datetime | None
+    rate_limit_requests: int | None
+    rate_limit_window_seconds: int | None
+    created_at: datetime
+    updated_at: datetime
 
-    async def create(self, slug: str, name: str, prefix: str) -> Tenant:
-        tenant = Tenant(slug=slug, name=name, ticket_prefix=prefix)
-        self.session.add(tenant)
-        await self.session.flush()
-        self.session.add(TicketCounter(tenant_id=tenant.id))
-        await self.session.flush()
-        await self.session.refresh(tenant)
-        return tenant
 
-    async def get(self, tenant_id: uuid.UUID) -> Tenant | None:
-        return await self.session.get(Tenant, tenant_id)
+class UserRow(TypedDict):
+    id: uuid.UUID
+    email: str
+    name: str
+    kind: str
+    created_at: datetime
+    updated_at: datetime
 
-    async def by_slug(self, slug: str) -> Tenant | None:
-        return (await self.session.execute(select(Tenant).where(Tenant.slug == slug))).scalar()
 
-    async def slug_taken(self, slug: str) -> bool:
-        return await self.by_slug(slug) is not None
+class GroupRow(TypedDict):
+    id: uuid.UUID
+    name: str
+    permissions: list[str]
+    system: bool
+    created_at: datetime
+    updated_at: datetime
 
-    async def update(self, tenant: Tenant, values: dict[str, Any]) -> Tenant:
-        for key, value in values.items():
-            setattr(tenant, key, value)
-        tenant.updated_at = func.now()
-        await self.session.flush()
-        await self.session.refresh(tenant)
-        return tenant
 
-    async def count(self) -> int:
-        return int(
-            (await self.session.execute(select(func.count()).select_from(Tenant))).scalar_one()
+class MemberRow(TypedDict):
+    group_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+class ApiKeyRow(TypedDict):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    created_at: datetime
+
+
+_TENANT = tuple(tenants.c)
+_USER = (
+    users.c.id,
+    users.c.email,
+    users.c.name,
+    users.c.kind,
+    users.c.created_at,
+    users.c.updated_at,
+)
+_GROUP = (
+    groups.c.id,
+    groups.c.name,
+    groups.c.permissions,
+    groups.c.system,
+    groups.c.created_at,
+    groups.c.updated_at,
+)
+_API_KEY = (
+    api_keys.c.id,
+    api_keys.c.user_id,
+    api_keys.c.name,
+    api_keys.c.prefix,
+    api_keys.c.scopes,
+    api_keys.c.expires_at,
+    api_keys.c.revoked_at,
+    api_keys.c.last_used_at,
+    api_keys.c.created_at,
+)
+
+
+def _mine(table: Table) -> ColumnElement[bool]:
+    return table.c.tenant_id == bindparam("tenant_id")
+
+
+@contextmanager
+def _unique(constraint: str, detail: str) -> Iterator[None]:
+    """The statement's violation of `constraint` as a Conflict saying `detail` (the check is
+    the index's, so two concurrent requests cannot both pass it)."""
+    try:
+        yield
+    except UniqueViolationError as exc:
+        if exc.constraint_name != constraint:
+            raise
+        raise Conflict(detail) from exc
+
+
+async def _count(conn: Connection, query: Query, **values: object) -> int:
+    count = await value(conn, query, **values)
+    assert isinstance(count, int)
+    return count
+
+
+# --- tenants -------------------------------------------------------------------------------
+
+_new_tenant = (
+    insert(tenants)
+    .values(slug=bindparam("slug"), name=bindparam("name"), ticket_prefix=bindparam("prefix"))
+    .returning(*_TENANT)
+    .cte("new_tenant")
+)
+# The tenant and its ticket counter, in one statement.
+_INSERT_TENANT = Query(
+    select(_new_tenant).add_cte(
+        insert(ticket_counters)
+        .from_select(["tenant_id"], select(_new_tenant.c.id))
+        .cte("new_counter")
+    )
+)
+_GET_TENANT = Query(select(*_TENANT).where(tenants.c.id == bindparam("tenant_id")))
+_TENANT_BY_SLUG = Query(select(*_TENANT).where(tenants.c.slug == bindparam("slug")))
+_COUNT_TENANTS = Query(select(func.count()).select_from(tenants))
+
+
+async def insert_tenant(conn: Connection, slug: str, name: str, prefix: str) -> TenantRow:
+    with _unique("uq_tenants_slug", f"A tenant with slug '{slug}' already exists."):
+        made = await row(conn, TenantRow, _INSERT_TENANT, slug=slug, name=name, prefix=prefix)
+    assert made is not None
+    return made
+
+
+async def get_tenant(conn: Connection, tenant_id: uuid.UUID) -> TenantRow | None:
+    return await row(conn, TenantRow, _GET_TENANT, tenant_id=tenant_id)
+
+
+async def tenant_by_slug(conn: Connection, slug: str) -> TenantRow | None:
+    return await row(conn, TenantRow, _TENANT_BY_SLUG, slug=slug)
+
+
+async def update_tenant(
+    conn: Connection, tenant_id: uuid.UUID, values: Mapping[str, Any]
+) -> TenantRow | None:
+    """Set `values` (column name -> value or SQL expression) and updated_at."""
+    stmt = (
+        update(tenants)
+        .where(tenants.c.id == tenant_id)
+        .values(**values, updated_at=func.now())
+        .returning(*_TENANT)
+    )
+    return await row(conn, TenantRow, stmt)
+
+
+async def count_tenants(conn: Connection) -> int:
+    return await _count(conn, _COUNT_TENANTS)
+
+
+# --- users ---------------------------------------------------------------------------------
+
+_live_user = (_mine(users), users.c.id == bindparam("user_id"), users.c.deleted_at.is_(None))
+
+_INSERT_USER = Query(
+    insert(users)
+    .values(
+        tenant_id=bindparam("tenant_id"),
+        email=bindparam("email"),
+        name=bindparam("name"),
+        kind=bindparam("kind"),
+    )
+    .returning(*_USER)
+)
+_GET_USER = Query(select(*_USER).where(*_live_user))
+_USER_BY_EMAIL = Query(
+    select(*_USER).where(
+        _mine(users),
+        func.lower(users.c.email) == func.lower(bindparam("email", type_=String)),
+        users.c.deleted_at.is_(None),
+    )
+)
+
+# A user is soft-deleted (tickets and the audit trail keep pointing at them) and, in the same
+# statement, leaves their groups and loses their keys.
+_deleted_user = (
+    update(users)
+    .where(*_live_user)
+    .values(deleted_at=func.now())
+    .returning(users.c.tenant_id, users.c.id)
+    .cte("deleted_user")
+)
+_SOFT_DELETE_USER = Query(
+    select(_deleted_user.c.id).add_cte(
+        delete(group_members)
+        .where(
+            group_members.c.tenant_id == _deleted_user.c.tenant_id,
+            group_members.c.user_id == _deleted_user.c.id,
         )
-
-
-class _TenantScoped:
-    def __init__(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:
-        self.session = session
-        self.tenant_id = tenant_id
-
-    def _mine(
-        self, model: type[User] | type[Group] | type[GroupMember] | type[ApiKey]
-    ) -> ColumnElement[bool]:
-        return model.tenant_id == self.tenant_id
-
-
-class UserRepository(_TenantScoped):
-    async def add(self, email: str, name: str, kind: str) -> User:
-        user = User(tenant_id=self.tenant_id, email=email, name=name, kind=kind)
-        self.session.add(user)
-        await self.session.flush()
-        await self.session.refresh(user)
-        return user
-
-    async def get(self, user_id: uuid.UUID) -> User | None:
-        stmt = select(User).where(self._mine(User), User.id == user_id, User.deleted_at.is_(None))
-        return (await self.session.execute(stmt)).scalar()
-
-    async def by_email(self, email: str) -> User | None:
-        stmt = select(User).where(
-            self._mine(User), func.lower(User.email) == email.lower(), User.deleted_at.is_(None)
+        .cte("left_groups"),
+        update(api_keys)
+        .where(
+            api_keys.c.tenant_id == _deleted_user.c.tenant_id,
+            api_keys.c.user_id == _deleted_user.c.id,
+            api_keys.c.revoked_at.is_(None),
         )
-        return (await self.session.execute(stmt)).scalar()
-
-    async def page(self, limit: int, after: tuple[datetime, uuid.UUID] | None) -> Sequence[User]:
-        stmt = select(User).where(self._mine(User), User.deleted_at.is_(None))
-        if after is not None:
-            stmt = stmt.where(tuple_(User.created_at, User.id) > tuple_(*after))
-        stmt = stmt.order_by(User.created_at, User.id).limit(limit + 1)
-        return (await self.session.execute(stmt)).scalars().all()
-
-    async def update(self, user: User, values: dict[str, Any]) -> User:
-        for key, value in values.items():
-            setattr(user, key, value)
-        user.updated_at = func.now()
-        await self.session.flush()
-        await self.session.refresh(user)
-        return user
-
-    async def soft_delete(self, user: User) -> None:
-        user.deleted_at = func.now()
-        await self.session.execute(
-            delete(GroupMember).where(self._mine(GroupMember), GroupMember.user_id == user.id)
+        .values(revoked_at=func.now())
+        .cte("revoked_keys"),
+    )
+)
+_COUNT_ADMINS = Query(
+    select(func.count(func.distinct(group_members.c.user_id)))
+    .select_from(
+        group_members.join(
+            groups,
+            (groups.c.tenant_id == group_members.c.tenant_id)
+            & (groups.c.id == group_members.c.group_id),
+        ).join(
+            users,
+            (users.c.tenant_id == group_members.c.tenant_id)
+            & (users.c.id == group_members.c.user_id),
         )
-        await self.session.execute(
-            update(ApiKey)
-            .where(self._mine(ApiKey), ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
-            .values(revoked_at=func.now())
+    )
+    .where(
+        _mine(group_members),
+        literal(ADMIN) == any_(groups.c.permissions),
+        users.c.deleted_at.is_(None),
+    )
+)
+
+
+def _email_taken(email: str) -> AbstractContextManager[None]:
+    return _unique(
+        "uq_users_tenant_id_email", f"A user with e-mail '{email}' already exists in this tenant."
+    )
+
+
+async def insert_user(
+    conn: Connection, tenant_id: uuid.UUID, email: str, name: str, kind: str
+) -> UserRow:
+    with _email_taken(email):
+        made = await row(
+            conn, UserRow, _INSERT_USER, tenant_id=tenant_id, email=email, name=name, kind=kind
         )
-        await self.session.flush()
-
-    async def count_admins(self) -> int:
-        stmt = (
-            select(func.count(func.distinct(GroupMember.user_id)))
-            .join(
-                Group,
-                (Group.tenant_id == GroupMember.tenant_id) & (Group.id == GroupMember.group_id),
-            )
-            .join(
-                User, (User.tenant_id == GroupMember.tenant_id) & (User.id == GroupMember.user_id)
-            )
-            .where(
-                self._mine(GroupMember),
-                literal("admin") == any_(Group.permissions),
-                User.deleted_at.is_(None),
-            )
-        )
-        return int((await self.session.execute(stmt)).scalar_one())
+    assert made is not None
+    return made
 
 
-class GroupRepository(_TenantScoped):
-    async def add(self, name: str, permissions: list[str], *, system: bool = False) -> Group:
-        group = Group(tenant_id=self.tenant_id, name=name, permissions=permissions, system=system)
-        self.session.add(group)
-        await self.session.flush()
-        await self.session.refresh(group)
-        return group
-
-    async def get(self, group_id: uuid.UUID, *, for_update: bool = False) -> Group | None:
-        stmt = select(Group).where(self._mine(Group), Group.id == group_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar()
-
-    async def by_name(self, name: str) -> Group | None:
-        stmt = select(Group).where(self._mine(Group), Group.name == name)
-        return (await self.session.execute(stmt)).scalar()
-
-    async def page(self, limit: int, after: tuple[str, uuid.UUID] | None) -> Sequence[Group]:
-        stmt = select(Group).where(self._mine(Group))
-        if after is not None:
-            stmt = stmt.where(tuple_(Group.name, Group.id) > tuple_(*after))
-        stmt = stmt.order_by(Group.name, Group.id).limit(limit + 1)
-        return (await self.session.execute(stmt)).scalars().all()
-
-    async def member_ids(self, group_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
-        result: dict[uuid.UUID, list[uuid.UUID]] = {gid: [] for gid in group_ids}
-        if not group_ids:
-            return result
-        stmt = (
-            select(GroupMember.group_id, GroupMember.user_id)
-            .where(self._mine(GroupMember), GroupMember.group_id.in_(group_ids))
-            .order_by(GroupMember.created_at, GroupMember.user_id)
-        )
-        for group_id, user_id in (await self.session.execute(stmt)).all():
-            result[group_id].append(user_id)
-        return result
-
-    async def update(self, group: Group, values: dict[str, Any]) -> Group:
-        for key, value in values.items():
-            setattr(group, key, value)
-        group.updated_at = func.now()
-        await self.session.flush()
-        await self.session.refresh(group)
-        return group
-
-    async def delete(self, group: Group) -> None:
-        await self.session.delete(group)
-        await self.session.flush()
-
-    async def add_member(self, group_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        """True when the user was not a member before (PUT is idempotent)."""
-        stmt = (
-            pg_insert(GroupMember)
-            .values(tenant_id=self.tenant_id, group_id=group_id, user_id=user_id)
-            .on_conflict_do_nothing()
-            .returning(GroupMember.user_id)
-        )
-        return (await self.session.execute(stmt)).first() is not None
-
-    async def remove_member(self, group_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        stmt = (
-            delete(GroupMember)
-            .where(
-                self._mine(GroupMember),
-                GroupMember.group_id == group_id,
-                GroupMember.user_id == user_id,
-            )
-            .returning(GroupMember.user_id)
-        )
-        return (await self.session.execute(stmt)).first() is not None
+async def get_user(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> UserRow | None:
+    """The live user (a deleted one is gone for every purpose but history)."""
+    return await row(conn, UserRow, _GET_USER, tenant_id=tenant_id, user_id=user_id)
 
 
-class ApiKeyRepository(_TenantScoped):
-    async def add(
-        self,
-        user_id: uuid.UUID,
-        name: str,
-        prefix: str,
-        key_hash: bytes,
-        scopes: list[str],
-        expires_at: datetime | None,
-    ) -> ApiKey:
-        key = ApiKey(
-            tenant_id=self.tenant_id,
-            user_id=user_id,
+async def user_by_email(conn: Connection, tenant_id: uuid.UUID, email: str) -> UserRow | None:
+    """The live user with this e-mail, whatever its case."""
+    return await row(conn, UserRow, _USER_BY_EMAIL, tenant_id=tenant_id, email=email)
+
+
+async def users_page(
+    conn: Connection, tenant_id: uuid.UUID, limit: int, after: tuple[datetime, uuid.UUID] | None
+) -> list[UserRow]:
+    """Live users by creation, `limit + 1` of them (the extra one says a page follows)."""
+    stmt = select(*_USER).where(_mine(users), users.c.deleted_at.is_(None))
+    if after is not None:
+        stmt = stmt.where(tuple_(users.c.created_at, users.c.id) > tuple_(*after))
+    stmt = stmt.order_by(users.c.created_at, users.c.id).limit(limit + 1)
+    return await rows(conn, UserRow, stmt, tenant_id=tenant_id)
+
+
+async def update_user(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, values: Mapping[str, Any]
+) -> UserRow | None:
+    """Set `values` (email, name, kind) and updated_at; None when there is no such user."""
+    stmt = (
+        update(users).where(*_live_user).values(**values, updated_at=func.now()).returning(*_USER)
+    )
+    with _email_taken(str(values.get("email"))):
+        return await row(conn, UserRow, stmt, tenant_id=tenant_id, user_id=user_id)
+
+
+async def soft_delete_user(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    """Delete the user, their memberships and keys; False when there is no such user."""
+    deleted = await value(conn, _SOFT_DELETE_USER, tenant_id=tenant_id, user_id=user_id)
+    return deleted is not None
+
+
+async def count_admins(conn: Connection, tenant_id: uuid.UUID) -> int:
+    """The tenant's live users holding `admin` through a group."""
+    return await _count(conn, _COUNT_ADMINS, tenant_id=tenant_id)
+
+
+# --- groups --------------------------------------------------------------------------------
+
+_INSERT_GROUP = Query(
+    insert(groups)
+    .values(
+        tenant_id=bindparam("tenant_id"),
+        name=bindparam("name"),
+        permissions=bindparam("permissions"),
+        system=bindparam("system"),
+    )
+    .returning(*_GROUP)
+)
+_GET_GROUP = Query(select(*_GROUP).where(_mine(groups), groups.c.id == bindparam("group_id")))
+_GROUP_BY_NAME = Query(select(*_GROUP).where(_mine(groups), groups.c.name == bindparam("name")))
+_MEMBERS = Query(
+    select(group_members.c.group_id, group_members.c.user_id)
+    .where(
+        _mine(group_members),
+        group_members.c.group_id == any_(cast(bindparam("group_ids"), ARRAY(Uuid))),
+    )
+    .order_by(group_members.c.created_at, group_members.c.user_id)
+)
+_DELETE_GROUP = Query(
+    delete(groups).where(_mine(groups), groups.c.id == bindparam("group_id")).returning(groups.c.id)
+)
+_ADD_MEMBER = Query(
+    pg_insert(group_members)
+    .values(
+        tenant_id=bindparam("tenant_id"),
+        group_id=bindparam("group_id"),
+        user_id=bindparam("user_id"),
+    )
+    .on_conflict_do_nothing()
+    .returning(group_members.c.user_id)
+)
+_REMOVE_MEMBER = Query(
+    delete(group_members)
+    .where(
+        _mine(group_members),
+        group_members.c.group_id == bindparam("group_id"),
+        group_members.c.user_id == bindparam("user_id"),
+    )
+    .returning(group_members.c.user_id)
+)
+
+
+def _group_name_taken(name: str) -> AbstractContextManager[None]:
+    return _unique("uq_groups_tenant_id_name", f"A group named '{name}' already exists.")
+
+
+async def insert_group(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    name: str,
+    permissions: Sequence[str],
+    *,
+    system: bool = False,
+) -> GroupRow:
+    with _group_name_taken(name):
+        made = await row(
+            conn,
+            GroupRow,
+            _INSERT_GROUP,
+            tenant_id=tenant_id,
             name=name,
-            prefix=prefix,
-            key_hash=key_hash,
-            scopes=scopes,
-            expires_at=expires_at,
+            permissions=list(permissions),
+            system=system,
         )
-        self.session.add(key)
-        await self.session.flush()
-        await self.session.refresh(key)
-        return key
+    assert made is not None
+    return made
 
-    async def get(self, key_id: uuid.UUID) -> ApiKey | None:
-        stmt = select(ApiKey).where(self._mine(ApiKey), ApiKey.id == key_id)
-        return (await self.session.execute(stmt)).scalar()
 
-    async def page(
-        self, limit: int, after: tuple[datetime, uuid.UUID] | None, user_id: uuid.UUID | None
-    ) -> Sequence[ApiKey]:
-        stmt = select(ApiKey).where(self._mine(ApiKey))
-        if user_id is not None:
-            stmt = stmt.where(ApiKey.user_id == user_id)
-        if after is not None:
-            stmt = stmt.where(tuple_(ApiKey.created_at, ApiKey.id) > tuple_(*after))
-        stmt = stmt.order_by(ApiKey.created_at, ApiKey.id).limit(limit + 1)
-        return (await self.session.execute(stmt)).scalars().all()
+async def get_group(conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID) -> GroupRow | None:
+    return await row(conn, GroupRow, _GET_GROUP, tenant_id=tenant_id, group_id=group_id)
 
-    async def revoke(self, key: ApiKey) -> None:
-        if key.revoked_at is None:
-            key.revoked_at = func.now()
-            await self.session.flush()
-            await self.session.refresh(key)
+
+async def group_by_name(conn: Connection, tenant_id: uuid.UUID, name: str) -> GroupRow | None:
+    return await row(conn, GroupRow, _GROUP_BY_NAME, tenant_id=tenant_id, name=name)
+
+
+async def groups_page(
+    conn: Connection, tenant_id: uuid.UUID, limit: int, after: tuple[str, uuid.UUID] | None
+) -> list[GroupRow]:
+    """Groups by name, `limit + 1` of them (the extra one says a page follows)."""
+    stmt = select(*_GROUP).where(_mine(groups))
+    if after is not None:
+        stmt = stmt.where(tuple_(groups.c.name, groups.c.id) > tuple_(*after))
+    stmt = stmt.order_by(groups.c.name, groups.c.id).limit(limit + 1)
+    return await rows(conn, GroupRow, stmt, tenant_id=tenant_id)
+
+
+async def member_ids(
+    conn: Connection, tenant_id: uuid.UUID, group_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Each group's members, in the order they joined."""
+    result: dict[uuid.UUID, list[uuid.UUID]] = {group_id: [] for group_id in group_ids}
+    if not group_ids:
+        return result
+    for member in await rows(
+        conn, MemberRow, _MEMBERS, tenant_id=tenant_id, group_ids=list(group_ids)
+    ):
+        result[member["group_id"]].append(member["user_id"])
+    return result
+
+
+async def update_group(
+    conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID, values: Mapping[str, Any]
+) -> GroupRow | None:
+    """Set `values` (name, permissions) and updated_at; None when there is no such group."""
+    stmt = (
+        update(groups)
+        .where(_mine(groups), groups.c.id == bindparam("group_id"))
+        .values(**values, updated_at=func.now())
+        .returning(*_GROUP)
+    )
+    with _group_name_taken(str(values.get("name"))):
+        return await row(conn, GroupRow, stmt, tenant_id=tenant_id, group_id=group_id)
+
+
+async def delete_group(conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID) -> bool:
+    """Delete the group (its memberships go with it); False when there is no such group."""
+    deleted = await value(conn, _DELETE_GROUP, tenant_id=tenant_id, group_id=group_id)
+    return deleted is not None
+
+
+async def add_member(
+    conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID, user_id: uuid.UUID
+) -> bool:
+    """True when the user was not a member before (PUT is idempotent)."""
+    added = await value(conn, _ADD_MEMBER, tenant_id=tenant_id, group_id=group_id, user_id=user_id)
+    return added is not None
+
+
+async def remove_member(
+    conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID, user_id: uuid.UUID
+) -> bool:
+    """True when the user was a member."""
+    removed = await value(
+        conn, _REMOVE_MEMBER, tenant_id=tenant_id, group_id=group_id, user_id=user_id
+    )
+    return removed is not None
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+_INSERT_KEY = Query(
+    insert(api_keys)
+    .values(
+        tenant_id=bindparam("tenant_id"),
+        user_id=bindparam("user_id"),
+        name=bindparam("name"),
+        prefix=bindparam("prefix"),
+        key_hash=bindparam("key_hash"),
+        scopes=bindparam("scopes"),
+        expires_at=bindparam("expires_at"),
+    )
+    .returning(*_API_KEY)
+)
+_GET_KEY = Query(select(*_API_KEY).where(_mine(api_keys), api_keys.c.id == bindparam("key_id")))
+_REVOKE_KEY = Query(
+    update(api_keys)
+    .where(_mine(api_keys), api_keys.c.id == bindparam("key_id"), api_keys.c.revoked_at.is_(None))
+    .values(revoked_at=func.now())
+    .returning(api_keys.c.id)
+)
+
+
+async def insert_key(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    name: str,
+    prefix: str,
+    key_hash: bytes,
+    scopes: Sequence[str],
+    expires_at: datetime | None,
+) -> ApiKeyRow:
+    made = await row(
+        conn,
+        ApiKeyRow,
+        _INSERT_KEY,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        name=name,
+        prefix=prefix,
+        key_hash=key_hash,
+        scopes=list(scopes),
+        expires_at=expires_at,
+    )
+    assert made is not None
+    return made
+
+
+async def get_key(conn: Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> ApiKeyRow | None:
+    return await row(conn, ApiKeyRow, _GET_KEY, tenant_id=tenant_id, key_id=key_id)
+
+
+async def keys_page(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    user_id: uuid.UUID | None,
+) -> list[ApiKeyRow]:
+    """Keys by creation (of one user, or all), `limit + 1` of them."""
+    stmt = select(*_API_KEY).where(_mine(api_keys))
+    if user_id is not None:
+        stmt = stmt.where(api_keys.c.user_id == user_id)
+    if after is not None:
+        stmt = stmt.where(tuple_(api_keys.c.created_at, api_keys.c.id) > tuple_(*after))
+    stmt = stmt.order_by(api_keys.c.created_at, api_keys.c.id).limit(limit + 1)
+    return await rows(conn, ApiKeyRow, stmt, tenant_id=tenant_id)
+
+
+async def revoke_key(conn: Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+    """True when the key was live and is now revoked (an earlier revocation's time is kept)."""
+    revoked = await value(conn, _REVOKE_KEY, tenant_id=tenant_id, key_id=key_id)
+    return revoked is not None

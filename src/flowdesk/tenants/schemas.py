@@ -1,4 +1,5 @@
-"""Request and response bodies for tenant administration."""
+"""Request and response bodies for tenant administration. Responses validate from a
+repository row (`Model.model_validate(dict(row))`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from flowdesk.auth.permissions import Permission, Scope
 from flowdesk.api.types import INPUT_CONFIG, Email, Name, ShortName, TicketPrefix
 from flowdesk.itsm.schemas import LicenceOut, QuotaUse, RateLimitOut
+from flowdesk.vocabulary import Permission, Scope
 
 UserKind = Literal["person", "service"]
 
@@ -50,7 +51,6 @@ class UserPatch(BaseModel):
 
 
 class UserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
     id: uuid.UUID
     email: str
     name: str
@@ -90,7 +90,6 @@ class ApiKeyIn(BaseModel):
 
 
 class ApiKeyOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
     id: uuid.UUID
     user_id: uuid.UUID
     name: str

@@ -1,165 +1,214 @@
-"""Use cases of tenant administration. Each runs inside the caller's transaction (the request's
-unit of work, or the CLI's) and only flushes; committing is the caller's business."""
+"""Use cases of tenant administration: tenants, users, groups and membership, API keys.
+
+Each runs on the caller's connection. Those that write more than one statement, or may refuse
+a change after writing it (the last administrator, an agent seat beyond the quota), run in the
+caller's transaction (the request's, or the CLI's), which a refusal rolls back.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any, TypeVar
 
 from flowdesk.auth import keys
-from flowdesk.auth.permissions import ALL_PERMISSIONS, ALL_SCOPES
+from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, InvalidInput, NotFound
-from flowdesk.itsm.quotas import check_agent_seats, grants_agent_seat, guard_agent_seats
-from flowdesk.models import ApiKey, Group, Tenant, User
-from flowdesk.tenants.repository import (
-    ApiKeyRepository,
-    GroupRepository,
-    TenantRepository,
-    UserRepository,
-)
+from flowdesk.itsm.quotas import SeatGuard, check_agent_seats, grants_agent_seat, guard_agent_seats
+from flowdesk.tenants import repository as repo
+from flowdesk.tenants.repository import ApiKeyRow, GroupRow, TenantRow, UserRow
+from flowdesk.vocabulary import PERMISSIONS, SCOPES
 
 ADMIN_GROUP = "Administrators"
+
+RowT = TypeVar("RowT")
 
 
 @dataclass(frozen=True, slots=True)
 class NewKey:
-    record: ApiKey
+    record: ApiKeyRow
     secret: str
 
 
 @dataclass(frozen=True, slots=True)
 class NewTenant:
-    tenant: Tenant
-    admin: User
+    tenant: TenantRow
+    admin: UserRow
     key: NewKey
 
 
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    group: GroupRow
+    member_ids: list[uuid.UUID]
+
+
+def found(row: RowT | None, detail: str) -> RowT:
+    """The row, or NotFound saying `detail`."""
+    if row is None:
+        raise NotFound(detail)
+    return row
+
+
+def _in_transaction(conn: Connection) -> None:
+    # Without one, a refusal after the first write would leave that write committed.
+    if not conn.is_in_transaction():
+        raise RuntimeError("this use case writes several statements: run it in a transaction")
+
+
+# --- tenants -------------------------------------------------------------------------------
+
+
 async def create_tenant(
-    session: AsyncSession,
+    conn: Connection,
     slug: str,
     name: str,
     prefix: str = "TKT",
     admin_email: str | None = None,
 ) -> NewTenant:
     """A tenant with an administrators group, its first admin user and that admin's key."""
-    tenants = TenantRepository(session)
-    if await tenants.slug_taken(slug):
-        raise Conflict(f"A tenant with slug '{slug}' already exists.")
-    tenant = await tenants.create(slug, name, prefix)
-    users = UserRepository(session, tenant.id)
-    admin = await users.add(
-        admin_email or f"admin@{slug}.example", f"{name} administrator", "person"
+    _in_transaction(conn)
+    tenant = await repo.insert_tenant(conn, slug, name, prefix)
+    admin = await repo.insert_user(
+        conn,
+        tenant["id"],
+        admin_email or f"admin@{slug}.example",
+        f"{name} administrator",
+        "person",
     )
-    groups = GroupRepository(session, tenant.id)
-    group = await groups.add(ADMIN_GROUP, sorted(ALL_PERMISSIONS))
-    await groups.add_member(group.id, admin.id)
-    key = await create_key(
-        session, tenant.id, admin.id, "initial admin key", sorted(ALL_SCOPES), None
-    )
+    group = await repo.insert_group(conn, tenant["id"], ADMIN_GROUP, sorted(PERMISSIONS))
+    await repo.add_member(conn, tenant["id"], group["id"], admin["id"])
+    key = await _insert_key(conn, tenant["id"], admin["id"], "initial admin key", SCOPES, None)
     return NewTenant(tenant, admin, key)
 
 
+async def count_tenants(conn: Connection) -> int:
+    return await repo.count_tenants(conn)
+
+
+async def get_tenant(conn: Connection, tenant_id: uuid.UUID) -> TenantRow:
+    return found(await repo.get_tenant(conn, tenant_id), "No such tenant.")
+
+
+async def tenant_by_slug(conn: Connection, slug: str) -> TenantRow:
+    return found(await repo.tenant_by_slug(conn, slug), f"No tenant '{slug}'.")
+
+
 async def update_tenant(
-    session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, Any]
-) -> Tenant:
-    tenants = TenantRepository(session)
-    tenant = await tenants.get(tenant_id)
-    if tenant is None:
-        raise NotFound("No such tenant.")
-    return await tenants.update(tenant, values) if values else tenant
+    conn: Connection, tenant_id: uuid.UUID, values: Mapping[str, Any]
+) -> TenantRow:
+    """Change the tenant's own settings (name, ticket prefix)."""
+    if not values:
+        return await get_tenant(conn, tenant_id)
+    return found(await repo.update_tenant(conn, tenant_id, values), "No such tenant.")
 
 
 # --- users ---------------------------------------------------------------------------------
 
 
-async def get_user(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> User:
-    user = await UserRepository(session, tenant_id).get(user_id)
-    if user is None:
-        raise NotFound(f"No user {user_id}.")
-    return user
+async def get_user(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> UserRow:
+    return found(await repo.get_user(conn, tenant_id, user_id), f"No user {user_id}.")
+
+
+async def user_by_email(conn: Connection, tenant_id: uuid.UUID, email: str) -> UserRow:
+    return found(
+        await repo.user_by_email(conn, tenant_id, email), f"No user '{email}' in this tenant."
+    )
+
+
+async def list_users(
+    conn: Connection, tenant_id: uuid.UUID, limit: int, after: tuple[datetime, uuid.UUID] | None
+) -> list[UserRow]:
+    """A page of live users by creation, and one more when another page follows."""
+    return await repo.users_page(conn, tenant_id, limit, after)
 
 
 async def create_user(
-    session: AsyncSession, tenant_id: uuid.UUID, email: str, name: str, kind: str
-) -> User:
-    users = UserRepository(session, tenant_id)
-    if await users.by_email(email) is not None:
-        raise Conflict(f"A user with e-mail '{email}' already exists in this tenant.")
-    return await users.add(email, name, kind)
+    conn: Connection, tenant_id: uuid.UUID, email: str, name: str, kind: str
+) -> UserRow:
+    """Conflict when a live user of the tenant has the e-mail (in any case)."""
+    return await repo.insert_user(conn, tenant_id, email, name, kind)
 
 
 async def update_user(
-    session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID, values: dict[str, Any]
-) -> User:
-    users = UserRepository(session, tenant_id)
-    user = await get_user(session, tenant_id, user_id)
-    email = str(values.get("email") or user.email)
-    changes_email = email.lower() != user.email.lower()
-    if changes_email and await users.by_email(email) is not None:
-        raise Conflict(f"A user with e-mail '{email}' already exists in this tenant.")
-    return await users.update(user, values) if values else user
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, values: Mapping[str, Any]
+) -> UserRow:
+    if not values:
+        return await get_user(conn, tenant_id, user_id)
+    return found(await repo.update_user(conn, tenant_id, user_id, values), f"No user {user_id}.")
 
 
-async def delete_user(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
-    users = UserRepository(session, tenant_id)
-    user = await get_user(session, tenant_id, user_id)
-    await users.soft_delete(user)
-    await _ensure_an_admin_remains(session, tenant_id)
+async def delete_user(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """Soft-delete the user; their memberships and keys go with them."""
+    _in_transaction(conn)
+    if not await repo.soft_delete_user(conn, tenant_id, user_id):
+        raise NotFound(f"No user {user_id}.")
+    await _ensure_an_admin_remains(conn, tenant_id)
 
 
-async def _ensure_an_admin_remains(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+async def _ensure_an_admin_remains(conn: Connection, tenant_id: uuid.UUID) -> None:
     """Refuse a change that would lock the tenant out of its own administration (the caller's
     transaction then rolls it back)."""
-    if await UserRepository(session, tenant_id).count_admins() == 0:
+    if await repo.count_admins(conn, tenant_id) == 0:
         raise Conflict("This change would leave the tenant without an administrator.")
 
 
 # --- groups --------------------------------------------------------------------------------
 
 
-async def get_group(session: AsyncSession, tenant_id: uuid.UUID, group_id: uuid.UUID) -> Group:
-    group = await GroupRepository(session, tenant_id).get(group_id)
-    if group is None:
-        raise NotFound(f"No group {group_id}.")
-    return group
+async def get_group(conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID) -> GroupRow:
+    return found(await repo.get_group(conn, tenant_id, group_id), f"No group {group_id}.")
+
+
+async def list_groups(
+    conn: Connection, tenant_id: uuid.UUID, limit: int, after: tuple[str, uuid.UUID] | None
+) -> list[GroupRow]:
+    """A page of groups by name, and one more when another page follows."""
+    return await repo.groups_page(conn, tenant_id, limit, after)
+
+
+async def with_members(
+    conn: Connection, tenant_id: uuid.UUID, groups: Sequence[GroupRow]
+) -> list[GroupView]:
+    """The groups with their members' ids (one query for all of them)."""
+    members = await repo.member_ids(conn, tenant_id, [g["id"] for g in groups])
+    return [GroupView(g, members[g["id"]]) for g in groups]
 
 
 async def create_group(
-    session: AsyncSession, tenant_id: uuid.UUID, name: str, permissions: list[str]
-) -> Group:
-    groups = GroupRepository(session, tenant_id)
-    if await groups.by_name(name) is not None:
-        raise Conflict(f"A group named '{name}' already exists.")
-    return await groups.add(name, sorted(set(permissions)))
+    conn: Connection, tenant_id: uuid.UUID, name: str, permissions: Sequence[str]
+) -> GroupRow:
+    """Conflict when the tenant has a group of that name."""
+    return await repo.insert_group(conn, tenant_id, name, sorted(set(permissions)))
 
 
 async def update_group(
-    session: AsyncSession, tenant_id: uuid.UUID, group_id: uuid.UUID, values: dict[str, Any]
-) -> Group:
-    groups = GroupRepository(session, tenant_id)
-    group = await get_group(session, tenant_id, group_id)
+    conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID, values: Mapping[str, Any]
+) -> GroupRow:
+    _in_transaction(conn)
+    group = await get_group(conn, tenant_id, group_id)
+    values = dict(values)
     if "permissions" in values:
         values["permissions"] = sorted(set(values["permissions"]))
-        if group.system and values["permissions"] != sorted(group.permissions):
-            raise Conflict(f"'{group.name}' is a system group; its permissions are fixed.")
+        if group["system"] and values["permissions"] != sorted(group["permissions"]):
+            raise Conflict(f"'{group['name']}' is a system group; its permissions are fixed.")
     name = values.get("name")
-    if name is not None and name != group.name:
-        if group.system:
-            raise Conflict(f"'{group.name}' is a system group; it cannot be renamed.")
-        if await groups.by_name(name) is not None:
-            raise Conflict(f"A group named '{name}' already exists.")
+    if name is not None and name != group["name"] and group["system"]:
+        raise Conflict(f"'{group['name']}' is a system group; it cannot be renamed.")
+    if not values:
+        return group
     # Granting tickets:manage (or admin) to a group with members may take agent seats.
-    guard = None
+    guard: SeatGuard | None = None
     if "permissions" in values and grants_agent_seat(values["permissions"]):
-        guard = await guard_agent_seats(session, tenant_id)
-    group = await groups.update(group, values) if values else group
+        guard = await guard_agent_seats(conn, tenant_id)
+    updated = found(
+        await repo.update_group(conn, tenant_id, group_id, values), f"No group {group_id}."
+    )
     if guard is not None:
         await check_agent_seats(
-            session,
+            conn,
             guard,
             {
                 "action": "update_group",
@@ -167,32 +216,35 @@ async def update_group(
                 "permissions": values["permissions"],
             },
         )
-    await _ensure_an_admin_remains(session, tenant_id)
-    return group
+    await _ensure_an_admin_remains(conn, tenant_id)
+    return updated
 
 
-async def delete_group(session: AsyncSession, tenant_id: uuid.UUID, group_id: uuid.UUID) -> None:
-    group = await get_group(session, tenant_id, group_id)
-    if group.system:
-        raise Conflict(f"'{group.name}' is a system group; it cannot be deleted.")
-    await GroupRepository(session, tenant_id).delete(group)
-    await _ensure_an_admin_remains(session, tenant_id)
+async def delete_group(conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID) -> None:
+    _in_transaction(conn)
+    group = await get_group(conn, tenant_id, group_id)
+    if group["system"]:
+        raise Conflict(f"'{group['name']}' is a system group; it cannot be deleted.")
+    await repo.delete_group(conn, tenant_id, group_id)
+    await _ensure_an_admin_remains(conn, tenant_id)
 
 
 async def add_member(
-    session: AsyncSession, tenant_id: uuid.UUID, group_id: uuid.UUID, user_id: uuid.UUID
+    conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID, user_id: uuid.UUID
 ) -> bool:
-    group = await get_group(session, tenant_id, group_id)
-    await get_user(session, tenant_id, user_id)
+    """Make the user a member; False when they were one already (PUT is idempotent)."""
+    _in_transaction(conn)
+    group = await get_group(conn, tenant_id, group_id)
+    await get_user(conn, tenant_id, user_id)
     guard = (
-        await guard_agent_seats(session, tenant_id)
-        if grants_agent_seat(group.permissions)
+        await guard_agent_seats(conn, tenant_id)
+        if grants_agent_seat(group["permissions"])
         else None
     )
-    added = await GroupRepository(session, tenant_id).add_member(group_id, user_id)
+    added = await repo.add_member(conn, tenant_id, group_id, user_id)
     if guard is not None and added:
         await check_agent_seats(
-            session,
+            conn,
             guard,
             {"action": "add_member", "group_id": str(group_id), "user_id": str(user_id)},
         )
@@ -200,26 +252,28 @@ async def add_member(
 
 
 async def remove_member(
-    session: AsyncSession, tenant_id: uuid.UUID, group_id: uuid.UUID, user_id: uuid.UUID
+    conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID, user_id: uuid.UUID
 ) -> None:
-    await get_group(session, tenant_id, group_id)
-    if not await GroupRepository(session, tenant_id).remove_member(group_id, user_id):
+    _in_transaction(conn)
+    await get_group(conn, tenant_id, group_id)
+    if not await repo.remove_member(conn, tenant_id, group_id, user_id):
         raise NotFound(f"User {user_id} is not a member of group {group_id}.")
-    await _ensure_an_admin_remains(session, tenant_id)
+    await _ensure_an_admin_remains(conn, tenant_id)
 
 
 # --- API keys ------------------------------------------------------------------------------
 
 
 async def create_key(
-    session: AsyncSession,
+    conn: Connection,
     tenant_id: uuid.UUID,
     user_id: uuid.UUID,
     name: str,
-    scopes: list[str],
+    scopes: Sequence[str],
     expires_at: datetime | None,
 ) -> NewKey:
-    await get_user(session, tenant_id, user_id)
+    """A key for a live user of the tenant; its secret is in the result and nowhere else."""
+    await get_user(conn, tenant_id, user_id)
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise InvalidInput(
@@ -229,8 +283,21 @@ async def create_key(
             raise InvalidInput(
                 "expires_at is in the past.", [("/expires_at", "must be in the future")]
             )
+    return await _insert_key(conn, tenant_id, user_id, name, scopes, expires_at)
+
+
+async def _insert_key(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    name: str,
+    scopes: Sequence[str],
+    expires_at: datetime | None,
+) -> NewKey:
     secret = keys.generate_key()
-    record = await ApiKeyRepository(session, tenant_id).add(
+    record = await repo.insert_key(
+        conn,
+        tenant_id,
         user_id,
         name,
         keys.display_prefix(secret),
@@ -241,13 +308,22 @@ async def create_key(
     return NewKey(record, secret)
 
 
-async def get_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
-    key = await ApiKeyRepository(session, tenant_id).get(key_id)
-    if key is None:
-        raise NotFound(f"No API key {key_id}.")
-    return key
+async def get_key(conn: Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> ApiKeyRow:
+    return found(await repo.get_key(conn, tenant_id, key_id), f"No API key {key_id}.")
 
 
-async def revoke_key(session: AsyncSession, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
-    key = await get_key(session, tenant_id, key_id)
-    await ApiKeyRepository(session, tenant_id).revoke(key)
+async def list_keys(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    user_id: uuid.UUID | None,
+) -> list[ApiKeyRow]:
+    """A page of keys (of one user, or all) by creation, and one more when another follows."""
+    return await repo.keys_page(conn, tenant_id, limit, after, user_id)
+
+
+async def revoke_key(conn: Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    """Revoke the key; revoking a revoked key changes nothing (and is no error)."""
+    if not await repo.revoke_key(conn, tenant_id, key_id):
+        await get_key(conn, tenant_id, key_id)

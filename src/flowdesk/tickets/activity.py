@@ -1,16 +1,20 @@
-"""Comments, the audit trail, links and approvals of a ticket."""
+"""Comments, the audit trail, links and approvals of a ticket.
+
+Each write (a comment, a link, an unlink, an approval) is one statement with its audit event:
+both exist or neither does (flowdesk.tickets.statements).
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
-from flowdesk.auth.principal import Principal
-from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
 from flowdesk.api.pagination import Page, next_cursor
+from flowdesk.auth.principal import Principal
+from flowdesk.db.query import Connection
+from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
 from flowdesk.tickets.facts import format_number
-from flowdesk.tickets.repository import Row
+from flowdesk.tickets.repository import ApprovalRow, CommentRow
 from flowdesk.tickets.schemas import (
     ApprovalOut,
     CommentIn,
@@ -20,22 +24,25 @@ from flowdesk.tickets.schemas import (
     UserRef,
 )
 from flowdesk.tickets.service import locate
+from flowdesk.vocabulary import TICKETS_MANAGE
 
 
 def _require_agent(principal: Principal, what: str) -> None:
-    if not principal.can("tickets:manage"):
+    if not principal.can(TICKETS_MANAGE):
         raise Forbidden(
-            f"{what} needs the 'tickets:manage' permission.",
-            extra={"required_permission": "tickets:manage"},
+            f"{what} needs the '{TICKETS_MANAGE}' permission.",
+            extra={"required_permission": TICKETS_MANAGE},
         )
 
 
-async def add_comment(conn: Any, principal: Principal, ref: str, body: CommentIn) -> CommentOut:
+async def add_comment(
+    conn: Connection, principal: Principal, ref: str, body: CommentIn
+) -> CommentOut:
     repo, row = await locate(conn, principal, ref)
-    if body.visibility == "internal" and not principal.can("tickets:manage"):
+    if body.visibility == "internal" and not principal.can(TICKETS_MANAGE):
         raise Forbidden(
             "Requesters can only write external comments.",
-            extra={"required_permission": "tickets:manage"},
+            extra={"required_permission": TICKETS_MANAGE},
         )
     comment_id = uuid.uuid4()
     said = {"comment_id": comment_id, "visibility": body.visibility}
@@ -51,7 +58,7 @@ async def add_comment(conn: Any, principal: Principal, ref: str, body: CommentIn
     return _comment_out(comment)
 
 
-def _comment_out(m: Row) -> CommentOut:
+def _comment_out(m: CommentRow) -> CommentOut:
     return CommentOut(
         id=m["id"],
         author=UserRef(id=m["author_id"], name=m["author_name"]),
@@ -62,7 +69,7 @@ def _comment_out(m: Row) -> CommentOut:
 
 
 async def list_comments(
-    conn: Any,
+    conn: Connection,
     principal: Principal,
     ref: str,
     after: tuple[datetime, uuid.UUID] | None,
@@ -78,7 +85,7 @@ async def list_comments(
 
 
 async def list_events(
-    conn: Any, principal: Principal, ref: str, after: int | None, limit: int
+    conn: Connection, principal: Principal, ref: str, after: int | None, limit: int
 ) -> Page[EventOut]:
     repo, row = await locate(conn, principal, ref)
     rows = await repo.events(
@@ -98,7 +105,7 @@ async def list_events(
     return Page[EventOut](items=items, next_cursor=cursor)
 
 
-async def list_links(conn: Any, principal: Principal, ref: str) -> list[LinkOut]:
+async def list_links(conn: Connection, principal: Principal, ref: str) -> list[LinkOut]:
     repo, row = await locate(conn, principal, ref)
     return [
         LinkOut(
@@ -113,7 +120,7 @@ async def list_links(conn: Any, principal: Principal, ref: str) -> list[LinkOut]
 
 
 async def add_link(
-    conn: Any, principal: Principal, ref: str, kind: str, target_ref: str
+    conn: Connection, principal: Principal, ref: str, kind: str, target_ref: str
 ) -> LinkOut:
     repo, row = await locate(conn, principal, ref)
     _require_agent(principal, "Linking tickets")
@@ -123,45 +130,45 @@ async def add_link(
         raise InvalidInput(f"No ticket '{target_ref}'.", [("/target", "no such ticket")]) from exc
     if target["id"] == row["id"]:
         raise InvalidInput("A ticket cannot link to itself.", [("/target", "same ticket")])
-    link_id = await repo.add_link(row["id"], kind, target["id"])
-    if link_id is None:
-        raise Conflict(f"That '{kind}' link already exists.")
-    await repo.append_events(
+    link_id = await repo.add_link(
         row["id"],
+        kind,
+        target["id"],
         principal.user_id,
         [{"kind": "linked", "data": {"kind": kind, "target_id": target["id"]}}],
-        [],
     )
+    if link_id is None:
+        raise Conflict(f"That '{kind}' link already exists.")
     links = await list_links(conn, principal, ref)
     return next(link for link in links if link.id == link_id)
 
 
-async def delete_link(conn: Any, principal: Principal, ref: str, link_id: uuid.UUID) -> None:
+async def delete_link(conn: Connection, principal: Principal, ref: str, link_id: uuid.UUID) -> None:
     repo, row = await locate(conn, principal, ref)
     _require_agent(principal, "Unlinking tickets")
-    removed = await repo.delete_link(row["id"], link_id)
-    if removed is None:
-        raise NotFound(f"No link {link_id} on this ticket.")
-    await repo.append_events(
+    # Links never change, so what this read finds is what the delete removes; a link
+    # removed meanwhile deletes nothing and records nothing.
+    link = next((k for k in await repo.links(row["id"]) if k["id"] == link_id), None)
+    removed = link is not None and await repo.delete_link(
         row["id"],
+        link_id,
         principal.user_id,
-        [
-            {
-                "kind": "unlinked",
-                "data": {"kind": removed["kind"], "target_id": removed["target_id"]},
-            }
-        ],
-        [],
+        [{"kind": "unlinked", "data": {"kind": link["kind"], "target_id": link["target_id"]}}],
     )
+    if not removed:
+        raise NotFound(f"No link {link_id} on this ticket.")
 
 
-async def add_approval(conn: Any, principal: Principal, ref: str, name: str) -> ApprovalOut:
+async def add_approval(conn: Connection, principal: Principal, ref: str, name: str) -> ApprovalOut:
     repo, row = await locate(conn, principal, ref)
     _require_agent(principal, "Recording an approval")
-    a = await repo.add_approval(row["id"], name, principal.user_id)
-    await repo.append_events(
-        row["id"], principal.user_id, [{"kind": "approved", "data": {"name": name}}], []
+    approval = await repo.add_approval(
+        row["id"], name, principal.user_id, [{"kind": "approved", "data": {"name": name}}]
     )
+    return _approval_out(approval)
+
+
+def _approval_out(a: ApprovalRow) -> ApprovalOut:
     return ApprovalOut(
         id=a["id"],
         name=a["name"],
@@ -170,14 +177,6 @@ async def add_approval(conn: Any, principal: Principal, ref: str, name: str) -> 
     )
 
 
-async def list_approvals(conn: Any, principal: Principal, ref: str) -> list[ApprovalOut]:
+async def list_approvals(conn: Connection, principal: Principal, ref: str) -> list[ApprovalOut]:
     repo, row = await locate(conn, principal, ref)
-    return [
-        ApprovalOut(
-            id=a["id"],
-            name=a["name"],
-            approver=UserRef(id=a["approver_id"], name=a["approver_name"]),
-            created_at=a["created_at"],
-        )
-        for a in await repo.approvals(row["id"])
-    ]
+    return [_approval_out(a) for a in await repo.approvals(row["id"])]

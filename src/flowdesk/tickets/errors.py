@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowdesk.errors import Conflict
+from flowdesk.errors import Conflict, PreconditionFailed
 from flowdesk.workflow import StatusMapMissing, TransitionRefused, UnknownAction
 
 
@@ -43,4 +43,15 @@ class StatusMapMissingError(Conflict):
                 "to_workflow": exc.to_workflow,
                 "missing_status": exc.status,
             },
+        )
+
+
+class StaleVersion(PreconditionFailed):
+    """The client's If-Match names another version of the ticket than the current one."""
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(
+            f"The resource has changed: it is now at version {current_version}.",
+            # The ETag of that version, as flowdesk.api.etag writes it.
+            extra={"current_etag": f'"{current_version}"'},
         )

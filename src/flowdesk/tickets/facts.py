@@ -9,7 +9,8 @@ from typing import Any, TypeAlias
 import orjson
 
 from flowdesk.auth.principal import Principal
-from flowdesk.tickets.repository import Ref, Row, TicketRepository
+from flowdesk.db.query import Connection
+from flowdesk.tickets.repository import Ref, TicketRepository, TicketRow
 from flowdesk.workflow import Actor, TicketFacts, Workflow
 
 # A ticket as its JSON object: the shape flowdesk.tickets.schemas.TicketOut documents.
@@ -45,7 +46,7 @@ def visible_to(principal: Principal) -> uuid.UUID | None:
     return None if principal.is_agent else principal.user_id
 
 
-def repository_for(conn: Any, principal: Principal) -> TicketRepository:
+def repository_for(conn: Connection, principal: Principal) -> TicketRepository:
     return TicketRepository(conn, principal.tenant_id, requester_only=visible_to(principal))
 
 
@@ -54,7 +55,7 @@ def actor_of(principal: Principal) -> Actor:
 
 
 def facts_of(
-    row: Row,
+    row: TicketRow,
     *,
     links: frozenset[str] = frozenset(),
     approvals: frozenset[str] = frozenset(),
@@ -79,7 +80,7 @@ def needs(workflow: Workflow, kind: str) -> bool:
     return any(c.kind == kind for a in workflow.actions for c in a.conditions)
 
 
-def ticket_json(row: Row) -> TicketJson:
+def ticket_json(row: TicketRow) -> TicketJson:
     """The ticket's JSON object, built from its row as a dict rather than a TicketOut model:
     the row's values are already of the right types, and validating them again cost every
     ticket response (and every item of a list) more than building it (bench/request_cpu.py).

@@ -1,16 +1,11 @@
-"""Listing tickets: filters, full-text search, sorting and keyset pages, scoped to one
-tenant and, for a desk user, to the tickets that user requested (`_Where.__init__`).
+"""Listing tickets: filters, full-text search, sorting and keyset pages, scoped to one tenant
+and, for a desk user, to the tickets that user requested.
 
-The query is written as SQL text from fixed fragments, one per filter, with positional
-parameters (lists travel as arrays, so a filter's text does not depend on how many values it
-has): the same combination of filters is the same statement, which asyncpg keeps prepared.
-Building it with SQLAlchemy Core cost most of a list request's CPU (the page subquery's
-column proxies were made anew for every request: ~35%, bench/request_cpu.py).
-
-It runs on the SQLAlchemy engine's connections, whose sessions force custom plans
-(flowdesk.db.engine): a filter's best plan depends on its values (a rare search word wants
-the full-text index, a common one the date order), and a prepared statement's generic plan
-would pick one for all.
+The page query is built with SQLAlchemy Core once per *shape* (which filters are present, the
+sort, whether a cursor follows) and compiled once; the values travel as parameters, lists as
+arrays, so a filter's text does not depend on how many values it has. A queue screen uses a
+handful of shapes, so after the first requests every list runs a statement compiled before
+(building the query per request cost a third of a list request's CPU: bench/request_cpu.py).
 """
 
 from __future__ import annotations
@@ -21,9 +16,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Text,
+    Uuid,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
-from flowdesk.tickets.repository import Row
+from flowdesk.db.query import Connection, Query, rows
+from flowdesk.models import tickets, users
+from flowdesk.tickets.repository import TicketRow
 from flowdesk.tickets.statements import TICKET_COLUMNS
 
 
@@ -52,117 +63,164 @@ class ListQuery:
     limit: int = 50
 
 
-# The sort orders: the column, and its type for the cursor's key.
-_SORTS = {
-    "created": ("created_at", "timestamptz"),
-    "updated": ("updated_at", "timestamptz"),
-    "priority": ("priority_rank", "smallint"),
-}
+# The sort orders' columns.
+SORT_COLUMNS = {"created": "created_at", "updated": "updated_at", "priority": "priority_rank"}
+
+_TEXTS = ARRAY(Text)
+# Filters of one value or one list: (the query's field, the column, how it compares).
+_ANY_OF = (
+    ("statuses", "status"),
+    ("categories", "status_category"),
+    ("priorities", "priority"),
+    ("types", "type"),
+    ("catalog_items", "catalog_item"),
+)
+_RANGES = (
+    ("created_after", "created_at", ">="),
+    ("created_before", "created_at", "<"),
+    ("updated_after", "updated_at", ">="),
+    ("updated_before", "updated_at", "<"),
+)
 
 
-class _Where:
-    """The conditions of the page query and their positional parameters."""
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What decides the statement's text: which filters are present, not their values."""
 
-    def __init__(self, tenant_id: uuid.UUID, requester_only: uuid.UUID | None) -> None:
-        self.args: list[Any] = []
-        self.clauses = [f"tenant_id = {self.param(tenant_id, 'uuid')}"]
-        if requester_only is not None:
-            # Desk users (no tickets:manage) see only the tickets they requested.
-            self.clauses.append(f"requester_id = {self.param(requester_only, 'uuid')}")
+    desk: bool
+    any_of: tuple[bool, ...]
+    hidden: int
+    unassigned: bool
+    assignee: bool
+    requester: bool
+    ranges: tuple[bool, ...]
+    q: bool
+    stale: int | None
+    sort: str
+    after: bool
 
-    def param(self, value: Any, sql_type: str) -> str:
-        self.args.append(value)
-        return f"${len(self.args)}::{sql_type}"
-
-    def add(self, clause: str) -> None:
-        self.clauses.append(clause)
-
-    def any_of(self, column: str, values: Sequence[str]) -> None:
-        if values:
-            self.add(f"{column} = ANY({self.param(list(values), 'text[]')})")
-
-    def in_workflow_statuses(self, workflow: str, statuses: Sequence[str]) -> str:
-        return (
-            f"(workflow = {self.param(workflow, 'text')}"
-            f" AND status = ANY({self.param(list(statuses), 'text[]')}))"
+    @classmethod
+    def of(cls, query: ListQuery, desk: bool) -> _Shape:
+        return cls(
+            desk=desk,
+            any_of=tuple(bool(getattr(query, field)) for field, _ in _ANY_OF),
+            hidden=len(query.exclude_hidden),
+            unassigned=query.unassigned,
+            assignee=query.assignee is not None,
+            requester=query.requester is not None,
+            ranges=tuple(getattr(query, field) is not None for field, _, _ in _RANGES),
+            q=bool(query.q),
+            stale=None if query.stale_in is None else len(query.stale_in),
+            sort=query.sort,
+            after=query.after is not None,
         )
 
 
-def page_statement(
-    tenant_id: uuid.UUID, requester_only: uuid.UUID | None, query: ListQuery
-) -> tuple[str, list[Any]]:
-    """The SQL of one page (limit + 1 rows, to tell whether there is a next) and its
-    parameters."""
-    where = _Where(tenant_id, requester_only)
-    where.any_of("status", query.statuses)
-    where.any_of("status_category", query.categories)
-    for workflow, hidden in query.exclude_hidden:
-        where.add(f"NOT {where.in_workflow_statuses(workflow, hidden)}")
-    if query.unassigned:
-        where.add("assignee_id IS NULL")
-    elif query.assignee is not None:
-        where.add(f"assignee_id = {where.param(query.assignee, 'uuid')}")
+def _values(query: ListQuery, tenant_id: uuid.UUID, desk: uuid.UUID | None) -> dict[str, Any]:
+    values: dict[str, Any] = {"tenant_id": tenant_id, "limit": query.limit + 1}
+    if desk is not None:
+        values["desk_requester"] = desk
+    for field, _ in _ANY_OF:
+        if getattr(query, field):
+            values[field] = list(getattr(query, field))
+    for i, (workflow, statuses) in enumerate(query.exclude_hidden):
+        values[f"hidden_workflow_{i}"] = workflow
+        values[f"hidden_statuses_{i}"] = list(statuses)
+    for i, (workflow, statuses) in enumerate(query.stale_in or ()):
+        values[f"known_workflow_{i}"] = workflow
+        values[f"known_statuses_{i}"] = list(statuses)
+    if query.assignee is not None:
+        values["assignee"] = query.assignee
     if query.requester is not None:
-        where.add(f"requester_id = {where.param(query.requester, 'uuid')}")
-    where.any_of("priority", query.priorities)
-    where.any_of("type", query.types)
-    where.any_of("catalog_item", query.catalog_items)
-    if query.created_after:
-        where.add(f"created_at >= {where.param(query.created_after, 'timestamptz')}")
-    if query.created_before:
-        where.add(f"created_at < {where.param(query.created_before, 'timestamptz')}")
-    if query.updated_after:
-        where.add(f"updated_at >= {where.param(query.updated_after, 'timestamptz')}")
-    if query.updated_before:
-        where.add(f"updated_at < {where.param(query.updated_before, 'timestamptz')}")
+        values["requester"] = query.requester
+    for field, _, _ in _RANGES:
+        if getattr(query, field) is not None:
+            values[field] = getattr(query, field)
     if query.q:
-        where.add(f"search @@ websearch_to_tsquery('english', {where.param(query.q, 'text')})")
-    if query.stale_in is not None:
-        known = [where.in_workflow_statuses(w, s) for w, s in query.stale_in]
-        if known:  # with no workflow at all, every ticket is stale
-            where.add(f"NOT ({' OR '.join(known)})")
-    descending = query.sort.startswith("-")
-    column, sql_type = _SORTS[query.sort.lstrip("-")]
+        values["q"] = query.q
     if query.after is not None:
-        key, ident = query.after
-        after = f"({where.param(key, sql_type)}, {where.param(ident, 'uuid')})"
-        where.add(f"({column}, id) {'<' if descending else '>'} {after}")
-    direction = "DESC" if descending else "ASC"
-    order = f"{column} {direction}, id {direction}"
-    limit = where.param(query.limit + 1, "int")
+        values["after_key"], values["after_id"] = query.after
+    return values
+
+
+def _in_workflow(prefix: str, i: int) -> ColumnElement[bool]:
+    return and_(
+        tickets.c.workflow == bindparam(f"{prefix}_workflow_{i}", type_=Text),
+        tickets.c.status == func.any(bindparam(f"{prefix}_statuses_{i}", type_=_TEXTS)),
+    )
+
+
+def _statement(shape: _Shape) -> Query:
+    where: list[ColumnElement[bool]] = [tickets.c.tenant_id == bindparam("tenant_id", type_=Uuid)]
+    if shape.desk:
+        # Desk users (no tickets:manage) see only the tickets they requested.
+        where.append(tickets.c.requester_id == bindparam("desk_requester", type_=Uuid))
+    for (field, name), present in zip(_ANY_OF, shape.any_of, strict=True):
+        if present:
+            where.append(tickets.c[name] == func.any(bindparam(field, type_=_TEXTS)))
+    for i in range(shape.hidden):
+        where.append(not_(_in_workflow("hidden", i)))
+    if shape.unassigned:
+        where.append(tickets.c.assignee_id.is_(None))
+    elif shape.assignee:
+        where.append(tickets.c.assignee_id == bindparam("assignee", type_=Uuid))
+    if shape.requester:
+        where.append(tickets.c.requester_id == bindparam("requester", type_=Uuid))
+    for (field, name, op), present in zip(_RANGES, shape.ranges, strict=True):
+        if present:
+            where.append(tickets.c[name].op(op)(bindparam(field, type_=tickets.c[name].type)))
+    if shape.q:
+        where.append(
+            tickets.c.search.op("@@")(
+                func.websearch_to_tsquery(
+                    literal_column("'english'::regconfig"), bindparam("q", type_=Text)
+                )
+            )
+        )
+    if shape.stale is not None:
+        known = [_in_workflow("known", i) for i in range(shape.stale)]
+        if known:  # with no workflow at all, every ticket is stale
+            where.append(not_(or_(*known)))
+    descending = shape.sort.startswith("-")
+    column = tickets.c[SORT_COLUMNS[shape.sort.lstrip("-")]]
+    if shape.after:
+        key = tuple_(column, tickets.c.id)
+        bound = tuple_(bindparam("after_key", type_=column.type), bindparam("after_id", type_=Uuid))
+        where.append(key < bound if descending else key > bound)
+    order = (column.desc(), tickets.c.id.desc()) if descending else (column, tickets.c.id)
     # The page is chosen from tickets alone, then the names are joined to its rows: with the
-    # joins at the same level, PostgreSQL read and sorted all of a busy tenant's tickets for
-    # every page. The full-text vector is left out: reading it back costs more than the rest.
-    sql = f"""
-SELECT page.*, r.name AS requester_name, a.name AS assignee_name
-FROM (SELECT {TICKET_COLUMNS} FROM tickets
-      WHERE {" AND ".join(where.clauses)}
-      ORDER BY {order} LIMIT {limit}) AS page
-JOIN users r ON r.tenant_id = page.tenant_id AND r.id = page.requester_id
-LEFT JOIN users a ON a.tenant_id = page.tenant_id AND a.id = page.assignee_id
-ORDER BY page.{column} {direction}, page.id {direction}
-"""
-    return sql, where.args
+    # joins at the same level, PostgreSQL read and sorted all of a busy tenant's tickets.
+    page = (
+        select(*TICKET_COLUMNS)
+        .where(*where)
+        .order_by(*order)
+        .limit(bindparam("limit", type_=Integer))
+        .subquery("page")
+    )
+    r, a = users.alias("r"), users.alias("a")
+    page_column = page.c[column.name]
+    return Query(
+        select(*page.c, r.c.name.label("requester_name"), a.c.name.label("assignee_name"))
+        .select_from(
+            page.join(
+                r, and_(r.c.tenant_id == page.c.tenant_id, r.c.id == page.c.requester_id)
+            ).outerjoin(a, and_(a.c.tenant_id == page.c.tenant_id, a.c.id == page.c.assignee_id))
+        )
+        .order_by(
+            *((page_column.desc(), page.c.id.desc()) if descending else (page_column, page.c.id))
+        )
+    )
 
 
-class TicketListing:
-    """The queue and the desk list: the one ticket query built dynamically, for every
-    combination of filters and sort orders."""
+_STATEMENTS: dict[_Shape, Query] = {}
 
-    def __init__(
-        self, engine: AsyncEngine, tenant_id: uuid.UUID, *, requester_only: uuid.UUID | None
-    ) -> None:
-        self.engine = engine
-        self.tenant_id = tenant_id
-        self.requester_only = requester_only
 
-    async def page(self, query: ListQuery) -> Sequence[Row]:
-        sql, args = page_statement(self.tenant_id, self.requester_only, query)
-        async with self.engine.connect() as conn:
-            # The pooled connection's asyncpg itself: one statement, outside a transaction
-            # (no BEGIN and COMMIT around a read), and rows as asyncpg gives them rather than
-            # through SQLAlchemy's cursor and result layers (~15% of a list request).
-            driver = (await conn.get_raw_connection()).driver_connection
-            assert driver is not None  # a checked-out connection has its driver's
-            rows: list[Row] = await driver.fetch(sql, *args)
-            return rows
+async def page(
+    conn: Connection, tenant_id: uuid.UUID, requester_only: uuid.UUID | None, query: ListQuery
+) -> list[TicketRow]:
+    """One page of tickets (limit + 1 rows: the extra one tells whether a next page exists)."""
+    shape = _Shape.of(query, requester_only is not None)
+    statement = _STATEMENTS.get(shape)
+    if statement is None:
+        statement = _STATEMENTS[shape] = _statement(shape)
+    return await rows(conn, TicketRow, statement, **_values(query, tenant_id, requester_only))

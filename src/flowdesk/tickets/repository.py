@@ -1,43 +1,25 @@
-"""All SQL of one ticket and what hangs off it, as raw asyncpg statements (flowdesk.db.raw).
+"""The ticket repository: every read and write of one ticket and what hangs off it, run on one
+connection (flowdesk.tickets.statements holds the statements).
 
 A repository is bound to one tenant and, for a desk user, to the tickets that user requested:
 `requester_only` is the one place that scoping lives.
 
-Every write is one statement (a CTE) that changes the ticket, appends its audit events and
-queues its outbox messages together. Outside a transaction that is one round trip and its own
-atomic commit: a create holds the tenant's counter row for that statement only, and an update
-applies only if the ticket is still at the version the decision was made on.
+Every write is one statement that changes the ticket (or its comments, links, approvals),
+appends its audit events and queues its outbox messages together. Outside a transaction that
+is one round trip and its own atomic commit: a create holds the tenant's counter row for that
+statement only, and an update applies only if the ticket is still at the version the decision
+was made on (docs/adr/0001-one-statement-writes.md).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, NotRequired, TypedDict
 
-import orjson
-
-from flowdesk.db.sql import Statement
-from flowdesk.tickets.statements import (
-    ADD_APPROVAL,
-    ADD_COMMENT,
-    ADD_LINK,
-    APPEND,
-    APPROVAL_NAMES,
-    APPROVALS,
-    COMMENTS,
-    CREATE,
-    DELETE_LINK,
-    EVENTS,
-    GET_BY_ID,
-    GET_BY_NUMBER,
-    IS_AGENT,
-    LINK_KINDS,
-    LINKS,
-    update_statement,
-)
+from flowdesk.db.query import Connection, Query, row, rows, value
+from flowdesk.tickets import statements as sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,43 +31,134 @@ class Ref:
     number: int | None = None
 
 
-# asyncpg's Record: read by column name.
-Row: TypeAlias = Mapping[Any, Any]
+class TicketRow(TypedDict):
+    tenant_id: uuid.UUID
+    id: uuid.UUID
+    number: int
+    prefix: str
+    title: str
+    description: str
+    type: str
+    catalog_item: str
+    workflow: str
+    status: str
+    status_category: str
+    previous_status: str | None
+    priority: str
+    priority_rank: int
+    requester_id: uuid.UUID
+    assignee_id: uuid.UUID | None
+    resolution: str | None
+    fields: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    requester_name: str
+    assignee_name: str | None
 
 
-_UPDATES: dict[tuple[str, ...], Statement] = {}
+class CommentRow(TypedDict):
+    id: uuid.UUID
+    author_id: uuid.UUID
+    author_name: str
+    body: str
+    visibility: str
+    created_at: datetime
 
 
-def _json(value: object) -> str:
-    return orjson.dumps(value, default=str).decode()
+class EventRow(TypedDict):
+    id: int
+    kind: str
+    actor_id: uuid.UUID | None
+    actor_name: str | None
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class LinkRow(TypedDict):
+    id: uuid.UUID
+    kind: str
+    target_id: uuid.UUID
+    target_prefix: str
+    target_number: int
+    created_at: datetime
+
+
+class ApprovalRow(TypedDict):
+    id: uuid.UUID
+    name: str
+    approver_id: uuid.UUID
+    approver_name: str
+    created_at: datetime
+
+
+class Event(TypedDict):
+    """An audit event of a change, as a use case describes it."""
+
+    kind: str
+    data: dict[str, Any]
+    # internal events (internal comments) are never shown to requesters; default external.
+    visibility: NotRequired[str]
+
+
+class Message(TypedDict):
+    """An outbox message of a change; the statement adds the ticket's id to its payload."""
+
+    topic: str
+    payload: dict[str, Any]
+
+
+class NewTicket(TypedDict):
+    title: str
+    description: str
+    type: str
+    catalog_item: str
+    workflow: str
+    status: str
+    # None only for a status its workflow lacks, which the engine never produces (the
+    # column's NOT NULL would refuse it).
+    status_category: str | None
+    priority: str
+    requester_id: uuid.UUID
+    fields: dict[str, Any]
+
+
+class _Id(TypedDict):
+    id: uuid.UUID
+
+
+class _LinkId(TypedDict):
+    link_id: uuid.UUID
+
+
+_UPDATES: dict[tuple[str, ...], Query] = {}
 
 
 class TicketRepository:
     def __init__(
-        self, conn: Any, tenant_id: uuid.UUID, *, requester_only: uuid.UUID | None
+        self, conn: Connection, tenant_id: uuid.UUID, *, requester_only: uuid.UUID | None
     ) -> None:
         self.conn = conn
         self.tenant_id = tenant_id
         # Desk users (not agents) reach only the tickets they requested.
         self.requester_only = requester_only
 
-    async def _row(self, statement: Statement, **params: Any) -> Row | None:
-        row: Row | None = await self.conn.fetchrow(statement.sql, *statement.args(params))
-        return row
-
-    async def _rows(self, statement: Statement, **params: Any) -> list[Row]:
-        rows: list[Row] = await self.conn.fetch(statement.sql, *statement.args(params))
-        return rows
-
     # --- the ticket ----------------------------------------------------------------------
 
-    async def get(self, ref: Ref) -> Row | None:
+    async def get(self, ref: Ref) -> TicketRow | None:
         if ref.id is not None:
-            return await self._row(
-                GET_BY_ID, tenant_id=self.tenant_id, id=ref.id, requester_only=self.requester_only
+            return await row(
+                self.conn,
+                TicketRow,
+                sql.GET_BY_ID,
+                tenant_id=self.tenant_id,
+                id=ref.id,
+                requester_only=self.requester_only,
             )
-        return await self._row(
-            GET_BY_NUMBER,
+        return await row(
+            self.conn,
+            TicketRow,
+            sql.GET_BY_NUMBER,
             tenant_id=self.tenant_id,
             number=ref.number,
             prefix=ref.prefix,
@@ -93,77 +166,59 @@ class TicketRepository:
         )
 
     async def insert(
-        self,
-        values: dict[str, Any],
-        actor_id: uuid.UUID,
-        events: list[dict[str, Any]],
-        outbox: list[dict[str, Any]],
-    ) -> Row | None:
+        self, values: NewTicket, actor_id: uuid.UUID, events: list[Event], outbox: list[Message]
+    ) -> TicketRow | None:
         """The new ticket, or None when its requester is not a live user of the tenant (then
         no number was taken)."""
-        return await self._row(
-            CREATE,
-            **{**values, "fields": _json(values["fields"])},
+        return await row(
+            self.conn,
+            TicketRow,
+            sql.CREATE,
+            **values,
             tenant_id=self.tenant_id,
             actor_id=actor_id,
-            events=_json(events),
-            outbox=_json(outbox),
+            events=events,
+            outbox=outbox,
         )
 
     async def update(
         self,
-        row: Row,
+        current: TicketRow,
         changes: dict[str, Any],
         actor_id: uuid.UUID,
-        events: list[dict[str, Any]],
-        outbox: list[dict[str, Any]],
+        events: list[Event],
+        outbox: list[Message],
         comment: tuple[uuid.UUID, str, str] | None = None,
-    ) -> Row | None:
-        """Apply `changes` if the ticket is still at `row`'s version; None if it moved on (the
-        caller decides again on a fresh read). `comment` is (id, body, visibility)."""
+    ) -> TicketRow | None:
+        """Apply `changes` if the ticket is still at `current`'s version; None if it moved on
+        (the caller decides again on a fresh read). `comment` is (id, body, visibility)."""
         columns = tuple(sorted(changes))
         statement = _UPDATES.get(columns)
         if statement is None:
-            statement = _UPDATES[columns] = update_statement(columns)
-        if "fields" in changes:
-            changes = {**changes, "fields": _json(changes["fields"])}
+            statement = _UPDATES[columns] = sql.update_statement(columns)
         comment_id, body, visibility = comment or (None, None, None)
-        return await self._row(
+        return await row(
+            self.conn,
+            TicketRow,
             statement,
-            **changes,
+            **{f"set_{column}": v for column, v in changes.items()},
             tenant_id=self.tenant_id,
-            id=row["id"],
-            version=row["version"],
+            id=current["id"],
+            version=current["version"],
             actor_id=actor_id,
-            events=_json(events),
-            outbox=_json(outbox),
+            events=events,
+            outbox=outbox,
             comment_id=comment_id,
             comment_body=body,
             comment_visibility=visibility,
-        )
-
-    async def append_events(
-        self,
-        ticket_id: uuid.UUID,
-        actor_id: uuid.UUID,
-        events: list[dict[str, Any]],
-        outbox: list[dict[str, Any]],
-    ) -> None:
-        """Events (and outbox messages) about a ticket that do not change its row."""
-        await self._row(
-            APPEND,
-            tenant_id=self.tenant_id,
-            id=ticket_id,
-            actor_id=actor_id,
-            events=_json(events),
-            outbox=_json(outbox),
         )
 
     # --- people --------------------------------------------------------------------------
 
     async def is_agent(self, user_id: uuid.UUID) -> bool:
         """A live user whose groups grant tickets:manage (or admin, which implies it)."""
-        return await self._row(IS_AGENT, tenant_id=self.tenant_id, user_id=user_id) is not None
+        found = await value(self.conn, sql.IS_AGENT, tenant_id=self.tenant_id, user_id=user_id)
+        return found is not None
 
     # --- comments and the record ---------------------------------------------------------
 
@@ -173,23 +228,25 @@ class TicketRepository:
         author_id: uuid.UUID,
         body: str,
         visibility: str,
-        events: list[dict[str, Any]],
-        outbox: list[dict[str, Any]],
+        events: list[Event],
+        outbox: list[Message],
         comment_id: uuid.UUID,
-    ) -> Row:
-        row = await self._row(
-            ADD_COMMENT,
+    ) -> CommentRow:
+        added = await row(
+            self.conn,
+            CommentRow,
+            sql.ADD_COMMENT,
             tenant_id=self.tenant_id,
             id=ticket_id,
             comment_id=comment_id,
             actor_id=author_id,
             body=body,
             visibility=visibility,
-            events=_json(events),
-            outbox=_json(outbox),
+            events=events,
+            outbox=outbox,
         )
-        assert row is not None
-        return row
+        assert added is not None  # an insert that cannot conflict returns its row
+        return added
 
     async def comments(
         self,
@@ -198,10 +255,12 @@ class TicketRepository:
         external_only: bool,
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
-    ) -> list[Row]:
+    ) -> list[CommentRow]:
         after_time, after_id = after or (None, None)
-        return await self._rows(
-            COMMENTS,
+        return await rows(
+            self.conn,
+            CommentRow,
+            sql.COMMENTS,
             tenant_id=self.tenant_id,
             id=ticket_id,
             external_only=external_only,
@@ -212,9 +271,11 @@ class TicketRepository:
 
     async def events(
         self, ticket_id: uuid.UUID, *, external_only: bool, after: int | None, limit: int
-    ) -> list[Row]:
-        return await self._rows(
-            EVENTS,
+    ) -> list[EventRow]:
+        return await rows(
+            self.conn,
+            EventRow,
+            sql.EVENTS,
             tenant_id=self.tenant_id,
             id=ticket_id,
             external_only=external_only,
@@ -225,44 +286,85 @@ class TicketRepository:
     # --- links and approvals -------------------------------------------------------------
 
     async def link_kinds(self, ticket_id: uuid.UUID) -> frozenset[str]:
-        rows = await self._rows(LINK_KINDS, tenant_id=self.tenant_id, id=ticket_id)
-        return frozenset(r["kind"] for r in rows)
+        found = await rows(self.conn, _Kind, sql.LINK_KINDS, tenant_id=self.tenant_id, id=ticket_id)
+        return frozenset(r["kind"] for r in found)
 
     async def approval_names(self, ticket_id: uuid.UUID) -> frozenset[str]:
-        rows = await self._rows(APPROVAL_NAMES, tenant_id=self.tenant_id, id=ticket_id)
-        return frozenset(r["name"] for r in rows)
+        found = await rows(
+            self.conn, _Name, sql.APPROVAL_NAMES, tenant_id=self.tenant_id, id=ticket_id
+        )
+        return frozenset(r["name"] for r in found)
 
-    async def links(self, ticket_id: uuid.UUID) -> list[Row]:
-        return await self._rows(LINKS, tenant_id=self.tenant_id, id=ticket_id)
+    async def links(self, ticket_id: uuid.UUID) -> list[LinkRow]:
+        return await rows(self.conn, LinkRow, sql.LINKS, tenant_id=self.tenant_id, id=ticket_id)
 
     async def add_link(
-        self, ticket_id: uuid.UUID, kind: str, target_id: uuid.UUID
+        self,
+        ticket_id: uuid.UUID,
+        kind: str,
+        target_id: uuid.UUID,
+        actor_id: uuid.UUID,
+        events: list[Event],
     ) -> uuid.UUID | None:
-        """The new link's id, or None when the same link already exists."""
-        row = await self._row(
-            ADD_LINK,
+        """The new link's id (recorded with `events`), or None when the same link already
+        exists (then nothing is written)."""
+        added = await row(
+            self.conn,
+            _LinkId,
+            sql.ADD_LINK,
             tenant_id=self.tenant_id,
             id=ticket_id,
-            link_id=uuid.uuid4(),
             kind=kind,
             target_id=target_id,
+            actor_id=actor_id,
+            events=events,
+            outbox=[],
         )
-        return None if row is None else row["id"]
+        return None if added is None else added["link_id"]
 
-    async def delete_link(self, ticket_id: uuid.UUID, link_id: uuid.UUID) -> Row | None:
-        return await self._row(DELETE_LINK, tenant_id=self.tenant_id, id=ticket_id, link_id=link_id)
-
-    async def add_approval(self, ticket_id: uuid.UUID, name: str, approver_id: uuid.UUID) -> Row:
-        row = await self._row(
-            ADD_APPROVAL,
+    async def delete_link(
+        self, ticket_id: uuid.UUID, link_id: uuid.UUID, actor_id: uuid.UUID, events: list[Event]
+    ) -> bool:
+        """Whether the link was there (and is now gone, recorded with `events`)."""
+        removed = await row(
+            self.conn,
+            _Id,
+            sql.DELETE_LINK,
             tenant_id=self.tenant_id,
             id=ticket_id,
-            approval_id=uuid.uuid4(),
-            name=name,
-            approver_id=approver_id,
+            link_id=link_id,
+            actor_id=actor_id,
+            events=events,
+            outbox=[],
         )
-        assert row is not None
-        return row
+        return removed is not None
 
-    async def approvals(self, ticket_id: uuid.UUID) -> list[Row]:
-        return await self._rows(APPROVALS, tenant_id=self.tenant_id, id=ticket_id)
+    async def add_approval(
+        self, ticket_id: uuid.UUID, name: str, approver_id: uuid.UUID, events: list[Event]
+    ) -> ApprovalRow:
+        added = await row(
+            self.conn,
+            ApprovalRow,
+            sql.ADD_APPROVAL,
+            tenant_id=self.tenant_id,
+            id=ticket_id,
+            name=name,
+            actor_id=approver_id,
+            events=events,
+            outbox=[],
+        )
+        assert added is not None  # an insert that cannot conflict returns its row
+        return added
+
+    async def approvals(self, ticket_id: uuid.UUID) -> list[ApprovalRow]:
+        return await rows(
+            self.conn, ApprovalRow, sql.APPROVALS, tenant_id=self.tenant_id, id=ticket_id
+        )
+
+
+class _Kind(TypedDict):
+    kind: str
+
+
+class _Name(TypedDict):
+    name: str

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from flowdesk.auth.principal import Principal
-from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
-from flowdesk.api.etag import check_if_match
 from flowdesk.api.pagination import next_cursor
-from flowdesk.tickets.errors import StatusMapMissingError, TransitionRefusedError
+from flowdesk.auth.principal import Principal
+from flowdesk.db.query import Connection
+from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
+from flowdesk.tickets import listing
+from flowdesk.tickets.errors import StaleVersion, StatusMapMissingError, TransitionRefusedError
 from flowdesk.tickets.facts import (
     TicketJson,
     actor_of,
@@ -27,9 +26,11 @@ from flowdesk.tickets.facts import (
     ticket_json,
     visible_to,
 )
-from flowdesk.tickets.listing import ListQuery, TicketListing
-from flowdesk.tickets.repository import Row, TicketRepository
+from flowdesk.tickets.listing import ListQuery
+from flowdesk.tickets.repository import Event, Message, NewTicket, TicketRepository, TicketRow
 from flowdesk.tickets.schemas import TicketCreate, TicketPatch
+from flowdesk.tickets.versions import VersionCheck, any_version
+from flowdesk.vocabulary import TICKETS_CREATE, TICKETS_MANAGE
 from flowdesk.workflow import (
     ApplyInputs,
     Catalog,
@@ -49,7 +50,9 @@ REQUESTER_EDITABLE = frozenset({"title", "description", "fields"})
 ATTEMPTS = 5
 
 
-async def locate(conn: Any, principal: Principal, ref: str) -> tuple[TicketRepository, Row]:
+async def locate(
+    conn: Connection, principal: Principal, ref: str
+) -> tuple[TicketRepository, TicketRow]:
     """The ticket behind `ref` as this caller may see it, or 404 (another tenant's ticket, or
     another requester's, is not found rather than forbidden)."""
     repo = repository_for(conn, principal)
@@ -61,12 +64,12 @@ async def locate(conn: Any, principal: Principal, ref: str) -> tuple[TicketRepos
 
 
 async def create_ticket(
-    conn: Any, catalog: Catalog, principal: Principal, body: TicketCreate
+    conn: Connection, catalog: Catalog, principal: Principal, body: TicketCreate
 ) -> TicketJson:
-    if not principal.can("tickets:create"):
+    if not principal.can(TICKETS_CREATE):
         raise Forbidden(
-            "Creating tickets needs the 'tickets:create' permission.",
-            extra={"required_permission": "tickets:create"},
+            f"Creating tickets needs the '{TICKETS_CREATE}' permission.",
+            extra={"required_permission": TICKETS_CREATE},
         )
     item = catalog.items.get(body.catalog_item)
     if item is None:
@@ -76,10 +79,10 @@ async def create_ticket(
         )
     requester = principal.user_id
     if body.requester_id is not None and body.requester_id != principal.user_id:
-        if not principal.can("tickets:manage"):
+        if not principal.can(TICKETS_MANAGE):
             raise Forbidden(
-                "Filing on behalf of someone else needs the 'tickets:manage' permission.",
-                extra={"required_permission": "tickets:manage"},
+                f"Filing on behalf of someone else needs the '{TICKETS_MANAGE}' permission.",
+                extra={"required_permission": TICKETS_MANAGE},
             )
         requester = body.requester_id
     workflow = catalog.workflow(item.workflow)
@@ -96,7 +99,7 @@ async def create_ticket(
         ) from exc
     except TransitionRefused as exc:
         raise TransitionRefusedError.from_engine(exc) from exc
-    values = {
+    values: NewTicket = {
         "title": body.title,
         "description": body.description,
         "type": item.type,
@@ -108,7 +111,7 @@ async def create_ticket(
         "requester_id": requester,
         "fields": _clean_fields(body.fields),
     }
-    events = [
+    events: list[Event] = [
         {
             "kind": "created",
             "data": {
@@ -118,7 +121,9 @@ async def create_ticket(
             },
         }
     ]
-    outbox = [{"topic": "ticket.created", "payload": {"actor_id": principal.user_id}}]
+    outbox: list[Message] = [
+        {"topic": "ticket.created", "payload": {"actor_id": principal.user_id}}
+    ]
     row = await repository_for(conn, principal).insert(values, principal.user_id, events, outbox)
     if row is None:
         raise InvalidInput(
@@ -127,7 +132,7 @@ async def create_ticket(
     return ticket_json(row)
 
 
-async def get_ticket(conn: Any, principal: Principal, ref: str) -> TicketJson:
+async def get_ticket(conn: Connection, principal: Principal, ref: str) -> TicketJson:
     _, row = await locate(conn, principal, ref)
     return ticket_json(row)
 
@@ -153,7 +158,7 @@ class ListParams:
 
 
 async def list_tickets(
-    engine: AsyncEngine, catalog: Catalog, principal: Principal, p: ListParams
+    conn: Connection, catalog: Catalog, principal: Principal, p: ListParams
 ) -> dict[str, Any]:
     exclude_hidden: list[tuple[str, list[str]]] = []
     categories = p.categories
@@ -190,16 +195,19 @@ async def list_tickets(
         after=p.after,
         limit=p.limit,
     )
-    rows = await TicketListing(
-        engine, principal.tenant_id, requester_only=visible_to(principal)
-    ).page(query)
+    rows = await listing.page(conn, principal.tenant_id, visible_to(principal), query)
     items = [ticket_json(r) for r in rows[: p.limit]]
-    key = {"created": "created_at", "updated": "updated_at", "priority": "priority_rank"}[
-        p.sort.lstrip("-")
-    ]
-    cursor = next_cursor(rows, p.limit, lambda r: [p.sort, r[key], r["id"]])
+    cursor = next_cursor(rows, p.limit, lambda r: [p.sort, _sort_key(r, p.sort), r["id"]])
     # The shape of Page[TicketOut], which documents it.
     return {"items": items, "next_cursor": cursor}
+
+
+def _sort_key(row: TicketRow, sort: str) -> object:
+    """The value of the row's sort column (flowdesk.tickets.listing.SORT_COLUMNS)."""
+    column = sort.lstrip("-")
+    if column == "priority":
+        return row["priority_rank"]
+    return row["updated_at"] if column == "updated" else row["created_at"]
 
 
 def _person(value: str | None, principal: Principal, name: str) -> uuid.UUID:
@@ -214,24 +222,25 @@ def _person(value: str | None, principal: Principal, name: str) -> uuid.UUID:
 
 
 async def update_ticket(
-    conn: Any,
+    conn: Connection,
     catalog: Catalog,
     principal: Principal,
     ref: str,
     body: TicketPatch,
-    if_match: str | None,
+    if_match: VersionCheck = any_version,
 ) -> TicketJson:
     sent = body.model_fields_set
-    if not principal.can("tickets:manage"):
+    if not principal.can(TICKETS_MANAGE):
         beyond = sorted(sent - REQUESTER_EDITABLE)
         if beyond:
             raise Forbidden(
-                f"Changing {', '.join(beyond)} needs the 'tickets:manage' permission.",
-                extra={"required_permission": "tickets:manage", "fields": beyond},
+                f"Changing {', '.join(beyond)} needs the '{TICKETS_MANAGE}' permission.",
+                extra={"required_permission": TICKETS_MANAGE, "fields": beyond},
             )
     for _ in range(ATTEMPTS):
         repo, row = await locate(conn, principal, ref)
-        check_if_match(if_match, row["version"])
+        if not if_match(row["version"]):
+            raise StaleVersion(row["version"])
         changes, events, outbox = await _patch(repo, catalog, row, body)
         if not changes:
             return ticket_json(row)
@@ -242,19 +251,23 @@ async def update_ticket(
 
 
 async def _patch(
-    repo: TicketRepository, catalog: Catalog, row: Row, body: TicketPatch
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    repo: TicketRepository, catalog: Catalog, row: TicketRow, body: TicketPatch
+) -> tuple[dict[str, Any], list[Event], list[Message]]:
     """What a PATCH changes on this version of the ticket, with its events and messages."""
     sent = body.model_fields_set
     changes: dict[str, Any] = {}
-    events: list[dict[str, Any]] = []
-    outbox: list[dict[str, Any]] = []
-    for name in ("title", "description", "priority"):
-        value = getattr(body, name)
-        if name in sent and value is not None and value != row[name]:
+    events: list[Event] = []
+    outbox: list[Message] = []
+    simple = (
+        ("title", body.title, row["title"]),
+        ("description", body.description, row["description"]),
+        ("priority", body.priority, row["priority"]),
+    )
+    for name, value, old in simple:
+        if name in sent and value is not None and value != old:
             changes[name] = value
             events.append(
-                {"kind": "field_changed", "data": {"field": name, "old": row[name], "new": value}}
+                {"kind": "field_changed", "data": {"field": name, "old": old, "new": value}}
             )
     if "fields" in sent and body.fields is not None:
         merged = _clean_fields({**row["fields"], **body.fields})
@@ -289,9 +302,7 @@ async def _patch(
     return changes, events, outbox
 
 
-def _move(
-    catalog: Catalog, row: Row, item_name: str, events: list[dict[str, Any]]
-) -> dict[str, Any]:
+def _move(catalog: Catalog, row: TicketRow, item_name: str, events: list[Event]) -> dict[str, Any]:
     """A new catalog item, and with it maybe a new workflow: the status follows the map."""
     item = catalog.items.get(item_name)
     if item is None:

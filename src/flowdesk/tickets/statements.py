@@ -1,221 +1,501 @@
-"""The SQL text of the ticket repository (flowdesk.tickets.repository), as raw asyncpg
-statements with named parameters (flowdesk.db.sql)."""
+"""The statements of one ticket and what hangs off it, built with SQLAlchemy Core from the
+tables in flowdesk.models and compiled once (flowdesk.db.query.Query).
+
+Every write is one statement: the change itself is a CTE named `written` (whose rows carry the
+ticket's `tenant_id` and `id`), and the audit events and outbox messages of the change are
+inserted from it, so they exist exactly when the change does. Events and messages travel as
+one JSON array each and are unnested in the statement: any number of them costs nothing
+extra, and a change that wrote no row writes no event.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from flowdesk.db.sql import Statement
-
-TICKET_COLUMNS = (
-    "tenant_id, id, number, prefix, title, description, type, catalog_item, workflow, status, "
-    "status_category, previous_status, priority, priority_rank, requester_id, assignee_id, "
-    "resolution, fields, version, created_at, updated_at"
+from sqlalchemy import (
+    CTE,
+    Boolean,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    Text,
+    Uuid,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    type_coerce,
+    update,
 )
+from sqlalchemy.dialects.postgresql import JSONB, insert
 
-# The names of the people on the ticket come with it, so a read or a write is one statement.
-_WITH_NAMES = """
-SELECT w.*, r.name AS requester_name, a.name AS assignee_name
-FROM written w
-JOIN users r ON r.tenant_id = w.tenant_id AND r.id = w.requester_id
-LEFT JOIN users a ON a.tenant_id = w.tenant_id AND a.id = w.assignee_id
-"""
+from flowdesk.db.query import Query
+from flowdesk.models import (
+    group_members,
+    groups,
+    outbox,
+    tenants,
+    ticket_approvals,
+    ticket_comments,
+    ticket_counters,
+    ticket_events,
+    ticket_links,
+    tickets,
+    users,
+)
+from flowdesk.vocabulary import ADMIN, TICKETS_MANAGE
 
-# Events and outbox messages travel as JSON arrays and are unnested in the statement, so any
-# number of them costs nothing extra. Outbox payloads always carry the ticket's id.
-_EVENTS_AND_OUTBOX = """
-, events AS (
-    INSERT INTO ticket_events (tenant_id, ticket_id, kind, actor_id, visibility, data)
-    SELECT w.tenant_id, w.id, e->>'kind', :actor_id::uuid,
-           coalesce(e->>'visibility', 'external'), coalesce(e->'data', '{}'::jsonb)
-    FROM written w, jsonb_array_elements(:events::jsonb) AS e
-), messages AS (
-    INSERT INTO outbox (tenant_id, topic, payload)
-    SELECT w.tenant_id, m->>'topic',
-           coalesce(m->'payload', '{}'::jsonb) || jsonb_build_object('ticket_id', w.id)
-    FROM written w, jsonb_array_elements(:outbox::jsonb) AS m
-)
-"""
+# Every column but the full-text vector: reading it back costs more than all the others.
+TICKET_COLUMNS = tuple(c for c in tickets.c if c.name != "search")
 
-_GET = (
-    """
-WITH written AS (
-    SELECT {columns} FROM tickets
-    WHERE tenant_id = :tenant_id AND {key}
-      AND (:requester_only::uuid IS NULL OR requester_id = :requester_only::uuid)
-)
-"""
-    + _WITH_NAMES
-)
-GET_BY_ID = Statement(_GET.format(columns=TICKET_COLUMNS, key="id = :id::uuid"))
-GET_BY_NUMBER = Statement(
-    _GET.format(columns=TICKET_COLUMNS, key="number = :number AND prefix = :prefix")
-)
-
-CREATE = Statement(
-    f"""
-WITH requester AS (
-    SELECT u.id FROM users u
-    WHERE u.tenant_id = :tenant_id::uuid AND u.id = :requester_id::uuid AND u.deleted_at IS NULL
-), counter AS (
-    -- Taken only for a live requester, so a refused create takes no number (no gap).
-    UPDATE ticket_counters c SET last_number = c.last_number + 1
-    FROM requester WHERE c.tenant_id = :tenant_id::uuid
-    RETURNING c.last_number
-), written AS (
-    INSERT INTO tickets (tenant_id, id, number, prefix, title, description, type, catalog_item,
-                         workflow, status, status_category, priority, requester_id, fields)
-    SELECT :tenant_id::uuid, gen_random_uuid(), counter.last_number, t.ticket_prefix, :title::text,
-           :description::text, :type::text, :catalog_item::text, :workflow::text, :status::text,
-           :status_category::text, :priority::text, :requester_id::uuid, :fields::jsonb
-    FROM counter JOIN tenants t ON t.id = :tenant_id::uuid
-    RETURNING {TICKET_COLUMNS}
-)
-{_EVENTS_AND_OUTBOX}
-{_WITH_NAMES}
-"""
-)
-
-# Columns an update may set: the SET clause is built from these names only.
-UPDATABLE = {
-    "title": "text",
-    "description": "text",
-    "priority": "text",
-    "fields": "jsonb",
-    "assignee_id": "uuid",
-    "catalog_item": "text",
-    "type": "text",
-    "workflow": "text",
-    "status": "text",
-    "status_category": "text",
-    "previous_status": "text",
-    "resolution": "text",
-}
+_tenant = bindparam("tenant_id", type_=Uuid)
+_ticket = bindparam("id", type_=Uuid)
+_actor = bindparam("actor_id", type_=Uuid)
+# A desk user (no tickets:manage) reaches only the tickets they requested; None for agents.
+_requester_only = bindparam("requester_only", type_=Uuid)
 
 
-def update_statement(columns: Sequence[str]) -> Statement:
-    """The optimistic update of these columns (built once per set of columns, then cached)."""
-    assignments = ", ".join(f"{c} = :{c}::{UPDATABLE[c]}" for c in columns)
-    return Statement(
-        f"""
-WITH written AS (
-    UPDATE tickets SET {assignments}, version = version + 1, updated_at = now()
-    WHERE tenant_id = :tenant_id::uuid AND id = :id::uuid AND version = :version::int
-    RETURNING {TICKET_COLUMNS}
-), comment AS (
-    INSERT INTO ticket_comments (tenant_id, id, ticket_id, author_id, body, visibility)
-    SELECT w.tenant_id, :comment_id::uuid, w.id, :actor_id::uuid, :comment_body::text,
-           :comment_visibility::text
-    FROM written w WHERE :comment_body::text IS NOT NULL
-)
-{_EVENTS_AND_OUTBOX}
-{_WITH_NAMES}
-"""
+def _visible() -> ColumnElement[bool]:
+    return or_(_requester_only.is_(None), tickets.c.requester_id == _requester_only)
+
+
+def _audited(written: CTE) -> tuple[CTE, CTE]:
+    """The CTEs that append the change's events and queue its messages, from `written`."""
+    event = func.jsonb_array_elements(bindparam("events", type_=JSONB)).column_valued("e")
+    e = type_coerce(event, JSONB)
+    events = insert(ticket_events).from_select(
+        ["tenant_id", "ticket_id", "kind", "actor_id", "visibility", "data"],
+        select(
+            written.c.tenant_id,
+            written.c.id,
+            e["kind"].astext,
+            _actor,
+            func.coalesce(e["visibility"].astext, literal("external", String)),
+            func.coalesce(e["data"], literal({}, JSONB)),
+        ),
+    )
+    message = func.jsonb_array_elements(bindparam("outbox", type_=JSONB)).column_valued("m")
+    m = type_coerce(message, JSONB)
+    # Every message carries the id of its ticket.
+    payload = func.coalesce(m["payload"], literal({}, JSONB)).op("||", return_type=JSONB)(
+        func.jsonb_build_object(literal("ticket_id", String), written.c.id)
+    )
+    messages = insert(outbox).from_select(
+        ["tenant_id", "topic", "payload"], select(written.c.tenant_id, m["topic"].astext, payload)
+    )
+    return events.cte("events"), messages.cte("messages")
+
+
+def _with_names(written: CTE) -> Select[Any]:
+    """The ticket's row with the names of its requester and assignee: one statement reads
+    or writes a ticket and answers with everything its JSON shows."""
+    r, a = users.alias("r"), users.alias("a")
+    return select(
+        *written.c, r.c.name.label("requester_name"), a.c.name.label("assignee_name")
+    ).select_from(
+        written.join(
+            r, and_(r.c.tenant_id == written.c.tenant_id, r.c.id == written.c.requester_id)
+        ).outerjoin(a, and_(a.c.tenant_id == written.c.tenant_id, a.c.id == written.c.assignee_id))
     )
 
 
-APPEND = Statement(
-    "WITH written AS (SELECT :tenant_id::uuid AS tenant_id, :id::uuid AS id)"
-    + _EVENTS_AND_OUTBOX
-    + "SELECT 1"
+def _audited_select(written: CTE, final: Select[Any]) -> Query:
+    events, messages = _audited(written)
+    return Query(final.add_cte(events).add_cte(messages))
+
+
+# --- reading a ticket ------------------------------------------------------------------------
+
+
+def _get(key: ColumnElement[bool]) -> Query:
+    written = (
+        select(*TICKET_COLUMNS)
+        .where(tickets.c.tenant_id == _tenant, key, _visible())
+        .cte("written")
+    )
+    return Query(_with_names(written))
+
+
+GET_BY_ID = _get(tickets.c.id == _ticket)
+GET_BY_NUMBER = _get(
+    and_(
+        tickets.c.number == bindparam("number", type_=Integer),
+        tickets.c.prefix == bindparam("prefix", type_=String),
+    )
 )
 
-ADD_COMMENT = Statement(
-    """
-WITH written AS (SELECT :tenant_id::uuid AS tenant_id, :id::uuid AS id),
-c AS (
-    INSERT INTO ticket_comments (tenant_id, id, ticket_id, author_id, body, visibility)
-    VALUES (:tenant_id::uuid, :comment_id::uuid, :id::uuid, :actor_id::uuid, :body::text,
-            :visibility::text)
-    RETURNING id, author_id, body, visibility, created_at
-)"""
-    + _EVENTS_AND_OUTBOX
-    + """
-SELECT c.*, u.name AS author_name FROM c
-JOIN users u ON u.tenant_id = :tenant_id::uuid AND u.id = c.author_id
-"""
+# --- creating a ticket -----------------------------------------------------------------------
+
+
+def _create() -> Query:
+    requester_id = bindparam("requester_id", type_=Uuid)
+    requester = (
+        select(users.c.id)
+        .where(
+            users.c.tenant_id == _tenant, users.c.id == requester_id, users.c.deleted_at.is_(None)
+        )
+        .cte("requester")
+    )
+    # The number is taken only for a live requester, so a refused create takes none (no gap).
+    counter = (
+        update(ticket_counters)
+        .values(last_number=ticket_counters.c.last_number + 1)
+        .where(ticket_counters.c.tenant_id == _tenant, requester.c.id.is_not(None))
+        .returning(ticket_counters.c.last_number)
+        .cte("counter")
+    )
+    given = ("title", "description", "type", "catalog_item", "workflow", "status")
+    written = (
+        insert(tickets)
+        .from_select(
+            [
+                "tenant_id",
+                "number",
+                "prefix",
+                *given,
+                "status_category",
+                "priority",
+                "requester_id",
+                "fields",
+            ],
+            select(
+                _tenant,
+                counter.c.last_number,
+                tenants.c.ticket_prefix,
+                *(bindparam(name, type_=Text) for name in given),
+                bindparam("status_category", type_=String),
+                bindparam("priority", type_=String),
+                requester_id,
+                bindparam("fields", type_=JSONB),
+            ).select_from(counter.join(tenants, tenants.c.id == _tenant)),
+        )
+        .returning(*TICKET_COLUMNS)
+        .cte("written")
+    )
+    return _audited_select(written, _with_names(written))
+
+
+CREATE = _create()
+
+# --- updating a ticket -----------------------------------------------------------------------
+
+# The columns an update may set. Their values are named `set_<column>`: SQLAlchemy reserves
+# a column's own name for the values of an INSERT or UPDATE it builds.
+UPDATABLE = frozenset(
+    {
+        "title",
+        "description",
+        "priority",
+        "fields",
+        "assignee_id",
+        "catalog_item",
+        "type",
+        "workflow",
+        "status",
+        "status_category",
+        "previous_status",
+        "resolution",
+    }
 )
 
-COMMENTS = Statement(
-    """
-SELECT c.id, c.author_id, c.body, c.visibility, c.created_at, u.name AS author_name
-FROM ticket_comments c JOIN users u ON u.tenant_id = c.tenant_id AND u.id = c.author_id
-WHERE c.tenant_id = :tenant_id::uuid AND c.ticket_id = :id::uuid
-  AND (NOT :external_only::bool OR c.visibility = 'external')
-  AND (:after_time::timestamptz IS NULL OR (c.created_at, c.id) > (:after_time, :after_id::uuid))
-ORDER BY c.created_at, c.id LIMIT :limit::int
-"""
+
+def update_statement(columns: Sequence[str]) -> Query:
+    """The optimistic update of these columns: it applies only while the ticket is still at
+    the version the decision was made on. An optional comment is added with it."""
+    assert UPDATABLE.issuperset(columns), columns
+    values: dict[str, Any] = {c: bindparam(f"set_{c}", type_=tickets.c[c].type) for c in columns}
+    written = (
+        update(tickets)
+        .values(**values, version=tickets.c.version + 1, updated_at=func.now())
+        .where(
+            tickets.c.tenant_id == _tenant,
+            tickets.c.id == _ticket,
+            tickets.c.version == bindparam("version", type_=Integer),
+        )
+        .returning(*TICKET_COLUMNS)
+        .cte("written")
+    )
+    body = bindparam("comment_body", type_=Text)
+    comment = insert(ticket_comments).from_select(
+        ["tenant_id", "id", "ticket_id", "author_id", "body", "visibility"],
+        select(
+            written.c.tenant_id,
+            bindparam("comment_id", type_=Uuid),
+            written.c.id,
+            _actor,
+            body,
+            bindparam("comment_visibility", type_=String),
+        ).where(body.is_not(None)),
+    )
+    return _audited_select(written, _with_names(written).add_cte(comment.cte("comment")))
+
+
+# --- comments, the audit trail ---------------------------------------------------------------
+
+
+def _add_comment() -> Query:
+    added = (
+        insert(ticket_comments)
+        .values(
+            tenant_id=_tenant,
+            id=bindparam("comment_id", type_=Uuid),
+            ticket_id=_ticket,
+            author_id=_actor,
+            body=bindparam("body", type_=Text),
+            visibility=bindparam("visibility", type_=String),
+        )
+        .returning(
+            ticket_comments.c.tenant_id,
+            ticket_comments.c.ticket_id.label("id"),
+            ticket_comments.c.id.label("comment_id"),
+            ticket_comments.c.author_id,
+            ticket_comments.c.body,
+            ticket_comments.c.visibility,
+            ticket_comments.c.created_at,
+        )
+        .cte("written")
+    )
+    final = select(
+        added.c.comment_id.label("id"),
+        added.c.author_id,
+        added.c.body,
+        added.c.visibility,
+        added.c.created_at,
+        users.c.name.label("author_name"),
+    ).join_from(
+        added, users, and_(users.c.tenant_id == added.c.tenant_id, users.c.id == added.c.author_id)
+    )
+    return _audited_select(added, final)
+
+
+ADD_COMMENT = _add_comment()
+
+_external_only = bindparam("external_only", type_=Boolean)
+_limit = bindparam("limit", type_=Integer)
+
+COMMENTS = Query(
+    select(
+        ticket_comments.c.id,
+        ticket_comments.c.author_id,
+        ticket_comments.c.body,
+        ticket_comments.c.visibility,
+        ticket_comments.c.created_at,
+        users.c.name.label("author_name"),
+    )
+    .join_from(
+        ticket_comments,
+        users,
+        and_(
+            users.c.tenant_id == ticket_comments.c.tenant_id,
+            users.c.id == ticket_comments.c.author_id,
+        ),
+    )
+    .where(
+        ticket_comments.c.tenant_id == _tenant,
+        ticket_comments.c.ticket_id == _ticket,
+        or_(~_external_only, ticket_comments.c.visibility == "external"),
+        or_(
+            bindparam("after_time", type_=ticket_comments.c.created_at.type).is_(None),
+            tuple_(ticket_comments.c.created_at, ticket_comments.c.id)
+            > tuple_(
+                bindparam("after_time", type_=ticket_comments.c.created_at.type),
+                bindparam("after_id", type_=Uuid),
+            ),
+        ),
+    )
+    .order_by(ticket_comments.c.created_at, ticket_comments.c.id)
+    .limit(_limit)
 )
 
-EVENTS = Statement(
-    """
-SELECT e.id, e.kind, e.actor_id, e.data, e.created_at, u.name AS actor_name
-FROM ticket_events e LEFT JOIN users u ON u.tenant_id = e.tenant_id AND u.id = e.actor_id
-WHERE e.tenant_id = :tenant_id::uuid AND e.ticket_id = :id::uuid
-  AND (NOT :external_only::bool OR e.visibility = 'external')
-  AND (:after::bigint IS NULL OR e.id > :after::bigint)
-ORDER BY e.id LIMIT :limit::int
-"""
+EVENTS = Query(
+    select(
+        ticket_events.c.id,
+        ticket_events.c.kind,
+        ticket_events.c.actor_id,
+        ticket_events.c.data,
+        ticket_events.c.created_at,
+        users.c.name.label("actor_name"),
+    )
+    .outerjoin_from(
+        ticket_events,
+        users,
+        and_(
+            users.c.tenant_id == ticket_events.c.tenant_id, users.c.id == ticket_events.c.actor_id
+        ),
+    )
+    .where(
+        ticket_events.c.tenant_id == _tenant,
+        ticket_events.c.ticket_id == _ticket,
+        or_(~_external_only, ticket_events.c.visibility == "external"),
+        or_(
+            bindparam("after", type_=ticket_events.c.id.type).is_(None),
+            ticket_events.c.id > bindparam("after", type_=ticket_events.c.id.type),
+        ),
+    )
+    .order_by(ticket_events.c.id)
+    .limit(_limit)
 )
 
-IS_AGENT = Statement(
-    """
-SELECT 1 FROM group_members m
-JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
-JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
-WHERE m.tenant_id = :tenant_id::uuid AND m.user_id = :user_id::uuid AND u.deleted_at IS NULL
-  AND g.permissions && ARRAY['tickets:manage', 'admin']::text[]
-LIMIT 1
-"""
+# --- people ----------------------------------------------------------------------------------
+
+# A live user whose groups grant tickets:manage (or admin, which implies it).
+IS_AGENT = Query(
+    select(literal(1))
+    .select_from(group_members)
+    .join(
+        groups,
+        and_(
+            groups.c.tenant_id == group_members.c.tenant_id, groups.c.id == group_members.c.group_id
+        ),
+    )
+    .join(
+        users,
+        and_(users.c.tenant_id == group_members.c.tenant_id, users.c.id == group_members.c.user_id),
+    )
+    .where(
+        group_members.c.tenant_id == _tenant,
+        group_members.c.user_id == bindparam("user_id", type_=Uuid),
+        users.c.deleted_at.is_(None),
+        groups.c.permissions.overlap(literal([TICKETS_MANAGE, ADMIN], groups.c.permissions.type)),
+    )
+    .limit(1)
 )
 
-LINK_KINDS = Statement(
-    "SELECT DISTINCT kind FROM ticket_links "
-    "WHERE tenant_id = :tenant_id::uuid AND ticket_id = :id::uuid"
+# --- links and approvals ---------------------------------------------------------------------
+
+LINK_KINDS = Query(
+    select(ticket_links.c.kind)
+    .distinct()
+    .where(ticket_links.c.tenant_id == _tenant, ticket_links.c.ticket_id == _ticket)
 )
-APPROVAL_NAMES = Statement(
-    "SELECT DISTINCT name FROM ticket_approvals "
-    "WHERE tenant_id = :tenant_id::uuid AND ticket_id = :id::uuid"
+APPROVAL_NAMES = Query(
+    select(ticket_approvals.c.name)
+    .distinct()
+    .where(ticket_approvals.c.tenant_id == _tenant, ticket_approvals.c.ticket_id == _ticket)
 )
-LINKS = Statement(
-    """
-SELECT l.id, l.kind, l.target_id, l.created_at, t.prefix AS target_prefix,
-       t.number AS target_number
-FROM ticket_links l JOIN tickets t ON t.tenant_id = l.tenant_id AND t.id = l.target_id
-WHERE l.tenant_id = :tenant_id::uuid AND l.ticket_id = :id::uuid
-ORDER BY l.created_at, l.id
-"""
+
+_target = tickets.alias("target")
+LINKS = Query(
+    select(
+        ticket_links.c.id,
+        ticket_links.c.kind,
+        ticket_links.c.target_id,
+        ticket_links.c.created_at,
+        _target.c.prefix.label("target_prefix"),
+        _target.c.number.label("target_number"),
+    )
+    .join_from(
+        ticket_links,
+        _target,
+        and_(
+            _target.c.tenant_id == ticket_links.c.tenant_id,
+            _target.c.id == ticket_links.c.target_id,
+        ),
+    )
+    .where(ticket_links.c.tenant_id == _tenant, ticket_links.c.ticket_id == _ticket)
+    .order_by(ticket_links.c.created_at, ticket_links.c.id)
 )
-ADD_LINK = Statement(
-    """
-INSERT INTO ticket_links (tenant_id, id, ticket_id, kind, target_id)
-VALUES (:tenant_id::uuid, :link_id::uuid, :id::uuid, :kind::text, :target_id::uuid)
-ON CONFLICT DO NOTHING RETURNING id
-"""
-)
-DELETE_LINK = Statement(
-    """
-DELETE FROM ticket_links
-WHERE tenant_id = :tenant_id::uuid AND ticket_id = :id::uuid AND id = :link_id::uuid
-RETURNING kind, target_id
-"""
-)
-ADD_APPROVAL = Statement(
-    """
-WITH a AS (
-    INSERT INTO ticket_approvals (tenant_id, id, ticket_id, name, approver_id)
-    VALUES (:tenant_id::uuid, :approval_id::uuid, :id::uuid, :name::text, :approver_id::uuid)
-    RETURNING id, name, approver_id, created_at
-)
-SELECT a.*, u.name AS approver_name FROM a
-JOIN users u ON u.tenant_id = :tenant_id::uuid AND u.id = a.approver_id
-"""
-)
-APPROVALS = Statement(
-    """
-SELECT a.id, a.name, a.approver_id, a.created_at, u.name AS approver_name
-FROM ticket_approvals a JOIN users u ON u.tenant_id = a.tenant_id AND u.id = a.approver_id
-WHERE a.tenant_id = :tenant_id::uuid AND a.ticket_id = :id::uuid
-ORDER BY a.created_at, a.id
-"""
+
+
+def _add_link() -> Query:
+    # An existing identical link inserts nothing, and so records nothing.
+    written = (
+        insert(ticket_links)
+        .values(
+            tenant_id=_tenant,
+            ticket_id=_ticket,
+            kind=bindparam("kind", type_=String),
+            target_id=bindparam("target_id", type_=Uuid),
+        )
+        .on_conflict_do_nothing()
+        .returning(
+            ticket_links.c.tenant_id,
+            ticket_links.c.ticket_id.label("id"),
+            ticket_links.c.id.label("link_id"),
+        )
+        .cte("written")
+    )
+    return _audited_select(written, select(written.c.link_id))
+
+
+ADD_LINK = _add_link()
+
+
+def _delete_link() -> Query:
+    from sqlalchemy import delete
+
+    written = (
+        delete(ticket_links)
+        .where(
+            ticket_links.c.tenant_id == _tenant,
+            ticket_links.c.ticket_id == _ticket,
+            ticket_links.c.id == bindparam("link_id", type_=Uuid),
+        )
+        .returning(ticket_links.c.tenant_id, ticket_links.c.ticket_id.label("id"))
+        .cte("written")
+    )
+    return _audited_select(written, select(written.c.id))
+
+
+DELETE_LINK = _delete_link()
+
+
+def _add_approval() -> Query:
+    written = (
+        insert(ticket_approvals)
+        .values(
+            tenant_id=_tenant,
+            ticket_id=_ticket,
+            name=bindparam("name", type_=String),
+            approver_id=_actor,
+        )
+        .returning(
+            ticket_approvals.c.tenant_id,
+            ticket_approvals.c.ticket_id.label("id"),
+            ticket_approvals.c.id.label("approval_id"),
+            ticket_approvals.c.name,
+            ticket_approvals.c.approver_id,
+            ticket_approvals.c.created_at,
+        )
+        .cte("written")
+    )
+    final = select(
+        written.c.approval_id.label("id"),
+        written.c.name,
+        written.c.approver_id,
+        written.c.created_at,
+        users.c.name.label("approver_name"),
+    ).join_from(
+        written,
+        users,
+        and_(users.c.tenant_id == written.c.tenant_id, users.c.id == written.c.approver_id),
+    )
+    return _audited_select(written, final)
+
+
+ADD_APPROVAL = _add_approval()
+
+APPROVALS = Query(
+    select(
+        ticket_approvals.c.id,
+        ticket_approvals.c.name,
+        ticket_approvals.c.approver_id,
+        ticket_approvals.c.created_at,
+        users.c.name.label("approver_name"),
+    )
+    .join_from(
+        ticket_approvals,
+        users,
+        and_(
+            users.c.tenant_id == ticket_approvals.c.tenant_id,
+            users.c.id == ticket_approvals.c.approver_id,
+        ),
+    )
+    .where(ticket_approvals.c.tenant_id == _tenant, ticket_approvals.c.ticket_id == _ticket)
+    .order_by(ticket_approvals.c.created_at, ticket_approvals.c.id)
 )

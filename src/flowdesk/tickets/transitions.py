@@ -6,11 +6,11 @@ import uuid
 from typing import Any
 
 from flowdesk.auth.principal import Principal
+from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, Forbidden, InvalidInput
-from flowdesk.api.etag import check_if_match
-from flowdesk.tickets.errors import TransitionRefusedError, TransitionUnavailable
+from flowdesk.tickets.errors import StaleVersion, TransitionRefusedError, TransitionUnavailable
 from flowdesk.tickets.facts import TicketJson, actor_of, facts_of, needs, ticket_json
-from flowdesk.tickets.repository import Row, TicketRepository
+from flowdesk.tickets.repository import Event, Message, TicketRepository, TicketRow
 from flowdesk.tickets.schemas import (
     ReasonOut,
     TransitionIn,
@@ -18,6 +18,8 @@ from flowdesk.tickets.schemas import (
     TransitionsOut,
 )
 from flowdesk.tickets.service import ATTEMPTS, locate
+from flowdesk.tickets.versions import VersionCheck, any_version
+from flowdesk.vocabulary import TICKETS_MANAGE
 from flowdesk.workflow import (
     RESET,
     ActionOption,
@@ -34,13 +36,13 @@ from flowdesk.workflow import (
 )
 
 
-async def _facts(repo: TicketRepository, workflow: Workflow, row: Row) -> TicketFacts:
+async def _facts(repo: TicketRepository, workflow: Workflow, row: TicketRow) -> TicketFacts:
     links = await repo.link_kinds(row["id"]) if needs(workflow, "link") else frozenset()
     approvals = await repo.approval_names(row["id"]) if needs(workflow, "approval") else frozenset()
     return facts_of(row, links=links, approvals=approvals)
 
 
-def _workflow(catalog: Catalog, row: Row) -> Workflow:
+def _workflow(catalog: Catalog, row: TicketRow) -> Workflow:
     try:
         return catalog.workflow(row["workflow"])
     except UnknownWorkflow as exc:
@@ -66,7 +68,7 @@ def _option(o: ActionOption) -> TransitionOption:
 
 
 async def list_transitions(
-    conn: Any, catalog: Catalog, principal: Principal, ref: str
+    conn: Connection, catalog: Catalog, principal: Principal, ref: str
 ) -> TransitionsOut:
     repo, row = await locate(conn, principal, ref)
     workflow = _workflow(catalog, row)
@@ -78,19 +80,20 @@ async def list_transitions(
 
 
 async def transition(
-    conn: Any,
+    conn: Connection,
     catalog: Catalog,
     principal: Principal,
     ref: str,
     body: TransitionIn,
-    if_match: str | None,
+    if_match: VersionCheck = any_version,
 ) -> TicketJson:
     """Decide on a read, write if the ticket is still at that version, else decide again: of
     two concurrent moves out of one status one wins and the other is refused (409), or fails
     its If-Match (412), on the fresh read."""
     for _ in range(ATTEMPTS):
         repo, row = await locate(conn, principal, ref)
-        check_if_match(if_match, row["version"])
+        if not if_match(row["version"]):
+            raise StaleVersion(row["version"])
         written = await _decide_and_write(repo, catalog, principal, row, body)
         if written is not None:
             return ticket_json(written)
@@ -98,8 +101,12 @@ async def transition(
 
 
 async def _decide_and_write(
-    repo: TicketRepository, catalog: Catalog, principal: Principal, row: Row, body: TransitionIn
-) -> Row | None:
+    repo: TicketRepository,
+    catalog: Catalog,
+    principal: Principal,
+    row: TicketRow,
+    body: TransitionIn,
+) -> TicketRow | None:
     workflow = _workflow(catalog, row)
     facts = await _facts(repo, workflow, row)
     actor = actor_of(principal)
@@ -118,8 +125,8 @@ async def _decide_and_write(
     changes: dict[str, Any] = {}
     kind = "reset" if outcome.action == RESET else "transitioned"
     moved: dict[str, Any] = {"action": outcome.action, "from": row["status"], "to": outcome.status}
-    events: list[dict[str, Any]] = [{"kind": kind, "data": moved}]
-    outbox: list[dict[str, Any]] = []
+    events: list[Event] = [{"kind": kind, "data": moved}]
+    outbox: list[Message] = []
     if outcome.status != row["status"]:
         changes |= {
             "status": outcome.status,
@@ -170,7 +177,7 @@ async def _decide_and_write(
 def _comment_visibility(principal: Principal, option: ActionOption, body: TransitionIn) -> str:
     """Requesters only ever write external comments; agents default to what the action's
     update type says (a reply is external, a comment internal)."""
-    agent = principal.can("tickets:manage")
+    agent = principal.can(TICKETS_MANAGE)
     wanted = body.comment_visibility
     if wanted is None:
         wanted = (
@@ -181,6 +188,6 @@ def _comment_visibility(principal: Principal, option: ActionOption, body: Transi
     if wanted == "internal" and not agent:
         raise Forbidden(
             "Requesters can only write external comments.",
-            extra={"required_permission": "tickets:manage"},
+            extra={"required_permission": TICKETS_MANAGE},
         )
     return wanted

@@ -15,9 +15,9 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from asyncpg.exceptions import IntegrityConstraintViolationError
 
+from flowdesk.db.pool import Database
 from flowdesk.periodic import Periodic
 from flowdesk.usage.repository import UsageKey, add_counts
 
@@ -28,8 +28,8 @@ _MAX_PENDING_KEYS = 100_000
 
 
 class UsageMeter:
-    def __init__(self, engine: AsyncEngine, flush_seconds: float) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, flush_seconds: float) -> None:
+        self._db = db
         self._counts: Counter[UsageKey] = Counter()
         self._lock = asyncio.Lock()
         # Flushes on a steady beat (no jitter: each process only writes its own counts).
@@ -53,9 +53,9 @@ class UsageMeter:
             if not batch:
                 return 0
             try:
-                async with self._engine.begin() as conn:
+                async with self._db.connection() as conn:
                     await add_counts(conn, dict(batch))
-            except IntegrityError:
+            except IntegrityConstraintViolationError:
                 # A key or tenant deleted since it was counted: write the rest one by one.
                 await self._flush_each(batch)
             except Exception:
@@ -69,9 +69,9 @@ class UsageMeter:
     async def _flush_each(self, batch: Counter[UsageKey]) -> None:
         for key, count in batch.items():
             try:
-                async with self._engine.begin() as conn:
+                async with self._db.connection() as conn:
                     await add_counts(conn, {key: count})
-            except IntegrityError:
+            except IntegrityConstraintViolationError:
                 logger.info("usage meter: dropped counts of a vanished key %s", key[1])
 
     def start(self) -> None:

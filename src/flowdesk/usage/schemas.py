@@ -22,5 +22,5 @@ class UsageReport(BaseModel):
 
     first_day: date
     last_day: date
-    total: int
-    items: list[UsageRow]
+    total: int = Field(description="Every request of the range, including rows `items` omits.")
+    items: list[UsageRow] = Field(description="By day, key, family and class; at most 10,000.")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from flowdesk.db.query import Connection
 from flowdesk.errors import InvalidInput
-from flowdesk.usage.repository import usage_rows
+from flowdesk.usage.repository import usage_counts
 from flowdesk.usage.schemas import UsageReport, UsageRow
 
 DEFAULT_DAYS = 30
@@ -16,7 +15,7 @@ MAX_DAYS = 366
 
 
 async def usage_report(
-    session: AsyncSession,
+    conn: Connection,
     tenant_id: uuid.UUID,
     first: date | None,
     last: date | None,
@@ -30,17 +29,17 @@ async def usage_report(
         raise InvalidInput(
             f"The range is longer than {MAX_DAYS} days.", [("/query/from", "range too long")]
         )
-    rows = await usage_rows(session, tenant_id, first, last, api_key_id)
+    found = await usage_counts(conn, tenant_id, first, last, api_key_id)
     items = [
         UsageRow(
-            day=r.day,
-            api_key_id=r.api_key_id,
-            family=r.family,
-            status_class=f"{r.status_class}xx",
-            count=r.count,
+            day=r["day"],
+            api_key_id=r["api_key_id"],
+            family=r["family"],
+            status_class=f"{r['status_class']}xx",
+            count=r["count"],
         )
-        for r in rows
+        for r in found
     ]
-    return UsageReport(
-        first_day=first, last_day=last, total=sum(i.count for i in items), items=items
-    )
+    # The total of the whole range, even when the list stops at its maximum length.
+    total = found[0]["total"] if found else 0
+    return UsageReport(first_day=first, last_day=last, total=total, items=items)

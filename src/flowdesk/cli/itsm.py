@@ -3,15 +3,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+from typing import TYPE_CHECKING
 
 import click
 
+from flowdesk.cli.common import (
+    fail,
+    load_settings,
+    prepared_database,
+    run_in_transaction,
+    with_database,
+)
+from flowdesk.vocabulary import FLAGS
+
+if TYPE_CHECKING:
+    from flowdesk.db.query import Connection
+
 
 def _parse_flag(value: str) -> tuple[str, bool]:
-    from flowdesk.itsm.vocabulary import FLAGS
-
     name, sep, state = value.partition("=")
     if not sep or state.lower() not in {"on", "off"}:
         raise click.BadParameter(f"{value!r}: give NAME=on or NAME=off")
@@ -77,9 +87,6 @@ def license_command(
 
     With no option, prints the tenant's licence as it is. Every change is logged.
     """
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    from flowdesk.cli import _fail, _prepared_database, _run_in_session, _settings
     from flowdesk.errors import AppError
     from flowdesk.itsm.controls import default_policy
     from flowdesk.itsm.service import (
@@ -102,18 +109,18 @@ def license_command(
         quotas=quotas,
         rate_limit=UNCHANGED if limit == "keep" else (limit if isinstance(limit, tuple) else None),
     )
-    settings = _settings()
+    settings = load_settings()
 
-    async def work(session: AsyncSession) -> str:
-        tenant = await tenant_by_slug(session, slug)
-        result = await update_licence(session, tenant.id, change, "cli")
-        out = await describe(session, result.tenant, default_policy(settings), result.agents)
+    async def work(conn: Connection) -> str:
+        tenant = await tenant_by_slug(conn, slug)
+        result = await update_licence(conn, tenant["id"], change, "cli")
+        out = await describe(conn, result.tenant, default_policy(settings), result.agents)
         return out.model_dump_json(indent=2)
 
     try:
-        click.echo(_run_in_session(_prepared_database(settings), settings, work))
+        click.echo(run_in_transaction(prepared_database(settings), settings, work))
     except AppError as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
 
 
 @click.group("quotas")
@@ -127,21 +134,10 @@ def quotas_check() -> None:
 
     Safe next to running servers: they and this command take turns through an advisory lock,
     and alerts are recorded once per tenant and quota."""
-    from flowdesk.cli import _prepared_database, _settings
-    from flowdesk.db.engine import make_engine
-    from flowdesk.itsm.quotas import QuotaCheckResult, run_quota_check
+    from flowdesk.itsm.quotas import run_quota_check
 
-    settings = _settings()
-    url = _prepared_database(settings)
-
-    async def runner() -> QuotaCheckResult:
-        engine = make_engine(url, settings, pool_size=1)
-        try:
-            return await run_quota_check(engine)
-        finally:
-            await engine.dispose()
-
-    result = asyncio.run(runner())
+    settings = load_settings()
+    result = with_database(prepared_database(settings), settings, run_quota_check)
     if not result.ran:
         click.echo("flowdesk: another process is running the quota check; try again shortly")
         return

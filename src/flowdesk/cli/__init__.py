@@ -1,69 +1,35 @@
 """The `flowdesk` command: serve, migrate, openapi, tenants (and their ITSM licence), quotas,
-keys, workflows.
-
-Every command that touches the database uses the same one as `serve`: FLOWDESK_DATABASE_URL
-when set, else the embedded server of FLOWDESK_DATA_DIR (joining the one `serve` runs, or
-starting it for the command and stopping it afterwards).
-"""
+keys, workflows. This module is the command group; it registers the sub-commands of
+flowdesk.cli.itsm and flowdesk.workflow.cli, which share flowdesk.cli.common with it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
-from flowdesk.config import Settings, get_settings
 from flowdesk.api.middleware import RequestIdFilter
-from flowdesk.itsm.cli import license_command, quotas_cli
+from flowdesk.cli.common import (
+    fail,
+    load_settings,
+    prepared_database,
+    run_in_transaction,
+)
+from flowdesk.cli.itsm import license_command, quotas_cli
+from flowdesk.config import Settings
 from flowdesk.workflow.cli import workflows_cli
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from flowdesk.db.query import Connection
+    from flowdesk.tenants.service import NewKey, NewTenant
 
 DEMO_SLUG = "demo"
-
-
-def _settings(**overrides: object) -> Settings:
-    base = get_settings()
-    values = {k: v for k, v in overrides.items() if v is not None}
-    return base.model_copy(update=values) if values else base
-
-
-def _prepared_database(settings: Settings) -> str:
-    """The URL of the database, migrated to head."""
-    from flowdesk.app import database_url
-    from flowdesk.db import migrate
-
-    url = database_url(settings)
-    migrate.upgrade(url)
-    return url
-
-
-def _run_in_session(url: str, settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
-    """Run `work(session)` in one transaction (the CLI's unit of work)."""
-    from flowdesk.db.engine import make_engine, make_sessionmaker
-
-    async def runner() -> T:
-        engine = make_engine(url, settings, pool_size=1)
-        try:
-            async with make_sessionmaker(engine)() as session, session.begin():
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(runner())
-
-
-def _fail(message: str) -> None:
-    click.echo(f"flowdesk: {message}", err=True)
-    sys.exit(1)
 
 
 @click.group()
@@ -89,9 +55,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Migrate the database and serve the API (uvloop + httptools)."""
     import uvicorn
 
-    settings = _settings(host=host, port=port, workers=workers)
+    settings = load_settings(host=host, port=port, workers=workers)
     _check_catalog(settings)
-    url = _prepared_database(settings)
+    url = prepared_database(settings)
     # Only the embedded (development) database gets a demo tenant; a production database is
     # given its tenants with `flowdesk tenants create`.
     if settings.seed_demo and settings.database_url is None:
@@ -130,7 +96,7 @@ def _check_catalog(settings: Settings) -> None:
     except CatalogError as exc:
         for diagnostic in exc.diagnostics:
             click.echo(f"flowdesk: {diagnostic}", err=True)
-        _fail("the workflow catalog has errors; not starting")
+        fail("the workflow catalog has errors; not starting")
     for warning in catalog.warnings:
         click.echo(f"flowdesk: warning: {warning}", err=True)
 
@@ -149,28 +115,23 @@ def _exit_cleanly_on_signals() -> None:
 
 def _seed_demo_tenant(url: str, settings: Settings) -> None:
     """On an empty database, a demo tenant and its admin key, printed once."""
-    from flowdesk.tenants.repository import TenantRepository
-    from flowdesk.tenants.service import NewTenant, create_tenant
+    from flowdesk.itsm.service import LicenceChange, update_licence
+    from flowdesk.tenants.service import count_tenants, create_tenant
+    from flowdesk.vocabulary import FLAGS
 
-    async def work(session: object) -> NewTenant | None:
-        from sqlalchemy.ext.asyncio import AsyncSession
-
-        from flowdesk.itsm.service import LicenceChange, update_licence
-        from flowdesk.itsm.vocabulary import FLAGS
-
-        assert isinstance(session, AsyncSession)
-        if await TenantRepository(session).count() > 0:
+    async def work(conn: Connection) -> NewTenant | None:
+        if await count_tenants(conn) > 0:
             return None
-        created = await create_tenant(session, DEMO_SLUG, "Demo", "TKT")
+        created = await create_tenant(conn, DEMO_SLUG, "Demo", "TKT")
         # The demo is a working desk: the ITSM add-on licensed with every feature on.
         everything = LicenceChange(active=True, flags=dict.fromkeys(FLAGS, True))
-        await update_licence(session, created.tenant.id, everything, "demo-seed")
+        await update_licence(conn, created.tenant["id"], everything, "demo-seed")
         return created
 
-    created = _run_in_session(url, settings, work)
+    created = run_in_transaction(url, settings, work)
     if created is not None:
         click.echo(
-            f"flowdesk: created the demo tenant '{DEMO_SLUG}' with admin {created.admin.email}"
+            f"flowdesk: created the demo tenant '{DEMO_SLUG}' with admin {created.admin['email']}"
         )
         click.echo("flowdesk: its admin API key (shown once, keep it):")
         click.echo(f"FLOWDESK_ADMIN_KEY={created.key.secret}")
@@ -179,7 +140,7 @@ def _seed_demo_tenant(url: str, settings: Settings) -> None:
 @main.command()
 def migrate() -> None:
     """Upgrade the database schema to the latest revision."""
-    _prepared_database(_settings())
+    prepared_database(load_settings())
     click.echo("flowdesk: database is at the latest revision")
 
 
@@ -196,11 +157,13 @@ def openapi(output: Path, check: bool) -> None:
     """Write the OpenAPI document (or check the committed one for drift)."""
     from flowdesk.app import create_app
 
-    document = json.dumps(create_app(_settings()).openapi(), indent=2, ensure_ascii=False) + "\n"
+    document = (
+        json.dumps(create_app(load_settings()).openapi(), indent=2, ensure_ascii=False) + "\n"
+    )
     if check:
         current = output.read_text(encoding="utf-8") if output.exists() else ""
         if current != document:
-            _fail(f"{output} is out of date; run `flowdesk openapi` and commit it")
+            fail(f"{output} is out of date; run `flowdesk openapi` and commit it")
         click.echo(f"flowdesk: {output} is up to date")
         return
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -222,8 +185,8 @@ def tenants_create(slug: str, name: str, prefix: str, admin_email: str | None) -
     """Create a tenant and its admin; print the admin's API key."""
     from pydantic import TypeAdapter, ValidationError
 
-    from flowdesk.errors import AppError
     from flowdesk.api.types import Name, Slug, TicketPrefix
+    from flowdesk.errors import AppError
     from flowdesk.tenants.service import create_tenant
 
     try:
@@ -231,16 +194,17 @@ def tenants_create(slug: str, name: str, prefix: str, admin_email: str | None) -
         name = TypeAdapter(Name).validate_python(name)
         prefix = TypeAdapter(TicketPrefix).validate_python(prefix)
     except ValidationError as exc:
-        _fail(f"invalid input: {exc.errors()[0]['msg']}")
-    settings = _settings()
-    url = _prepared_database(settings)
+        fail(f"invalid input: {exc.errors()[0]['msg']}")
+
+    async def work(conn: Connection) -> NewTenant:
+        return await create_tenant(conn, slug, name, prefix, admin_email)
+
+    settings = load_settings()
     try:
-        created = _run_in_session(
-            url, settings, lambda s: create_tenant(s, slug, name, prefix, admin_email)
-        )
+        created = run_in_transaction(prepared_database(settings), settings, work)
     except AppError as exc:
-        _fail(exc.detail)
-    click.echo(f"flowdesk: created tenant '{slug}' with admin {created.admin.email}")
+        fail(exc.detail)
+    click.echo(f"flowdesk: created tenant '{slug}' with admin {created.admin['email']}")
     click.echo(
         f"flowdesk: the ITSM add-on is not licensed yet: `flowdesk tenants license {slug} "
         "--activate`"
@@ -260,32 +224,25 @@ def keys() -> None:
 @click.option("--name", default="cli key", show_default=True)
 def keys_create(slug: str, email: str, scopes: str, name: str) -> None:
     """Create an API key for a user; print it (shown once)."""
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    from flowdesk.auth.permissions import ALL_SCOPES
-    from flowdesk.errors import AppError, NotFound
-    from flowdesk.tenants.repository import TenantRepository, UserRepository
-    from flowdesk.tenants.service import NewKey, create_key
+    from flowdesk.errors import AppError
+    from flowdesk.tenants.service import create_key, tenant_by_slug, user_by_email
+    from flowdesk.vocabulary import SCOPES
 
     wanted = sorted({s.strip() for s in scopes.split(",") if s.strip()})
-    unknown = [s for s in wanted if s not in ALL_SCOPES]
+    unknown = [s for s in wanted if s not in SCOPES]
     if unknown or not wanted:
-        _fail(f"unknown scopes {unknown}; choose from {sorted(ALL_SCOPES)}")
+        fail(f"unknown scopes {unknown}; choose from {sorted(SCOPES)}")
 
-    async def work(session: AsyncSession) -> NewKey:
-        tenant = await TenantRepository(session).by_slug(slug)
-        if tenant is None:
-            raise NotFound(f"no tenant '{slug}'")
-        user = await UserRepository(session, tenant.id).by_email(email)
-        if user is None:
-            raise NotFound(f"no user '{email}' in tenant '{slug}'")
-        return await create_key(session, tenant.id, user.id, name, wanted, None)
+    async def work(conn: Connection) -> NewKey:
+        tenant = await tenant_by_slug(conn, slug)
+        user = await user_by_email(conn, tenant["id"], email)
+        return await create_key(conn, tenant["id"], user["id"], name, wanted, None)
 
-    settings = _settings()
+    settings = load_settings()
     try:
-        new = _run_in_session(_prepared_database(settings), settings, work)
+        new = run_in_transaction(prepared_database(settings), settings, work)
     except AppError as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
     click.echo(new.secret)
 
 

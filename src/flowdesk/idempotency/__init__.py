@@ -1,0 +1,1 @@
+"""Idempotency keys: the stored first answer to a POST, replayed to its retries."""
