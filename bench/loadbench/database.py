@@ -1,5 +1,5 @@
 """The PostgreSQL server of a run: flowdesk's embedded one (default) or BENCH_DATABASE_URL,
-fresh databases on it, and how each client (SQLAlchemy, asyncpg, pgbench) reaches them."""
+fresh databases on it, and how each client (flowdesk, asyncpg, pgbench) reaches them."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ class Server:
     embedded: bool
 
     def sqlalchemy_url(self, database: str) -> str:
+        """The URL flowdesk's settings and Alembic take (SQLAlchemy's postgresql+asyncpg
+        spelling; flowdesk.db.pool turns it into asyncpg's)."""
         url = self.url.set(drivername="postgresql+asyncpg", database=database)
         return url.render_as_string(hide_password=False)
 

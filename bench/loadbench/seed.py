@@ -47,11 +47,12 @@ def _licence_hooks() -> list[LicenceHook]:
     """How to switch a tenant's ITSM licence on with every feature flag, if this flowdesk has
     a licence (without an active one the ticket endpoints answer 403).
 
-    flowdesk.itsm.service.update_licence(session, tenant_id, LicenceChange(...), actor) is the
-    operator's use case (what /platform/v1 and the CLI call); nothing found: no hook."""
+    flowdesk.itsm.service.update_licence(conn, tenant_id, LicenceChange(...), actor) is the
+    operator's use case (what /platform/v1 and the CLI call), run in the seeding transaction;
+    nothing found: no hook."""
     try:
         service = importlib.import_module("flowdesk.itsm.service")
-        vocabulary = importlib.import_module("flowdesk.itsm.vocabulary")
+        vocabulary = importlib.import_module("flowdesk.vocabulary")
     except ImportError:
         return []
     update = getattr(service, "update_licence", None)
@@ -64,13 +65,13 @@ def _licence_hooks() -> list[LicenceHook]:
 
     failed: list[BaseException] = []
 
-    async def activate(session: Any, tenant_id: Any) -> None:
+    async def activate(conn: Any, tenant_id: Any) -> None:
         if not failed:
             change = change_type(active=True, flags=flags)
             kwargs = {"actor": "bench"} if "actor" in params else {}
             try:
-                async with session.begin_nested():
-                    await update(session, tenant_id, change, **kwargs)
+                async with conn.transaction():  # a savepoint: a failure undoes only this
+                    await update(conn, tenant_id, change, **kwargs)
                 return
             except Exception as exc:  # the licensing code is young; say so and carry on
                 failed.append(exc)
@@ -79,42 +80,38 @@ def _licence_hooks() -> list[LicenceHook]:
                     "columns directly instead",
                     str(exc).splitlines()[0],
                 )
-        await _activate_by_sql(session, tenant_id, flags)
+        await _activate_by_sql(conn, tenant_id, flags)
 
     return [activate]
 
 
-async def _activate_by_sql(session: Any, tenant_id: Any, flags: dict[str, bool]) -> None:
+async def _activate_by_sql(conn: Any, tenant_id: Any, flags: dict[str, bool]) -> None:
     """What update_licence stores for an activation with every flag on."""
-    from sqlalchemy import text
-
-    await session.execute(
-        text(
-            "UPDATE tenants SET licence_active = true, licence_activated_at = now(), "
-            "flags = CAST(:flags AS jsonb), updated_at = now() WHERE id = :id"
-        ),
-        {"flags": json.dumps(flags), "id": tenant_id},
+    await conn.execute(
+        "UPDATE tenants SET licence_active = true, licence_activated_at = now(), "
+        "flags = $1::jsonb, updated_at = now() WHERE id = $2",
+        json.dumps(flags),
+        tenant_id,
     )
 
 
 async def seed_flowdesk(url: str, tenants: int, *, concurrency: int = 4) -> list[str]:
     """Make `tenants` tenants; return their admin keys (index 0 is the hot tenant)."""
     from flowdesk.config import Settings
-    from flowdesk.db.engine import make_engine, make_sessionmaker
+    from flowdesk.db.pool import Database
     from flowdesk.tenants.service import create_tenant
 
     settings = Settings(database_url=url, seed_demo=False)
-    engine = make_engine(url, settings, pool_size=concurrency)
-    sessions = make_sessionmaker(engine)
+    db = await Database.open(url, settings, size=concurrency)
     hooks = _licence_hooks()
     keys = [""] * tenants
 
     async def batch(indices: range) -> None:
-        async with sessions() as session, session.begin():
+        async with db.transaction() as conn:
             for i in indices:
-                made = await create_tenant(session, f"bench-{i:05d}", f"Bench tenant {i}", "TKT")
+                made = await create_tenant(conn, f"bench-{i:05d}", f"Bench tenant {i}", "TKT")
                 for hook in hooks:
-                    await hook(session, made.tenant.id)
+                    await hook(conn, made.tenant["id"])
                 keys[i] = made.key.secret
 
     try:
@@ -123,7 +120,7 @@ async def seed_flowdesk(url: str, tenants: int, *, concurrency: int = 4) -> list
         for start in range(0, len(chunks), concurrency):
             await asyncio.gather(*(batch(c) for c in chunks[start : start + concurrency]))
     finally:
-        await engine.dispose()
+        await db.close()
     return keys
 
 

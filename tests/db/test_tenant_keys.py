@@ -12,11 +12,11 @@ ROOT_TABLES = {"tenants", "alembic_version"}
 
 # Each table's primary key and foreign keys, with their columns in key order.
 CONSTRAINTS = """
-SELECT t.relname AS table_name, c.contype AS kind,
+SELECT t.relname::text AS table_name, c.contype::text AS kind,
        array(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, n)
              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
              ORDER BY k.n)::text[] AS columns,
-       r.relname AS referred_table,
+       r.relname::text AS referred_table,
        array(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY AS k(attnum, n)
              JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum
              ORDER BY k.n)::text[] AS referred_columns

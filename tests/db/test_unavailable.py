@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from flowdesk.app import create_app
 from flowdesk.auth.keys import generate_key
 from flowdesk.config import Settings
-from flowdesk.db.raw import asyncpg_dsn
+from flowdesk.db.pool import asyncpg_dsn
 from tests.support import new_tenant
 
 
@@ -63,7 +64,7 @@ class Proxy:
 
 
 @contextlib.asynccontextmanager
-async def proxied_app(database_url: str) -> AsyncIterator[tuple[Proxy, int, object]]:
+async def proxied_app(database_url: str) -> AsyncIterator[tuple[Proxy, int, FastAPI]]:
     proxy = Proxy(database_url)
     port = await proxy.start()
     url = make_url(database_url)
@@ -79,13 +80,13 @@ async def proxied_app(database_url: str) -> AsyncIterator[tuple[Proxy, int, obje
 
 async def test_503_quickly_and_recovery(database_url: str) -> None:
     async with proxied_app(database_url) as (proxy, port, app):
-        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            tenant = await new_tenant(app, client)  # type: ignore[arg-type]
+            tenant = await new_tenant(app, client)
             assert (await client.get("/v1/me", headers=tenant.headers)).status_code == 200
             body = {"title": "x", "catalog_item": "incident"}
             ticket = (await client.post("/v1/tickets", json=body, headers=tenant.headers)).json()
-            one = f"/v1/tickets/{ticket['id']}"  # the asyncpg pool's path
+            one = f"/v1/tickets/{ticket['id']}"  # a ticket read: the hot path's connection
 
             await proxy.cut()
             for path in ("/v1/me", "/readyz", "/v1/users", "/public/v1/tickets", one, one):
@@ -113,8 +114,8 @@ async def test_503_quickly_and_recovery(database_url: str) -> None:
 
 async def test_a_server_at_its_connection_limit_is_503_not_500(database_url: str) -> None:
     """PostgreSQL refusing a connection for lack of slots ("too many clients", SQLSTATE
-    53300) is a 503 the client may retry, on both pools. Provoked for real: a role whose
-    connection limit is 0 gets exactly that refusal."""
+    53300) is a 503 the client may retry, on the key lookup, a ticket list and the readiness
+    probe. Provoked for real: a role whose connection limit is 0 gets exactly that refusal."""
     role = f"flowdesk_capped_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(asyncpg_dsn(database_url))
     try:

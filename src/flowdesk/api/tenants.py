@@ -11,7 +11,11 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from flowdesk.api.auth import AdminPrincipal, Authenticated
 from flowdesk.api.db import Tx, after_commit
-from flowdesk.api.pagination import (
+from flowdesk.db.query import Connection
+from flowdesk.itsm.controls import default_policy
+from flowdesk.itsm.schemas import TenantOut
+from flowdesk.itsm.service import describe
+from flowdesk.pagination import (
     DEFAULT_LIMIT,
     Page,
     cursor_time,
@@ -19,11 +23,8 @@ from flowdesk.api.pagination import (
     decode_cursor,
     next_cursor,
 )
-from flowdesk.api.types import Limit
-from flowdesk.db.query import Connection
-from flowdesk.itsm.controls import default_policy
-from flowdesk.itsm.service import describe
 from flowdesk.runtime import runtime_of
+from flowdesk.schema_types import Limit
 from flowdesk.tenants import service
 from flowdesk.tenants.repository import GroupRow
 from flowdesk.tenants.schemas import (
@@ -35,7 +36,6 @@ from flowdesk.tenants.schemas import (
     GroupPatch,
     MeOut,
     MeTenant,
-    TenantOut,
     TenantPatch,
     UserIn,
     UserOut,

@@ -16,11 +16,11 @@ from flowdesk.api.etag import if_match, not_modified, version_etag
 from flowdesk.api.gates import Gate, TicketReader, TicketWriter, read_gate, write_gate
 from flowdesk.api.headers import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, documented
 from flowdesk.api.idempotency import idempotent
-from flowdesk.api.pagination import DEFAULT_LIMIT, Page, cursor_time, cursor_uuid, decode_cursor
-from flowdesk.api.types import Limit, QueryText
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import InvalidInput
+from flowdesk.pagination import DEFAULT_LIMIT, Page, cursor_time, cursor_uuid, decode_cursor
 from flowdesk.runtime import runtime_of
+from flowdesk.schema_types import Limit, QueryText
 from flowdesk.tickets import activity, service, transitions
 from flowdesk.tickets.facts import TicketJson, dump_json
 from flowdesk.tickets.schemas import (
@@ -38,6 +38,7 @@ from flowdesk.tickets.schemas import (
     TransitionIn,
     TransitionsOut,
 )
+from flowdesk.vocabulary import CATEGORIES, PRIORITIES, Category, Priority
 from flowdesk.workflow import Catalog
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
@@ -137,18 +138,14 @@ def add_ticket_routes(
         request: Request,
         principal: Principal = Depends(read_gate),
         status_: Annotated[list[QueryText] | None, Query(alias="status", max_length=20)] = None,
-        status_category: Annotated[
-            list[Literal["initial", "active", "inactive"]] | None, Query(max_length=3)
-        ] = None,
+        status_category: Annotated[list[Category] | None, Query(max_length=len(CATEGORIES))] = None,
         assignee: Annotated[
             str | None, Query(max_length=36, description="me, none, or a user id")
         ] = None,
         requester: Annotated[
             str | None, Query(max_length=36, description="me or a user id")
         ] = None,
-        priority: Annotated[
-            list[Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]] | None, Query(max_length=4)
-        ] = None,
+        priority: Annotated[list[Priority] | None, Query(max_length=len(PRIORITIES))] = None,
         type_: Annotated[list[QueryText] | None, Query(alias="type", max_length=20)] = None,
         catalog_item: Multi = None,
         created_after: datetime | None = None,

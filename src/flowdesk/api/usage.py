@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from flowdesk.api.auth import AdminPrincipal
 from flowdesk.api.db import Tx
-from flowdesk.api.types import FromDay, ToDay
+from flowdesk.api.params import FromDay, ToDay
 from flowdesk.usage.schemas import UsageReport
 from flowdesk.usage.service import usage_report
 

@@ -185,8 +185,8 @@ def tenants_create(slug: str, name: str, prefix: str, admin_email: str | None) -
     """Create a tenant and its admin; print the admin's API key."""
     from pydantic import TypeAdapter, ValidationError
 
-    from flowdesk.api.types import Name, Slug, TicketPrefix
     from flowdesk.errors import AppError
+    from flowdesk.schema_types import Name, Slug, TicketPrefix
     from flowdesk.tenants.service import create_tenant
 
     try:

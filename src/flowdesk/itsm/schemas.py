@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from flowdesk.api.types import INPUT_CONFIG
+from flowdesk.schema_types import INPUT_CONFIG
 from flowdesk.vocabulary import Flag
 
 
@@ -38,6 +38,23 @@ class RateLimitOut(RateLimitPolicy):
 class QuotaUse(BaseModel):
     limit: int | None = Field(description="None: unlimited.")
     current: int | None = Field(description="None: not counted here (e-mails: per month).")
+
+
+# A tenant with its ITSM controls (flowdesk.itsm.service.describe): what its admins see at
+# GET /v1/tenant and the platform operator at /platform/v1/tenants. (A comment, not a
+# docstring: a docstring would become the schema's description in the OpenAPI document.)
+class TenantOut(BaseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+    ticket_prefix: str
+    licence: LicenceOut = Field(description="The ITSM add-on licence (set by the operator).")
+    flags: dict[str, bool] = Field(description="Every ITSM feature flag with its value.")
+    quotas: dict[str, int | None] = Field(description="Quota limits; null is unlimited.")
+    quota_usage: dict[str, QuotaUse]
+    rate_limit: RateLimitOut = Field(description="The rate limit per API key.")
+    created_at: datetime
+    updated_at: datetime
 
 
 class QuotasPatch(BaseModel):

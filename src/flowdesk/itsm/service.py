@@ -19,14 +19,13 @@ from flowdesk.itsm import repository as repo
 from flowdesk.itsm.controls import RatePolicy
 from flowdesk.itsm.quotas import reconcile_agent_alert
 from flowdesk.itsm.repository import GroupRow, LicenceColumns, TenantRow
-from flowdesk.itsm.schemas import LicenceOut, QuotaUse, RateLimitOut
+from flowdesk.itsm.schemas import LicenceOut, QuotaUse, RateLimitOut, TenantOut
 from flowdesk.itsm.vocabulary import (
     ITSM_AGENT_GROUP,
     ITSM_AGENT_PERMISSIONS,
     resolved_flags,
     resolved_quotas,
 )
-from flowdesk.tenants.schemas import TenantOut
 from flowdesk.vocabulary import FLAGS, QUOTAS
 
 Unset = Literal["unchanged"]
@@ -102,6 +101,39 @@ async def describe(
         ),
         created_at=tenant["created_at"],
         updated_at=tenant["updated_at"],
+    )
+
+
+async def tenants_page(
+    conn: Connection, limit: int, after: str | None
+) -> list[repo.TenantAgentsRow]:
+    """Tenants by slug after `after`, each with its agent count (for `describe`); one more
+    than `limit` when there is a next page."""
+    return await repo.tenants_page(conn, limit, after)
+
+
+async def licence_log(
+    conn: Connection, tenant_id: uuid.UUID, limit: int, before: int | None
+) -> list[repo.LicenceEventRow]:
+    """The tenant's licence changes, newest first, before the event `before`; one more than
+    `limit` when there is a next page."""
+    return await repo.licence_events_page(conn, tenant_id, limit, before)
+
+
+async def quota_alerts(
+    conn: Connection,
+    *,
+    tenant_slug: str | None,
+    kind: str | None,
+    open_only: bool,
+    limit: int,
+    before: int | None,
+) -> list[repo.AlertRow]:
+    """Quota alerts, newest first, before the alert `before`, of one tenant (by slug) or all;
+    one more than `limit` when there is a next page."""
+    tenant_id = (await tenant_by_slug(conn, tenant_slug))["id"] if tenant_slug else None
+    return await repo.alerts_page(
+        conn, tenant_id=tenant_id, kind=kind, open_only=open_only, limit=limit, before=before
     )
 
 

@@ -1,5 +1,6 @@
 """Request and response bodies for tenant administration. Responses validate from a
-repository row (`Model.model_validate(dict(row))`)."""
+repository row (`Model.model_validate(dict(row))`). The tenant itself is shown with its ITSM
+controls (flowdesk.itsm.schemas.TenantOut)."""
 
 from __future__ import annotations
 
@@ -9,25 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from flowdesk.api.types import INPUT_CONFIG, Email, Name, ShortName, TicketPrefix
-from flowdesk.itsm.schemas import LicenceOut, QuotaUse, RateLimitOut
+from flowdesk.schema_types import INPUT_CONFIG, Email, Name, ShortName, TicketPrefix
 from flowdesk.vocabulary import Permission, Scope
 
 UserKind = Literal["person", "service"]
-
-
-class TenantOut(BaseModel):
-    id: uuid.UUID
-    slug: str
-    name: str
-    ticket_prefix: str
-    licence: LicenceOut = Field(description="The ITSM add-on licence (set by the operator).")
-    flags: dict[str, bool] = Field(description="Every ITSM feature flag with its value.")
-    quotas: dict[str, int | None] = Field(description="Quota limits; null is unlimited.")
-    quota_usage: dict[str, QuotaUse]
-    rate_limit: RateLimitOut = Field(description="The rate limit per API key.")
-    created_at: datetime
-    updated_at: datetime
 
 
 class TenantPatch(BaseModel):

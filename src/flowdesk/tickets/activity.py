@@ -9,10 +9,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from flowdesk.api.pagination import Page, next_cursor
 from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
+from flowdesk.pagination import Page, next_cursor
 from flowdesk.tickets.facts import format_number
 from flowdesk.tickets.repository import ApprovalRow, CommentRow
 from flowdesk.tickets.schemas import (

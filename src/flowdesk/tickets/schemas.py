@@ -16,9 +16,9 @@ from pydantic import (
     model_validator,
 )
 
-from flowdesk.api.types import INPUT_CONFIG, LongText, ShortName, Title, no_nul
+from flowdesk.schema_types import INPUT_CONFIG, LongText, ShortName, Title, no_nul
+from flowdesk.vocabulary import Priority
 
-Priority = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 Visibility = Literal["internal", "external"]
 
 FieldKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flowdesk.api.pagination import next_cursor
 from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
+from flowdesk.pagination import next_cursor
 from flowdesk.tickets import listing
 from flowdesk.tickets.errors import StaleVersion, StatusMapMissingError, TransitionRefusedError
 from flowdesk.tickets.facts import (

@@ -124,7 +124,7 @@ def _get(key: ColumnElement[bool]) -> Query:
 GET_BY_ID = _get(tickets.c.id == _ticket)
 GET_BY_NUMBER = _get(
     and_(
-        tickets.c.number == bindparam("number", type_=Integer),
+        tickets.c.number == bindparam("number", type_=tickets.c.number.type),
         tickets.c.prefix == bindparam("prefix", type_=String),
     )
 )

@@ -7,6 +7,8 @@ from datetime import date
 
 from pydantic import BaseModel, Field
 
+from flowdesk.usage.repository import MAX_ROWS
+
 
 class UsageRow(BaseModel):
     day: date
@@ -23,4 +25,6 @@ class UsageReport(BaseModel):
     first_day: date
     last_day: date
     total: int = Field(description="Every request of the range, including rows `items` omits.")
-    items: list[UsageRow] = Field(description="By day, key, family and class; at most 10,000.")
+    items: list[UsageRow] = Field(
+        description=f"By day, key, family and class; at most {MAX_ROWS:,}."
+    )

@@ -1,12 +1,13 @@
 """flowdesk's workflow engine: a YAML catalog compiled into transition tables (pure: no
 database, no HTTP). See docs/workflows.md for the catalog format."""
 
+from flowdesk.vocabulary import PRIORITIES
+
 from .diagnostics import CatalogError, Diagnostic, Pos
 from .engine import action_for_target, apply, available_actions
 from .loader import DEFAULT, compile_catalog, env_workflow_files, load_catalog, shipped_catalog_path
 from .model import (
     CREATE,
-    PRIORITIES,
     RESET,
     ActionOption,
     Actor,

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from yaml.nodes import Node
 
+from flowdesk.vocabulary import PRIORITIES
+
 from .diagnostics import Pos, Sink
-from .model import PRIORITIES
 from .yamlnodes import check_keys, mapping, pos_of, scalar, string, string_list
 
 Named = tuple[str, Pos]

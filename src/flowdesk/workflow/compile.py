@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
+from flowdesk.vocabulary import Category
+
 from .diagnostics import Pos, Sink
 from .model import (
     CREATE,
@@ -16,7 +18,6 @@ from .model import (
     ROLE_REQUESTER,
     STAY,
     Action,
-    Category,
     Condition,
     Edge,
     Reason,

@@ -8,13 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import NamedTuple
+
+from flowdesk.vocabulary import PERMISSIONS, Category
 
 from .diagnostics import Diagnostic, Pos
 
-Category = Literal["initial", "active", "inactive"]
-CATEGORIES: tuple[Category, ...] = ("initial", "active", "inactive")
-PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 ROLES = ("assignee", "requester", "any")
 OPERATIONS = (
     "set_owner",
@@ -28,7 +27,7 @@ OPERATIONS = (
 )
 CONDITION_KINDS = ("field_set", "link", "type_in", "type_not_in", "approval")
 UPDATE_TYPES = ("comment", "reply", "quick")
-FLOWDESK_PERMISSIONS = ("tickets:create", "tickets:manage", "tickets:close", "admin")
+FLOWDESK_PERMISSIONS = PERMISSIONS
 
 CREATE = ""  # the pseudo-status a ticket is in before it exists (RT's '', Trac's <none>)
 STAY = "stay"  # `to: stay`: the status does not change (Trac's `-> *` with leave_status)

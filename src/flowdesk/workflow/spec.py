@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from flowdesk.vocabulary import CATEGORIES
+
 from .catalog_spec import parse_implies
 from .diagnostics import Pos, Sink
 from .model import (
-    CATEGORIES,
     CONDITION_KINDS,
     CREATE,
     OPERATIONS,

@@ -1,4 +1,5 @@
-"""Keyset (cursor) pagination: stable under concurrent inserts, constant cost per page."""
+"""Keyset (cursor) pagination: the page shape, cursors, and the fetch-one-more rule; stable
+under concurrent inserts, constant cost per page."""
 
 from __future__ import annotations
 

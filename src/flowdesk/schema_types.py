@@ -3,10 +3,8 @@ string may carry a NUL byte (PostgreSQL text cannot store one)."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
-from fastapi import Query
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
 
@@ -49,12 +47,6 @@ Limit = Annotated[int, Field(ge=1, le=100)]
 # A word or phrase from a URL's query string (a filter value, a search): the same NUL rule as
 # bodies, so `?status=%00` is a 422 rather than an error from PostgreSQL.
 QueryText = Annotated[str, StringConstraints(max_length=200), AfterValidator(no_nul)]
-
-# A report's range of UTC days in a query string (/v1/usage, the platform's usage report).
-FromDay = Annotated[
-    date | None, Query(alias="from", description="First UTC day (default: 29 days before 'to').")
-]
-ToDay = Annotated[date | None, Query(alias="to", description="Last UTC day (default: today).")]
 
 # Inputs refuse unknown fields: a typo, or a field the client may not set, is a 422 rather
 # than silently ignored.
