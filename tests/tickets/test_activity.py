@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+
 from tests.sql import fetch
 from tests.tickets.conftest import Desk
 
@@ -145,7 +147,7 @@ async def test_links_and_approvals(desk: Desk) -> None:
     assert kinds == ["created", "linked", "unlinked", "approved"]
 
 
-async def test_outbox_messages_are_written_with_the_change(desk: Desk, app: object) -> None:
+async def test_outbox_messages_are_written_with_the_change(desk: Desk, app: FastAPI) -> None:
 
     ticket = await desk.open()
     await desk.assign(ticket, desk.assignee)

@@ -80,7 +80,7 @@ async def test_hidden_statuses_only_when_named(custom_client: httpx.AsyncClient)
         await c.post(f"/v1/tickets/{trashed['id']}/transitions", json={"to": "deleted"}, headers=h)
     ).status_code == 200
 
-    async def titles(**params: object) -> set[str]:
+    async def titles(**params: str | int | list[str]) -> set[str]:
         r = await c.get("/v1/tickets", params=params, headers=h)
         return {t["title"] for t in r.json()["items"]}
 

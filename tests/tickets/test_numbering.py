@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -51,7 +51,7 @@ async def _numbers(app: FastAPI, tenant_id: uuid.UUID) -> tuple[list[int], int]:
 
 
 async def _fire(
-    servers: list[str], jobs: list[tuple[str, dict[str, object]]], concurrency: int = 64
+    servers: list[str], jobs: Sequence[tuple[str, Mapping[str, object]]], concurrency: int = 64
 ) -> list[int]:
     """POST each (key, body) to /v1/tickets, alternating servers, `concurrency` at a time."""
     gate = asyncio.Semaphore(concurrency)
@@ -59,7 +59,7 @@ async def _fire(
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         targets = itertools.cycle(servers)
 
-        async def one(base: str, key: str, body: dict[str, object]) -> int:
+        async def one(base: str, key: str, body: Mapping[str, object]) -> int:
             async with gate:
                 headers = {"Authorization": f"Bearer {key}"}
                 if body.get("title") == "FAIL":

@@ -272,7 +272,7 @@ async def test_list_filters_sorting_and_pages(desk: Desk, app: FastAPI) -> None:
     closed = await desk.open(title="Old VPN issue")
     await force_status(app, closed["id"], "closed", status_category="inactive")
 
-    async def ids(**params: object) -> list[str]:
+    async def ids(**params: str | int | list[str]) -> list[str]:
         r = await c.get("/v1/tickets", params=params, headers=h)
         assert r.status_code == 200, r.text
         return [t["id"] for t in r.json()["items"]]
