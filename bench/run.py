@@ -447,7 +447,7 @@ def _pools(workers: int) -> dict[str, Any]:
         settings = Settings()
         return {
             "flowdesk_settings": {},
-            "reference_pool_size": settings.db_pool_size + settings.db_max_overflow,
+            "reference_pool_size": settings.db_pool_size,
         }
     return {
         "flowdesk_settings": {

@@ -34,10 +34,8 @@ class Settings(BaseSettings):
     # Values files merged over the shipped workflows.yaml (comma-separated in the environment).
     workflow_files: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
-    # Connections of the hot-path pool (asyncpg) per worker; SQLAlchemy's pool gets half as
-    # many plus the overflow.
+    # Connections of the process's one pool (flowdesk.db.pool) per worker.
     db_pool_size: int = Field(default=20, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
     # A request waits at most this long for a pooled connection before answering 503:
     # an unreachable database must fail fast, not pile requests up.
     db_pool_timeout: float = Field(default=2.0, gt=0)

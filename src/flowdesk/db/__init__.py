@@ -1,1 +1,2 @@
-"""Database plumbing: metadata, engines, the unit of work, the embedded server, migrations."""
+"""Database plumbing: the metadata, the one pool, the statement compiler, the access-change
+listener, the embedded server and migrations."""
