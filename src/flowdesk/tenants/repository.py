@@ -36,24 +36,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from flowdesk.db.query import Connection, Query, row, rows, value
 from flowdesk.errors import Conflict
+from flowdesk.itsm.repository import TenantRow
 from flowdesk.models import api_keys, group_members, groups, tenants, ticket_counters, users
 from flowdesk.vocabulary import ADMIN
-
-
-class TenantRow(TypedDict):
-    id: uuid.UUID
-    slug: str
-    name: str
-    ticket_prefix: str
-    flags: dict[str, object]
-    quotas: dict[str, object]
-    licence_active: bool
-    licence_activated_at: datetime | None
-    licence_deactivated_at: datetime | None
-    rate_limit_requests: int | None
-    rate_limit_window_seconds: int | None
-    created_at: datetime
-    updated_at: datetime
 
 
 class UserRow(TypedDict):

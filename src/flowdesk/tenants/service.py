@@ -17,8 +17,9 @@ from flowdesk.auth import keys
 from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, InvalidInput, NotFound
 from flowdesk.itsm.quotas import SeatGuard, check_agent_seats, grants_agent_seat, guard_agent_seats
+from flowdesk.itsm.repository import TenantRow
 from flowdesk.tenants import repository as repo
-from flowdesk.tenants.repository import ApiKeyRow, GroupRow, TenantRow, UserRow
+from flowdesk.tenants.repository import ApiKeyRow, GroupRow, UserRow
 from flowdesk.vocabulary import PERMISSIONS, SCOPES
 
 ADMIN_GROUP = "Administrators"
