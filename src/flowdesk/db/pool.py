@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Protocol, runtime_checkable
 
 import asyncpg
 import orjson
@@ -56,6 +57,15 @@ async def _reset(conn: asyncpg.Connection[Record]) -> None:
         await conn.execute("ROLLBACK")
 
 
+@runtime_checkable
+class KeptOnRollback(Protocol):
+    """An error that refuses a use case but must leave a record of the refusal (a refused
+    quota overrun): `Database.transaction` rolls the work back, then lets the error write its
+    record on the same connection, committed on its own."""
+
+    async def record(self, conn: Connection) -> None: ...
+
+
 class Database:
     """The pool, with the acquire deadline every caller gets."""
 
@@ -93,9 +103,15 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        """`async with db.transaction() as conn:` all or nothing."""
-        async with self.connection() as conn, conn.transaction():
-            yield conn
+        """`async with db.transaction() as conn:` all or nothing (but see KeptOnRollback)."""
+        async with self.connection() as conn:
+            try:
+                async with conn.transaction():
+                    yield conn
+            except Exception as exc:
+                if isinstance(exc, KeptOnRollback):
+                    await exc.record(conn)
+                raise
 
     async def close(self) -> None:
         await self.pool.close()

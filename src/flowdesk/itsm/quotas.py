@@ -13,9 +13,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from asyncpg import Record
-from asyncpg.pool import Pool
-
 from flowdesk.db.pool import Database
 from flowdesk.db.query import Connection
 from flowdesk.errors import QuotaExceeded
@@ -27,10 +24,6 @@ logger = logging.getLogger(__name__)
 
 # pg_try_advisory_xact_lock key of the background check: one process at a time runs it.
 QUOTA_CHECK_LOCK_KEY = 0x666C6F71  # "floq"
-
-# A refusal is written on a connection of its own; waiting long for one would hold the
-# refused request (and its connection) while the pool is already short.
-_REFUSAL_ACQUIRE_SECONDS = 2.0
 
 
 def grants_agent_seat(permissions: Iterable[str]) -> bool:
@@ -55,46 +48,47 @@ async def guard_agent_seats(conn: Connection, tenant_id: uuid.UUID) -> SeatGuard
     return SeatGuard(tenant_id, limit, before)
 
 
+class AgentSeatsExceeded(QuotaExceeded):
+    """A change refused for adding agent seats beyond `max_agents`, recorded as a `refused`
+    quota alert once its transaction has rolled back (flowdesk.db.pool.KeptOnRollback)."""
+
+    def __init__(self, guard: SeatGuard, after: int, detail: dict[str, object]) -> None:
+        assert guard.limit is not None
+        super().__init__(
+            "max_agents",
+            guard.limit,
+            guard.before,
+            f"The tenant's ITSM licence allows {guard.limit} agents (users holding "
+            f"tickets:manage or admin); {guard.before} are in use and this change would make "
+            f"{after}.",
+        )
+        self._guard = guard
+        self._detail = {**detail, "would_be": after}
+
+    async def record(self, conn: Connection) -> None:
+        guard = self._guard
+        assert guard.limit is not None
+        try:
+            await repo.record_refusal(
+                conn, guard.tenant_id, "max_agents", guard.limit, guard.before, self._detail
+            )
+        except Exception:  # the refusal stands even if it cannot be written down
+            logger.warning("could not record a refused max_agents overrun", exc_info=True)
+
+
 async def check_agent_seats(conn: Connection, guard: SeatGuard, detail: dict[str, object]) -> None:
     """Refuse the (written, uncommitted) change if it added seats beyond the quota.
 
     A change that adds no seat passes even when the tenant is already over (after the operator
-    lowered the quota): only growth is refused. The refusal is recorded on a connection of its
-    own, since the caller's transaction is about to be rolled back.
+    lowered the quota): only growth is refused. Call inside `Database.transaction()`, which
+    records the refusal after rolling the change back.
     """
     if guard.limit is None:
         return
     after = await repo.count_agents(conn, guard.tenant_id)
     if after <= guard.before or after <= guard.limit:
         return
-    try:
-        async with _pool_of(conn).acquire(timeout=_REFUSAL_ACQUIRE_SECONDS) as side:
-            await repo.record_refusal(
-                side,
-                guard.tenant_id,
-                "max_agents",
-                guard.limit,
-                guard.before,
-                {**detail, "would_be": after},
-            )
-    except Exception:  # the refusal stands even if it cannot be written down
-        logger.warning("could not record a refused max_agents overrun", exc_info=True)
-    raise QuotaExceeded(
-        "max_agents",
-        guard.limit,
-        guard.before,
-        f"The tenant's ITSM licence allows {guard.limit} agents (users holding tickets:manage "
-        f"or admin); {guard.before} are in use and this change would make {after}.",
-    )
-
-
-def _pool_of(conn: Connection) -> Pool[Record]:
-    """The pool `conn` came from (for the side connection of a refusal).
-
-    asyncpg has no public way from a pooled connection to its pool; the holder's reference is
-    typed by asyncpg-stubs. Services take a connection, not the pool, and this is the one
-    write that must outlive the caller's transaction."""
-    return conn._holder._pool
+    raise AgentSeatsExceeded(guard, after, detail)
 
 
 async def reconcile_agent_alert(

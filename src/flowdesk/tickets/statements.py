@@ -24,6 +24,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     bindparam,
+    delete,
     func,
     literal,
     or_,
@@ -427,8 +428,6 @@ ADD_LINK = _add_link()
 
 
 def _delete_link() -> Query:
-    from sqlalchemy import delete
-
     written = (
         delete(ticket_links)
         .where(
