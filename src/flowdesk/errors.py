@@ -8,7 +8,9 @@ edge (flowdesk.api.problems) turns one into a response.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 PROBLEM_BASE = "/problems/"
 # The members every problem has; a problem's extra members never replace them.
@@ -69,6 +71,13 @@ class Forbidden(AppError):
 
 class NotFound(AppError):
     status, slug, title = 404, "not-found", "Not found"
+
+
+def found(value: T | None, detail: str) -> T:
+    """The value (a row, a catalog entry), or NotFound saying `detail`: the one get-or-404."""
+    if value is None:
+        raise NotFound(detail)
+    return value
 
 
 class Conflict(AppError):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowdesk.api.gates import TicketReader
-from flowdesk.errors import NotFound
+from flowdesk.errors import found
 from flowdesk.runtime import runtime_of
 from flowdesk.workflow import Catalog, Workflow, render_dot, render_mermaid
 
@@ -60,10 +60,7 @@ def _catalog(request: Request) -> Catalog:
 
 
 def _workflow(request: Request, name: str) -> Workflow:
-    workflow = _catalog(request).workflows.get(name)
-    if workflow is None:
-        raise NotFound(f"No workflow '{name}'.")
-    return workflow
+    return found(_catalog(request).workflows.get(name), f"No workflow '{name}'.")
 
 
 @router.get("", response_model=list[WorkflowSummary], summary="The workflows of the catalog")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from flowdesk.db.query import Connection
-from flowdesk.errors import InvalidInput, NotFound
+from flowdesk.errors import InvalidInput, found
 from flowdesk.itsm import repository as repo
 from flowdesk.itsm.controls import RatePolicy
 from flowdesk.itsm.quotas import reconcile_agent_alert
@@ -55,9 +55,7 @@ class LicenceView:
 async def tenant_by_slug(conn: Connection, slug: str) -> TenantRow:
     # No slug holds a NUL (PostgreSQL text cannot store one, so it cannot be looked up either).
     tenant = None if "\x00" in slug else await repo.tenant_by_slug(conn, slug)
-    if tenant is None:
-        raise NotFound(f"No tenant '{slug}'.")
-    return tenant
+    return found(tenant, f"No tenant '{slug}'.")
 
 
 async def view(conn: Connection, tenant: TenantRow, agents: int | None = None) -> LicenceView:
@@ -155,9 +153,7 @@ async def update_licence(
     """Apply the change, log what it changed and reconcile the max_agents alert. Run it in a
     transaction: it locks the tenant's row and writes several rows."""
     _validate(change)
-    tenant = await repo.lock_tenant(conn, tenant_id)
-    if tenant is None:
-        raise NotFound("No such tenant.")
+    tenant = found(await repo.lock_tenant(conn, tenant_id), "No such tenant.")
     changes: dict[str, object] = {}
     columns: LicenceColumns = {}
 

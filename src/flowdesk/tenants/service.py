@@ -11,11 +11,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from flowdesk.auth import keys
 from flowdesk.db.query import Connection
-from flowdesk.errors import Conflict, InvalidInput, NotFound
+from flowdesk.errors import Conflict, InvalidInput, NotFound, found
 from flowdesk.itsm.quotas import SeatGuard, check_agent_seats, grants_agent_seat, guard_agent_seats
 from flowdesk.itsm.repository import TenantRow
 from flowdesk.tenants import repository as repo
@@ -23,8 +23,6 @@ from flowdesk.tenants.repository import ApiKeyRow, GroupRow, UserRow
 from flowdesk.vocabulary import PERMISSIONS, SCOPES
 
 ADMIN_GROUP = "Administrators"
-
-RowT = TypeVar("RowT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +42,6 @@ class NewTenant:
 class GroupView:
     group: GroupRow
     member_ids: list[uuid.UUID]
-
-
-def found(row: RowT | None, detail: str) -> RowT:
-    """The row, or NotFound saying `detail`."""
-    if row is None:
-        raise NotFound(detail)
-    return row
 
 
 def _in_transaction(conn: Connection) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
-from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
+from flowdesk.errors import Conflict, Forbidden, InvalidInput, found
 from flowdesk.pagination import next_cursor
 from flowdesk.tickets import listing
 from flowdesk.tickets.errors import StaleVersion, StatusMapMissingError, TransitionRefusedError
@@ -58,9 +58,7 @@ async def locate(
     repo = repository_for(conn, principal)
     parsed = parse_ref(ref)
     row = await repo.get(parsed) if parsed is not None else None
-    if row is None:
-        raise NotFound(f"No ticket '{ref}'.")
-    return repo, row
+    return repo, found(row, f"No ticket '{ref}'.")
 
 
 async def create_ticket(
