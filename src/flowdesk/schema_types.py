@@ -7,6 +7,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
+SHORT_NAME_LENGTH = 100
+SLUG_LENGTH = 63
+
 
 def no_nul(value: str) -> str:
     if "\x00" in value:
@@ -21,7 +24,7 @@ Name = Annotated[
 ]
 ShortName = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=SHORT_NAME_LENGTH),
     AfterValidator(no_nul),
 ]
 Title = Annotated[
@@ -38,7 +41,10 @@ Email = Annotated[
     AfterValidator(no_nul),
 ]
 Slug = Annotated[
-    str, StringConstraints(min_length=2, max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$")
+    str,
+    StringConstraints(
+        min_length=2, max_length=SLUG_LENGTH, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])$"
+    ),
 ]
 TicketPrefix = Annotated[
     str, StringConstraints(min_length=1, max_length=10, pattern=r"^[A-Z][A-Z0-9]*$")

@@ -10,9 +10,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AfterValidator
 
 from flowdesk.api.db import Tx, after_commit
-from flowdesk.api.params import Cursor, FromDay, ToDay
+from flowdesk.api.params import FromDay, ToDay, cursor_page
 from flowdesk.api.platform_auth import PlatformOperator
-from flowdesk.errors import InvalidInput
 from flowdesk.itsm import service
 from flowdesk.itsm.controls import default_policy
 from flowdesk.itsm.quotas import run_quota_check
@@ -24,9 +23,15 @@ from flowdesk.itsm.schemas import (
     QuotaCheckOut,
     TenantOut,
 )
-from flowdesk.pagination import DEFAULT_LIMIT, Page, decode_cursor, next_cursor
+from flowdesk.pagination import (
+    Page,
+    PageRequest,
+    cursor_int,
+    cursor_text,
+    next_cursor,
+)
 from flowdesk.runtime import runtime_of
-from flowdesk.schema_types import Limit, no_nul
+from flowdesk.schema_types import SLUG_LENGTH, no_nul
 from flowdesk.usage.schemas import UsageReport
 from flowdesk.usage.service import usage_report
 
@@ -38,11 +43,10 @@ async def list_tenants(
     operator: PlatformOperator,
     request: Request,
     conn: Tx,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    page: PageRequest = cursor_page(cursor_text(SLUG_LENGTH)),
 ) -> Page[TenantOut]:
-    after = _slug_cursor(cursor)
-    rows = await service.tenants_page(conn, limit, after)
+    limit = page.limit
+    rows = await service.tenants_page(conn, limit, page.after_key)
     policy = default_policy(runtime_of(request).settings)
     items = [await service.describe(conn, t, policy, t["agents"]) for t in rows[:limit]]
     cursor_out = next_cursor(rows, limit, lambda t: [t["slug"]])
@@ -105,11 +109,11 @@ async def licence_events(
     slug: str,
     operator: PlatformOperator,
     conn: Tx,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    page: PageRequest = cursor_page(cursor_int),
 ) -> Page[LicenceEventOut]:
     tenant = await service.tenant_by_slug(conn, slug)
-    rows = await service.licence_log(conn, tenant["id"], limit, _int_cursor(cursor))
+    limit = page.limit
+    rows = await service.licence_log(conn, tenant["id"], limit, page.after_key)
     items = [LicenceEventOut.model_validate(dict(e)) for e in rows[:limit]]
     cursor_out = next_cursor(rows, limit, lambda e: [e["id"]])
     return Page[LicenceEventOut](items=items, next_cursor=cursor_out)
@@ -128,16 +132,16 @@ async def list_quota_alerts(
     ] = None,
     kind: Annotated[str | None, Query(pattern="^(refused|over_quota)$")] = None,
     open_only: Annotated[bool, Query(alias="open", description="Only unresolved alerts.")] = False,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    page: PageRequest = cursor_page(cursor_int),
 ) -> Page[QuotaAlertOut]:
+    limit = page.limit
     rows = await service.quota_alerts(
         conn,
         tenant_slug=tenant,
         kind=kind,
         open_only=open_only,
         limit=limit,
-        before=_int_cursor(cursor),
+        before=page.after_key,
     )
     items = [_alert_out(alert) for alert in rows[:limit]]
     cursor_out = next_cursor(rows, limit, lambda a: [a["id"]])
@@ -171,34 +175,6 @@ async def tenant_usage(
 ) -> UsageReport:
     tenant = await service.tenant_by_slug(conn, slug)
     return await usage_report(conn, tenant["id"], first, last, api_key_id)
-
-
-_BIGINT = range(-(2**63), 2**63)
-
-
-def _int_cursor(cursor: str | None) -> int | None:
-    """The id of a cursor over a log (licence events, alerts); a forged one is a 422."""
-    if not cursor:
-        return None
-    value = decode_cursor(cursor, 1)[0]
-    # bool is an int to Python; a cursor of `true` is as forged as one of "x".
-    if not isinstance(value, int) or isinstance(value, bool) or value not in _BIGINT:
-        raise _malformed_cursor()
-    return value
-
-
-def _slug_cursor(cursor: str | None) -> str | None:
-    """The slug a cursor over the tenants continues after; a forged one is a 422."""
-    if not cursor:
-        return None
-    value = decode_cursor(cursor, 1)[0]
-    if not isinstance(value, str) or "\x00" in value or len(value) > 63:
-        raise _malformed_cursor()
-    return value
-
-
-def _malformed_cursor() -> InvalidInput:
-    return InvalidInput("The cursor is not valid.", [("/query/cursor", "malformed")])
 
 
 def _alert_out(alert: AlertRow) -> QuotaAlertOut:

@@ -5,26 +5,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from flowdesk.api.auth import AdminPrincipal, Authenticated
 from flowdesk.api.db import Tx, after_commit
+from flowdesk.api.params import cursor_page
 from flowdesk.db.query import Connection
 from flowdesk.itsm.controls import default_policy
 from flowdesk.itsm.schemas import TenantOut
 from flowdesk.itsm.service import describe
 from flowdesk.pagination import (
-    DEFAULT_LIMIT,
     Page,
+    PageRequest,
+    cursor_text,
     cursor_time,
     cursor_uuid,
-    decode_cursor,
     next_cursor,
 )
 from flowdesk.runtime import runtime_of
-from flowdesk.schema_types import Limit
+from flowdesk.schema_types import SHORT_NAME_LENGTH
 from flowdesk.tenants import service
 from flowdesk.tenants.repository import GroupRow
 from flowdesk.tenants.schemas import (
@@ -43,7 +43,6 @@ from flowdesk.tenants.schemas import (
 )
 
 router = APIRouter(prefix="/v1")
-Cursor = Annotated[str | None, Query(max_length=512)]
 
 
 def _forget_keys_after_commit(request: Request, tenant_id: uuid.UUID) -> None:
@@ -116,14 +115,10 @@ async def create_user(body: UserIn, principal: AdminPrincipal, conn: Tx) -> User
 async def list_users(
     principal: AdminPrincipal,
     conn: Tx,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    page: PageRequest = cursor_page(cursor_time, cursor_uuid),
 ) -> Page[UserOut]:
-    after = None
-    if cursor:
-        created, ident = decode_cursor(cursor, 2)
-        after = (cursor_time(created), cursor_uuid(ident))
-    rows = await service.list_users(conn, principal.tenant_id, limit, after)
+    limit = page.limit
+    rows = await service.list_users(conn, principal.tenant_id, limit, page.after)
     return Page[UserOut](
         items=[UserOut.model_validate(dict(u)) for u in rows[:limit]],
         next_cursor=next_cursor(rows, limit, lambda u: [u["created_at"], u["id"]]),
@@ -177,14 +172,10 @@ async def create_group(body: GroupIn, principal: AdminPrincipal, conn: Tx) -> Gr
 async def list_groups(
     principal: AdminPrincipal,
     conn: Tx,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    page: PageRequest = cursor_page(cursor_text(SHORT_NAME_LENGTH), cursor_uuid),
 ) -> Page[GroupOut]:
-    after = None
-    if cursor:
-        name, ident = decode_cursor(cursor, 2)
-        after = (str(name), cursor_uuid(ident))
-    rows = await service.list_groups(conn, principal.tenant_id, limit, after)
+    limit = page.limit
+    rows = await service.list_groups(conn, principal.tenant_id, limit, page.after)
     return Page[GroupOut](
         items=await _groups_out(conn, principal.tenant_id, rows[:limit]),
         next_cursor=next_cursor(rows, limit, lambda g: [g["name"], g["id"]]),
@@ -280,15 +271,11 @@ async def create_key(body: ApiKeyIn, principal: AdminPrincipal, conn: Tx) -> Api
 async def list_keys(
     principal: AdminPrincipal,
     conn: Tx,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    page: PageRequest = cursor_page(cursor_time, cursor_uuid),
     user_id: uuid.UUID | None = None,
 ) -> Page[ApiKeyOut]:
-    after = None
-    if cursor:
-        created, ident = decode_cursor(cursor, 2)
-        after = (cursor_time(created), cursor_uuid(ident))
-    rows = await service.list_keys(conn, principal.tenant_id, limit, after, user_id)
+    limit = page.limit
+    rows = await service.list_keys(conn, principal.tenant_id, limit, page.after, user_id)
     return Page[ApiKeyOut](
         items=[ApiKeyOut.model_validate(dict(k)) for k in rows[:limit]],
         next_cursor=next_cursor(rows, limit, lambda k: [k["created_at"], k["id"]]),

@@ -16,11 +16,19 @@ from flowdesk.api.etag import if_match, not_modified, version_etag
 from flowdesk.api.gates import Gate, TicketReader, TicketWriter, read_gate, write_gate
 from flowdesk.api.headers import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, documented
 from flowdesk.api.idempotency import idempotent
+from flowdesk.api.params import cursor_page
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import InvalidInput
-from flowdesk.pagination import DEFAULT_LIMIT, Page, cursor_time, cursor_uuid, decode_cursor
+from flowdesk.pagination import (
+    Page,
+    PageRequest,
+    cursor_int,
+    cursor_text,
+    cursor_time,
+    cursor_uuid,
+)
 from flowdesk.runtime import runtime_of
-from flowdesk.schema_types import Limit, QueryText
+from flowdesk.schema_types import QueryText
 from flowdesk.tickets import activity, service, transitions
 from flowdesk.tickets.facts import TicketJson, dump_json
 from flowdesk.tickets.schemas import (
@@ -56,6 +64,11 @@ def connection(request: Request) -> "PoolAcquireContext[Record]":
     """The request's connection: `async with connection(request) as conn:` in the endpoint
     (not a yield dependency: docs/adr/0005-flat-routes-and-headers.md)."""
     return runtime_of(request).db.connection()
+
+
+def _sort_key(value: object) -> int | datetime:
+    """The sort column's value in a list cursor: a priority rank, or a time."""
+    return cursor_int(value) if isinstance(value, int) else cursor_time(value)
 
 
 def ticket_response(
@@ -159,20 +172,19 @@ def add_ticket_routes(
             bool, Query(description="Only tickets whose status their workflow no longer has")
         ] = False,
         sort: Sort = "-created",
-        limit: Limit = DEFAULT_LIMIT,
-        cursor: Cursor = None,
+        page: PageRequest = cursor_page(cursor_text(len("-priority")), _sort_key, cursor_uuid),
     ) -> Response:
         after = None
-        if cursor:
-            cursor_sort, key, ident = decode_cursor(cursor, 3)
+        if page.after is not None:
+            cursor_sort, key, ident = page.after
             if cursor_sort != sort:
                 raise InvalidInput(
                     "The cursor belongs to another sort order.", [("/query/cursor", "sort changed")]
                 )
-            after = (
-                key if sort.lstrip("-") == "priority" else cursor_time(key),
-                cursor_uuid(ident),
-            )
+            if isinstance(key, int) != (sort.lstrip("-") == "priority"):
+                raise InvalidInput("The cursor is not valid.", [("/query/cursor", "malformed")])
+            after = (key, ident)
+        limit = page.limit
         params = service.ListParams(
             statuses=status_ or [],
             categories=list(status_category or []),
@@ -194,8 +206,8 @@ def add_ticket_routes(
         # Serialised here: the items are built as JSON-ready dicts (flowdesk.tickets.facts), and
         # letting FastAPI validate the page against the response model would double its cost.
         async with connection(request) as conn:
-            page = await service.list_tickets(conn, _catalog(request), principal, params)
-        return Response(dump_json(page), media_type="application/json")
+            listed = await service.list_tickets(conn, _catalog(request), principal, params)
+        return Response(dump_json(listed), media_type="application/json")
 
     @router.get(
         "/tickets/{ref}",
@@ -295,15 +307,10 @@ async def get_comments(
     ref: str,
     request: Request,
     principal: TicketReader,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    page: PageRequest = cursor_page(cursor_time, cursor_uuid),
 ) -> Page[CommentOut]:
-    after = None
-    if cursor:
-        created, ident = decode_cursor(cursor, 2)
-        after = (cursor_time(created), cursor_uuid(ident))
     async with connection(request) as conn:
-        return await activity.list_comments(conn, principal, ref, after, limit)
+        return await activity.list_comments(conn, principal, ref, page.after, page.limit)
 
 
 @router.get("/tickets/{ref}/events", response_model=Page[EventOut], summary="The audit trail")
@@ -311,17 +318,10 @@ async def get_events(
     ref: str,
     request: Request,
     principal: TicketReader,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: Cursor = None,
+    page: PageRequest = cursor_page(cursor_int),
 ) -> Page[EventOut]:
-    after = None
-    if cursor:
-        (last,) = decode_cursor(cursor, 1)
-        if not isinstance(last, int):
-            raise InvalidInput("The cursor is not valid.", [("/query/cursor", "malformed")])
-        after = last
     async with connection(request) as conn:
-        return await activity.list_events(conn, principal, ref, after, limit)
+        return await activity.list_events(conn, principal, ref, page.after_key, page.limit)
 
 
 @router.get("/tickets/{ref}/links", response_model=list[LinkOut], summary="Links to other tickets")
