@@ -15,7 +15,7 @@ OVERFLOW = "9999-12-31T23:59:59-14:00"
 SOME_ID = "7d8c1f0e-0b1e-4b7e-9c1a-2f3d4e5f6a7b"
 NOW = "2026-12-01T10:00:00+00:00"
 
-FORGED = {
+FORGED: dict[str, list[list[object]]] = {
     "/v1/tickets?sort=priority": [
         ["priority", "high", SOME_ID],
         ["priority", True, SOME_ID],

@@ -24,6 +24,7 @@ from flowdesk.auth import keys
 from flowdesk.auth.permissions import effective_permissions, user_permissions
 from flowdesk.auth.principal import Principal
 from flowdesk.auth.repository import KeyRow, fetch_key, record_key_use
+from flowdesk.db.cache import TenantCache
 from flowdesk.db.listener import TtlPolicy
 from flowdesk.db.pool import Database
 from flowdesk.errors import Unauthorized
@@ -40,7 +41,6 @@ _MAX_PENDING_USES = 100_000
 class _Cached:
     record: KeyRow
     principal: Principal
-    fetched_at: float
     touched_at: float
 
 
@@ -49,26 +49,19 @@ class Authenticator:
         self, db: Database, *, ttl: TtlPolicy, touch_interval: int, flush_seconds: float
     ) -> None:
         self._db = db
-        self._ttl = ttl
         self._touch_interval = touch_interval
-        self._cache: dict[bytes, _Cached] = {}
+        self._cache: TenantCache[bytes, _Cached] = TenantCache(
+            ttl=ttl, max_entries=_MAX_CACHED_KEYS
+        )
         self._uses: dict[tuple[uuid.UUID, uuid.UUID], datetime] = {}
         self._flusher = Periodic("key-use-flush", flush_seconds, self.flush_uses, jitter=0)
-        # Bumped by every forget: a load that was in flight when a change was heard must not
-        # put what it read (possibly from before the change) into the cache.
-        self._generation = 0
 
     def forget_all(self) -> None:
-        self._generation += 1
-        self._cache.clear()
+        self._cache.forget_all()
 
     def forget_tenant(self, tenant_id: uuid.UUID) -> None:
-        """Forget the tenant's keys (a key, user, group or licence of it changed). A scan:
-        changes are rare next to lookups, and an index would cost every load."""
-        self._generation += 1
-        stale = [d for d, entry in self._cache.items() if entry.record["tenant_id"] == tenant_id]
-        for digest in stale:
-            del self._cache[digest]
+        """Forget the tenant's keys (a key, user, group or licence of it changed)."""
+        self._cache.forget_tenant(tenant_id)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         key = _bearer_token(authorization)
@@ -76,27 +69,27 @@ class Authenticator:
         if key is None:
             raise Unauthorized()
         digest = keys.hash_key(key)
-        now = time.monotonic()
         cached = self._cache.get(digest)
-        if cached is None or now - cached.fetched_at > self._ttl(cached.fetched_at):
+        if cached is None:
             # Only a well-formed key is worth a query; a cached one was checked when loaded.
             if not keys.is_well_formed(key):
                 raise Unauthorized()
-            cached = await self._load(digest, now)
+            cached = await self._load(digest)
         if not _usable(cached.record):
-            self._cache.pop(digest, None)
+            self._cache.pop(digest)
             raise Unauthorized()
+        now = time.monotonic()
         if now - cached.touched_at > self._touch_interval:
             cached.touched_at = now
             self._note_use(cached.record)
         return cached.principal
 
-    async def _load(self, digest: bytes, now: float) -> _Cached:
-        generation = self._generation
+    async def _load(self, digest: bytes) -> _Cached:
+        load = self._cache.loading()
         async with self._db.connection() as conn:
             record = await fetch_key(conn, digest)
         if record is None:
-            self._cache.pop(digest, None)
+            self._cache.pop(digest)
             raise Unauthorized()
         granted = record["granted"] or ()
         principal = Principal(
@@ -109,16 +102,12 @@ class Authenticator:
             permissions=effective_permissions(granted, record["scopes"]),
             user_permissions=user_permissions(granted),
         )
-        previous = self._cache.get(digest)
+        previous = self._cache.peek(digest)
         # The database is the judge of when the key was last marked used; a fresh load of a
         # key we already touched recently keeps that time.
-        touched = previous.touched_at if previous else _touched_monotonic(record, now)
-        entry = _Cached(record, principal, now, touched)
-        if generation != self._generation:
-            return entry  # good for this request, which raced the change; not for later ones
-        if len(self._cache) >= _MAX_CACHED_KEYS:
-            self._cache.clear()
-        self._cache[digest] = entry
+        touched = previous.touched_at if previous else _touched_monotonic(record, load.started_at)
+        entry = _Cached(record, principal, touched)
+        self._cache.put(digest, entry, record["tenant_id"], load)
         return entry
 
     def _note_use(self, record: KeyRow) -> None:

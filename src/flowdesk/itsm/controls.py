@@ -11,11 +11,11 @@ commit; `licence_cache_seconds` while it does not. Same pattern as the API-key c
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 
 from flowdesk.config import Settings
+from flowdesk.db.cache import TenantCache
 from flowdesk.db.listener import TtlPolicy
 from flowdesk.db.pool import Database
 from flowdesk.itsm.repository import ControlsRow, fetch_controls
@@ -48,34 +48,26 @@ class TenantControls:
 class ControlsCache:
     def __init__(self, db: Database, *, ttl: TtlPolicy, default_policy: RatePolicy) -> None:
         self._db = db
-        self._ttl = ttl
         self._default_policy = default_policy
-        self._entries: dict[uuid.UUID, tuple[float, TenantControls]] = {}
-        # Bumped by every forget: a load in flight when a change was heard is not cached.
-        self._generation = 0
+        self._cache: TenantCache[uuid.UUID, TenantControls] = TenantCache(
+            ttl=ttl, max_entries=_MAX_CACHED_TENANTS
+        )
 
     def forget_all(self) -> None:
-        self._generation += 1
-        self._entries.clear()
+        self._cache.forget_all()
 
     def forget_tenant(self, tenant_id: uuid.UUID) -> None:
-        self._generation += 1
-        self._entries.pop(tenant_id, None)
+        self._cache.forget_tenant(tenant_id)
 
     async def get(self, tenant_id: uuid.UUID) -> TenantControls:
-        now = time.monotonic()
-        entry = self._entries.get(tenant_id)
-        if entry is not None and now - entry[0] <= self._ttl(entry[0]):
-            return entry[1]
-        generation = self._generation
+        cached = self._cache.get(tenant_id)
+        if cached is not None:
+            return cached
+        load = self._cache.loading()
         async with self._db.connection() as conn:
             row = await fetch_controls(conn, tenant_id)
         controls = self._build(row)
-        if generation != self._generation:
-            return controls  # raced a change: good for this request only
-        if len(self._entries) >= _MAX_CACHED_TENANTS:
-            self._entries.clear()
-        self._entries[tenant_id] = (now, controls)
+        self._cache.put(tenant_id, controls, tenant_id, load)
         return controls
 
     def _build(self, row: ControlsRow | None) -> TenantControls:
