@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from asyncpg import Record
 from fastapi import FastAPI
 
-from flowdesk.runtime import Runtime
-
-
-def runtime(app: FastAPI) -> Runtime:
-    found: Runtime = app.state.runtime
-    return found
+from tests.support import runtime
 
 
 async def fetch(app: FastAPI, sql: str, *args: object) -> list[Record]:
@@ -28,3 +26,20 @@ async def execute(app: FastAPI, *statements: str, args: tuple[object, ...] = ())
     async with runtime(app).db.transaction() as conn:
         for statement in statements:
             await conn.execute(statement, *args)
+
+
+@contextlib.asynccontextmanager
+async def failing_writes(app: FastAPI, table: str, *, on: str = "INSERT") -> AsyncIterator[None]:
+    """While inside, every `on` (INSERT, UPDATE, DELETE) into `table` fails: a fault injected
+    after a use case's first write, to prove it leaves nothing half-written."""
+    await execute(
+        app,
+        "CREATE OR REPLACE FUNCTION test_injected_fault() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$",
+        f"CREATE TRIGGER test_injected_fault BEFORE {on} ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION test_injected_fault()",
+    )
+    try:
+        yield
+    finally:
+        await execute(app, f"DROP TRIGGER test_injected_fault ON {table}")

@@ -8,7 +8,8 @@ import uuid
 
 from fastapi import FastAPI
 
-from tests.sql import execute, fetch, fetchval, runtime
+from tests.sql import execute, fetch, fetchval
+from tests.support import runtime
 from tests.tickets.conftest import Desk
 
 
