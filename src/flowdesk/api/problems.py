@@ -84,16 +84,11 @@ _ASYNCPG_UNREACHABLE = (
 )
 
 
-def _is_database_unreachable(exc: BaseException) -> bool:
+def is_database_unreachable(exc: BaseException) -> bool:
     """True for failures that mean "no database right now" rather than a bug: the pool's
     acquire deadline, a lost or refused connection, a server at its connection limit (a retry
     a little later can succeed), or one shutting down."""
     return isinstance(exc, (*_ASYNCPG_UNREACHABLE, OSError, TimeoutError))
-
-
-def is_database_unreachable(exc: BaseException) -> bool:
-    """Public name of the check, for code outside the handlers (ASGI middleware)."""
-    return _is_database_unreachable(exc)
 
 
 def database_unavailable_response() -> Response:
@@ -134,16 +129,10 @@ def install_handlers(app: FastAPI) -> None:
         )
 
     async def on_database_error(request: Request, exc: Exception) -> Response:
-        if not _is_database_unreachable(exc):
+        if not is_database_unreachable(exc):
             return await on_unexpected(request, exc)
         logger.warning("database unavailable: %s", exc)
-        return problem_response(
-            503,
-            "service-unavailable",
-            "Service unavailable",
-            "The database is unreachable; retry shortly.",
-            headers={"Retry-After": "2"},
-        )
+        return database_unavailable_response()
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)

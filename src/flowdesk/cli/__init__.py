@@ -225,7 +225,8 @@ def keys() -> None:
 def keys_create(slug: str, email: str, scopes: str, name: str) -> None:
     """Create an API key for a user; print it (shown once)."""
     from flowdesk.errors import AppError
-    from flowdesk.tenants.service import create_key, tenant_by_slug, user_by_email
+    from flowdesk.itsm.service import tenant_by_slug
+    from flowdesk.tenants.service import create_key, user_by_email
     from flowdesk.vocabulary import SCOPES
 
     wanted = sorted({s.strip() for s in scopes.split(",") if s.strip()})

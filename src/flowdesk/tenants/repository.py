@@ -145,7 +145,6 @@ _INSERT_TENANT = Query(
     )
 )
 _GET_TENANT = Query(select(*_TENANT).where(tenants.c.id == bindparam("tenant_id")))
-_TENANT_BY_SLUG = Query(select(*_TENANT).where(tenants.c.slug == bindparam("slug")))
 _COUNT_TENANTS = Query(select(func.count()).select_from(tenants))
 
 
@@ -158,10 +157,6 @@ async def insert_tenant(conn: Connection, slug: str, name: str, prefix: str) -> 
 
 async def get_tenant(conn: Connection, tenant_id: uuid.UUID) -> TenantRow | None:
     return await row(conn, TenantRow, _GET_TENANT, tenant_id=tenant_id)
-
-
-async def tenant_by_slug(conn: Connection, slug: str) -> TenantRow | None:
-    return await row(conn, TenantRow, _TENANT_BY_SLUG, slug=slug)
 
 
 async def update_tenant(
@@ -325,7 +320,6 @@ _INSERT_GROUP = Query(
     .returning(*_GROUP)
 )
 _GET_GROUP = Query(select(*_GROUP).where(_mine(groups), groups.c.id == bindparam("group_id")))
-_GROUP_BY_NAME = Query(select(*_GROUP).where(_mine(groups), groups.c.name == bindparam("name")))
 _MEMBERS = Query(
     select(group_members.c.group_id, group_members.c.user_id)
     .where(
@@ -386,10 +380,6 @@ async def insert_group(
 
 async def get_group(conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID) -> GroupRow | None:
     return await row(conn, GroupRow, _GET_GROUP, tenant_id=tenant_id, group_id=group_id)
-
-
-async def group_by_name(conn: Connection, tenant_id: uuid.UUID, name: str) -> GroupRow | None:
-    return await row(conn, GroupRow, _GROUP_BY_NAME, tenant_id=tenant_id, name=name)
 
 
 async def groups_page(

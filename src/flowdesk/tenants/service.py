@@ -84,10 +84,6 @@ async def get_tenant(conn: Connection, tenant_id: uuid.UUID) -> TenantRow:
     return found(await repo.get_tenant(conn, tenant_id), "No such tenant.")
 
 
-async def tenant_by_slug(conn: Connection, slug: str) -> TenantRow:
-    return found(await repo.tenant_by_slug(conn, slug), f"No tenant '{slug}'.")
-
-
 async def update_tenant(
     conn: Connection, tenant_id: uuid.UUID, values: Mapping[str, Any]
 ) -> TenantRow:
