@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from flowdesk.itsm.service import LicenceChange, update_licence
-from flowdesk.runtime import Runtime
+from flowdesk.runtime import Runtime, app_runtime
 from flowdesk.tenants.service import create_tenant
 from flowdesk.vocabulary import FLAGS
 
@@ -21,8 +21,7 @@ PLATFORM_TOKEN = "test-platform-token-0123456789abcdef"
 
 def runtime(app: FastAPI) -> Runtime:
     """The runtime of a started app (its lifespan is running)."""
-    started: Runtime = app.state.runtime
-    return started
+    return app_runtime(app)
 
 
 def bearer(key: str) -> dict[str, str]:

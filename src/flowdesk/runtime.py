@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
 from flowdesk.auth.platform import PlatformGuard
@@ -34,5 +35,10 @@ class Runtime:
 
 def runtime_of(conn: HTTPConnection) -> Runtime:
     """The serving process's runtime, from any request."""
-    runtime: Runtime = conn.app.state.runtime
+    return app_runtime(conn.app)
+
+
+def app_runtime(app: Starlette) -> Runtime:
+    """The runtime of an app whose lifespan is running (from middleware, tests)."""
+    runtime: Runtime = app.state.runtime
     return runtime

@@ -26,7 +26,7 @@ from flowdesk.api.problems import (
 )
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import AppError, RateLimited
-from flowdesk.runtime import Runtime
+from flowdesk.runtime import Runtime, app_runtime
 from flowdesk.usage.ratelimit import Decision
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class ApiUsageMiddleware:
         if not (limited or metered):
             await self.app(scope, receive, send)
             return
-        runtime = _runtime(scope)
+        runtime = app_runtime(scope["app"])
         try:
             principal = await _principal(runtime, scope)
         except Exception as exc:
@@ -117,12 +117,6 @@ class ApiUsageMiddleware:
             return family
         family = family_of(path)
         return family if family in self._families else OTHER_FAMILY
-
-
-def _runtime(scope: Scope) -> Runtime:
-    """The app's runtime (flowdesk.runtime.runtime_of, for a bare ASGI scope)."""
-    runtime: Runtime = scope["app"].state.runtime
-    return runtime
 
 
 async def _principal(runtime: Runtime, scope: Scope) -> Principal | None:
