@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,7 +32,7 @@ from flowdesk.db.pool import Database, asyncpg_dsn
 from flowdesk.errors import ServiceUnavailable
 from flowdesk.idempotency.repository import purge_expired
 from flowdesk.itsm.controls import ControlsCache, default_policy
-from flowdesk.itsm.quotas import QuotaChecker
+from flowdesk.itsm.quotas import quota_check_job
 from flowdesk.periodic import Periodic
 from flowdesk.runtime import Runtime, runtime_of
 from flowdesk.usage.meter import UsageMeter
@@ -85,63 +85,60 @@ def _startup_heap_frozen() -> Iterator[None]:
 
 @asynccontextmanager
 async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime]:
-    """The process's runtime: the pool, the caches and the background jobs, started in
-    order and stopped in reverse (the last usage counts are written before the pool goes)."""
-    url = database_url(settings)
-    db = await Database.open(url, settings)
-    # Keys and licences are cached for as long as this process hears of every change.
-    listener = AccessListener(
-        asyncpg_dsn(url),
-        long_ttl=settings.access_cache_seconds,
-        connect_timeout=settings.db_connect_timeout,
-    )
-    authenticator = Authenticator(
-        db,
-        ttl=listener.ttl_policy(settings.auth_cache_seconds),
-        touch_interval=settings.key_touch_interval_seconds,
-        flush_seconds=settings.key_use_flush_seconds,
-    )
-    controls = ControlsCache(
-        db,
-        ttl=listener.ttl_policy(settings.licence_cache_seconds),
-        default_policy=default_policy(settings),
-    )
-    listener.subscribe(authenticator)
-    listener.subscribe(controls)
-    runtime = Runtime(
-        settings=settings,
-        catalog=catalog,
-        db=db,
-        listener=listener,
-        authenticator=authenticator,
-        controls=controls,
-        platform_guard=PlatformGuard(settings.platform_token),
-        rate_limiter=RateLimiter(settings.redis_url),
-        usage_meter=UsageMeter(db, settings.usage_flush_seconds),
-    )
-    jobs = [
-        Periodic(
-            "idempotency-purge",
-            settings.idempotency_purge_seconds,
-            lambda: purge_expired(db),
-        ),
-        QuotaChecker(db, settings.quota_check_seconds).periodic,
-    ]
-    listener.start()
-    authenticator.start()
-    runtime.usage_meter.start()
-    for job in jobs:
-        job.start()
-    try:
+    """The process's runtime: the pool, the caches and the background jobs, each stopped in
+    the reverse order of its start (the last usage counts are written before the pool goes),
+    and only if it started."""
+    async with AsyncExitStack() as started:
+        url = database_url(settings)
+        db = await Database.open(url, settings)
+        started.push_async_callback(db.close)
+        # Keys and licences are cached for as long as this process hears of every change.
+        listener = AccessListener(
+            asyncpg_dsn(url),
+            long_ttl=settings.access_cache_seconds,
+            connect_timeout=settings.db_connect_timeout,
+        )
+        authenticator = Authenticator(
+            db,
+            ttl=listener.ttl_policy(settings.auth_cache_seconds),
+            touch_interval=settings.key_touch_interval_seconds,
+            flush_seconds=settings.key_use_flush_seconds,
+        )
+        controls = ControlsCache(
+            db,
+            ttl=listener.ttl_policy(settings.licence_cache_seconds),
+            default_policy=default_policy(settings),
+        )
+        listener.subscribe(authenticator)
+        listener.subscribe(controls)
+        runtime = Runtime(
+            settings=settings,
+            catalog=catalog,
+            db=db,
+            listener=listener,
+            authenticator=authenticator,
+            controls=controls,
+            platform_guard=PlatformGuard(settings.platform_token),
+            rate_limiter=RateLimiter(settings.redis_url),
+            usage_meter=UsageMeter(db, settings.usage_flush_seconds),
+        )
+        listener.start()
+        started.push_async_callback(listener.stop)
+        started.push_async_callback(runtime.rate_limiter.close)
+        authenticator.start()
+        started.push_async_callback(authenticator.stop)
+        runtime.usage_meter.start()
+        started.push_async_callback(runtime.usage_meter.stop)
+        jobs = (
+            Periodic(
+                "idempotency-purge", settings.idempotency_purge_seconds, lambda: purge_expired(db)
+            ),
+            quota_check_job(db, settings.quota_check_seconds),
+        )
+        for job in jobs:
+            job.start()
+            started.push_async_callback(job.stop)
         yield runtime
-    finally:
-        for job in reversed(jobs):
-            await job.stop()
-        await runtime.usage_meter.stop()
-        await authenticator.stop()
-        await runtime.rate_limiter.close()
-        await listener.stop()
-        await db.close()
 
 
 def database_url(settings: Settings) -> str:

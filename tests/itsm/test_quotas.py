@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from flowdesk.errors import QuotaExceeded
-from flowdesk.itsm.quotas import QUOTA_CHECK_LOCK_KEY, QuotaChecker, run_quota_check
+from flowdesk.itsm.quotas import QUOTA_CHECK_LOCK_KEY, quota_check_job, run_quota_check
 from flowdesk.tenants import service as tenant_service
 from tests.support import Operator, TenantCtx, new_tenant, problem_type, runtime
 
@@ -187,14 +187,14 @@ async def test_the_background_task_records_alerts(
         await conn.execute(
             """UPDATE tenants SET quotas = '{"max_agents": 0}' WHERE id = $1""", tenant.id
         )
-    checker = QuotaChecker(runtime(app).db, interval=0.05)
-    checker.periodic.start()
+    job = quota_check_job(runtime(app).db, interval=0.05)
+    job.start()
     try:
         for _ in range(200):
             if await alerts(operator, tenant.slug, open="true"):
                 break
             await asyncio.sleep(0.05)
     finally:
-        await checker.periodic.stop()
+        await job.stop()
     found = await alerts(operator, tenant.slug, open="true")
     assert len(found) == 1 and (found[0]["limit"], found[0]["current"]) == (0, 1)

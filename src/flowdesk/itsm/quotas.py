@@ -144,13 +144,7 @@ async def run_quota_check(db: Database) -> QuotaCheckResult:
     return result
 
 
-class QuotaChecker:
-    """The background check as a lifespan job (`periodic`): every `interval` seconds in each
-    process (the advisory lock makes the processes take turns)."""
-
-    def __init__(self, db: Database, interval: float) -> None:
-        self._db = db
-        self.periodic = Periodic("quota-check", interval, self.run)
-
-    async def run(self) -> QuotaCheckResult:
-        return await run_quota_check(self._db)
+def quota_check_job(db: Database, interval: float) -> Periodic:
+    """The background check as a lifespan job: every `interval` seconds in each process (the
+    advisory lock makes the processes take turns)."""
+    return Periodic("quota-check", interval, lambda: run_quota_check(db))
