@@ -34,6 +34,11 @@ def default_policy(settings: Settings) -> RatePolicy:
     return RatePolicy(settings.rate_limit_requests, settings.rate_limit_window_seconds)
 
 
+def rate_policy(requests: int | None, window: int | None, default: RatePolicy) -> RatePolicy:
+    """A tenant's policy: its own when the operator set both figures, else the service's."""
+    return RatePolicy(requests, window) if requests and window else default
+
+
 @dataclass(frozen=True, slots=True)
 class TenantControls:
     licence_active: bool
@@ -75,13 +80,11 @@ class ControlsCache:
             return TenantControls(
                 False, resolved_flags({}), resolved_quotas({}), self._default_policy
             )
-        policy = self._default_policy
-        requests, window = row["rate_limit_requests"], row["rate_limit_window_seconds"]
-        if requests and window:
-            policy = RatePolicy(requests, window)
         return TenantControls(
             row["licence_active"],
             resolved_flags(row["flags"]),
             resolved_quotas(row["quotas"]),
-            policy,
+            rate_policy(
+                row["rate_limit_requests"], row["rate_limit_window_seconds"], self._default_policy
+            ),
         )

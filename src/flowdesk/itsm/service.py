@@ -16,7 +16,7 @@ from typing import Literal
 from flowdesk.db.query import Connection
 from flowdesk.errors import InvalidInput, found
 from flowdesk.itsm import repository as repo
-from flowdesk.itsm.controls import RatePolicy
+from flowdesk.itsm.controls import RatePolicy, rate_policy
 from flowdesk.itsm.quotas import reconcile_agent_alert
 from flowdesk.itsm.repository import GroupRow, LicenceColumns, TenantRow
 from flowdesk.itsm.schemas import LicenceOut, QuotaUse, RateLimitOut, TenantOut
@@ -74,8 +74,9 @@ async def describe(
     its admins see at GET /v1/tenant and the operator at /platform/v1/tenants. `agents`, when
     the caller has counted them already, saves the count."""
     current = await view(conn, tenant, agents)
-    requests, window = tenant["rate_limit_requests"], tenant["rate_limit_window_seconds"]
-    policy = RatePolicy(requests, window) if requests and window else default_policy
+    policy = rate_policy(
+        tenant["rate_limit_requests"], tenant["rate_limit_window_seconds"], default_policy
+    )
     return TenantOut(
         id=tenant["id"],
         slug=tenant["slug"],
