@@ -5,7 +5,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from asyncpg import Record
 from asyncpg.pool import PoolAcquireContext
@@ -16,7 +16,7 @@ from flowdesk.api.etag import if_match, not_modified, version_etag
 from flowdesk.api.gates import Gate, TicketReader, TicketWriter, read_gate, write_gate
 from flowdesk.api.headers import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, documented
 from flowdesk.api.idempotency import idempotent
-from flowdesk.api.params import cursor_page
+from flowdesk.api.params import cursor_page, documented_query, read_query
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import InvalidInput
 from flowdesk.pagination import (
@@ -26,9 +26,9 @@ from flowdesk.pagination import (
     cursor_text,
     cursor_time,
     cursor_uuid,
+    decode_cursor,
 )
 from flowdesk.runtime import runtime_of
-from flowdesk.schema_types import QueryText
 from flowdesk.tickets import activity, service, transitions
 from flowdesk.tickets.facts import TicketJson, dump_json
 from flowdesk.tickets.schemas import (
@@ -41,19 +41,17 @@ from flowdesk.tickets.schemas import (
     LinkIn,
     LinkOut,
     TicketCreate,
+    TicketListQuery,
     TicketOut,
     TicketPatch,
     TransitionIn,
     TransitionsOut,
 )
-from flowdesk.vocabulary import CATEGORIES, PRIORITIES, Category, Priority
 from flowdesk.workflow import Catalog
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
 
 Cursor = Annotated[str | None, Query(max_length=512)]
-Multi = Annotated[list[QueryText] | None, Query(max_length=20)]
-Sort = Literal["created", "-created", "updated", "-updated", "priority", "-priority"]
 
 
 def _catalog(request: Request) -> Catalog:
@@ -146,67 +144,24 @@ def add_ticket_routes(
         response_model=Page[TicketOut],
         summary="The queue (agents) or my tickets (requesters)",
         responses=extra,
+        openapi_extra=documented_query(TicketListQuery),
     )
-    async def list_tickets(
-        request: Request,
-        principal: Principal = Depends(read_gate),
-        status_: Annotated[list[QueryText] | None, Query(alias="status", max_length=20)] = None,
-        status_category: Annotated[list[Category] | None, Query(max_length=len(CATEGORIES))] = None,
-        assignee: Annotated[
-            str | None, Query(max_length=36, description="me, none, or a user id")
-        ] = None,
-        requester: Annotated[
-            str | None, Query(max_length=36, description="me or a user id")
-        ] = None,
-        priority: Annotated[list[Priority] | None, Query(max_length=len(PRIORITIES))] = None,
-        type_: Annotated[list[QueryText] | None, Query(alias="type", max_length=20)] = None,
-        catalog_item: Multi = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        q: Annotated[
-            QueryText | None, Query(description="Full-text search in title and description")
-        ] = None,
-        stale: Annotated[
-            bool, Query(description="Only tickets whose status their workflow no longer has")
-        ] = False,
-        sort: Sort = "-created",
-        page: PageRequest = cursor_page(cursor_text(len("-priority")), _sort_key, cursor_uuid),
-    ) -> Response:
-        after = None
-        if page.after is not None:
-            cursor_sort, key, ident = page.after
-            if cursor_sort != sort:
+    async def list_tickets(request: Request, principal: Principal = Depends(read_gate)) -> Response:
+        query = read_query(request, TicketListQuery)
+        after = decode_cursor(query.cursor, cursor_text(len("-priority")), _sort_key, cursor_uuid)
+        if after is not None:
+            cursor_sort, key, ident = after
+            if cursor_sort != query.sort:
                 raise InvalidInput(
                     "The cursor belongs to another sort order.", [("/query/cursor", "sort changed")]
                 )
-            if isinstance(key, int) != (sort.lstrip("-") == "priority"):
+            if isinstance(key, int) != (query.sort.lstrip("-") == "priority"):
                 raise InvalidInput("The cursor is not valid.", [("/query/cursor", "malformed")])
             after = (key, ident)
-        limit = page.limit
-        params = service.ListParams(
-            statuses=status_ or [],
-            categories=list(status_category or []),
-            assignee=assignee,
-            requester=requester,
-            priorities=list(priority or []),
-            types=type_ or [],
-            catalog_items=catalog_item or [],
-            created_after=created_after,
-            created_before=created_before,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            q=q,
-            stale=stale,
-            sort=sort,
-            after=after,
-            limit=limit,
-        )
         # Serialised here: the items are built as JSON-ready dicts (flowdesk.tickets.facts), and
         # letting FastAPI validate the page against the response model would double its cost.
         async with connection(request) as conn:
-            listed = await service.list_tickets(conn, _catalog(request), principal, params)
+            listed = await service.list_tickets(conn, _catalog(request), principal, query, after)
         return Response(dump_json(listed), media_type="application/json")
 
     @router.get(

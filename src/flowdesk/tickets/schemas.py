@@ -16,8 +16,9 @@ from pydantic import (
     model_validator,
 )
 
-from flowdesk.schema_types import INPUT_CONFIG, LongText, ShortName, Title, no_nul
-from flowdesk.vocabulary import Priority
+from flowdesk.pagination import DEFAULT_LIMIT
+from flowdesk.schema_types import INPUT_CONFIG, Limit, LongText, QueryText, ShortName, Title, no_nul
+from flowdesk.vocabulary import CATEGORIES, PRIORITIES, Category, Priority
 
 Visibility = Literal["internal", "external"]
 
@@ -194,3 +195,35 @@ class ApprovalOut(BaseModel):
     name: str
     approver: UserRef
     created_at: datetime
+
+
+TicketSort = Literal["created", "-created", "updated", "-updated", "priority", "-priority"]
+QueryValues = Annotated[list[QueryText] | None, Field(max_length=20)]
+
+
+class TicketListQuery(BaseModel):
+    """The query of GET /v1/tickets: which tickets, in which order, which page. Unknown
+    parameters are ignored, as for every other endpoint."""
+
+    status: QueryValues = None
+    status_category: Annotated[list[Category] | None, Field(max_length=len(CATEGORIES))] = None
+    assignee: Annotated[str | None, Field(max_length=36, description="me, none, or a user id")] = (
+        None
+    )
+    requester: Annotated[str | None, Field(max_length=36, description="me or a user id")] = None
+    priority: Annotated[list[Priority] | None, Field(max_length=len(PRIORITIES))] = None
+    type: QueryValues = None
+    catalog_item: QueryValues = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    q: Annotated[
+        QueryText | None, Field(description="Full-text search in title and description")
+    ] = None
+    stale: Annotated[
+        bool, Field(description="Only tickets whose status their workflow no longer has")
+    ] = False
+    sort: TicketSort = "-created"
+    limit: Limit = DEFAULT_LIMIT
+    cursor: Annotated[str | None, Field(max_length=512)] = None

@@ -8,8 +8,6 @@ only if the ticket is still at that version; otherwise the use case reads and de
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from flowdesk.auth.principal import Principal
@@ -28,7 +26,7 @@ from flowdesk.tickets.facts import (
 )
 from flowdesk.tickets.listing import ListQuery
 from flowdesk.tickets.repository import Event, Message, NewTicket, TicketRepository, TicketRow
-from flowdesk.tickets.schemas import TicketCreate, TicketPatch
+from flowdesk.tickets.schemas import TicketCreate, TicketListQuery, TicketPatch
 from flowdesk.tickets.versions import VersionCheck, any_version
 from flowdesk.vocabulary import TICKETS_CREATE, TICKETS_MANAGE
 from flowdesk.workflow import (
@@ -135,35 +133,21 @@ async def get_ticket(conn: Connection, principal: Principal, ref: str) -> Ticket
     return ticket_json(row)
 
 
-@dataclass(frozen=True, slots=True)
-class ListParams:
-    statuses: list[str]
-    categories: list[str]
-    assignee: str | None
-    requester: str | None
-    priorities: list[str]
-    types: list[str]
-    catalog_items: list[str]
-    created_after: datetime | None
-    created_before: datetime | None
-    updated_after: datetime | None
-    updated_before: datetime | None
-    q: str | None
-    stale: bool
-    sort: str
-    after: tuple[Any, uuid.UUID] | None
-    limit: int
-
-
 async def list_tickets(
-    conn: Connection, catalog: Catalog, principal: Principal, p: ListParams
+    conn: Connection,
+    catalog: Catalog,
+    principal: Principal,
+    p: TicketListQuery,
+    after: tuple[Any, uuid.UUID] | None,
 ) -> dict[str, Any]:
+    """A page of the tickets the caller may see that the query asks for, after the row whose
+    sort key is `after` (the query's cursor, read back)."""
     exclude_hidden: list[tuple[str, list[str]]] = []
-    categories = p.categories
+    categories: list[str] = list(p.status_category or [])
     stale_in = None
     if p.stale:
         stale_in = [(w.name, list(w.statuses)) for w in catalog.workflows.values()]
-    elif not p.statuses:
+    elif not p.status:
         # As RT: inactive tickets are left out unless asked for, hidden statuses unless named.
         categories = categories or ["initial", "active"]
         exclude_hidden = [
@@ -172,7 +156,7 @@ async def list_tickets(
             if any(s.hidden for s in w.statuses.values())
         ]
     query = ListQuery(
-        statuses=p.statuses,
+        statuses=p.status or (),
         categories=categories,
         exclude_hidden=exclude_hidden,
         assignee=_person(p.assignee, principal, "assignee")
@@ -180,9 +164,9 @@ async def list_tickets(
         else None,
         unassigned=p.assignee == "none",
         requester=_person(p.requester, principal, "requester") if p.requester else None,
-        priorities=p.priorities,
-        types=p.types,
-        catalog_items=p.catalog_items,
+        priorities=p.priority or (),
+        types=p.type or (),
+        catalog_items=p.catalog_item or (),
         created_after=p.created_after,
         created_before=p.created_before,
         updated_after=p.updated_after,
@@ -190,7 +174,7 @@ async def list_tickets(
         q=p.q,
         stale_in=stale_in,
         sort=p.sort,
-        after=p.after,
+        after=after,
         limit=p.limit,
     )
     rows = await listing.page(conn, principal.tenant_id, visible_to(principal), query)
