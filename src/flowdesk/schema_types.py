@@ -3,6 +3,7 @@ string may carry a NUL byte (PostgreSQL text cannot store one)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
@@ -50,6 +51,20 @@ TicketPrefix = Annotated[
     str, StringConstraints(min_length=1, max_length=10, pattern=r"^[A-Z][A-Z0-9]*$")
 ]
 Limit = Annotated[int, Field(ge=1, le=100)]
+
+
+def _storable(value: datetime) -> datetime:
+    # 9999-12-31T23:59:59-14:00 is a datetime to Python but past year 9999 in UTC, which
+    # neither Python nor PostgreSQL can hold.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once moved to UTC") from None
+    return value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_storable)]
+"""A point in time a query may compare with (a filter's bound)."""
 # A word or phrase from a URL's query string (a filter value, a search): the same NUL rule as
 # bodies, so `?status=%00` is a 422 rather than an error from PostgreSQL.
 QueryText = Annotated[str, StringConstraints(max_length=200), AfterValidator(no_nul)]

@@ -1,6 +1,6 @@
 """Every list reads its cursor back strictly: a forged cursor (wrong types, a time PostgreSQL
 cannot hold, NUL, a cursor of another sort order) is a 422 pointing at the cursor, never a
-500, and a cursor the list made itself still pages."""
+500, and a cursor the list made itself still pages. So are the list's time filters."""
 
 from __future__ import annotations
 
@@ -82,3 +82,15 @@ async def test_a_cursor_the_list_made_pages_on(
             if cursor is None:
                 break
         assert len(seen) == len(set(seen)) == 3, sort
+
+
+@pytest.mark.parametrize(
+    "name", ["created_after", "created_before", "updated_after", "updated_before"]
+)
+@pytest.mark.parametrize("moment", [OVERFLOW, "0001-01-01T00:00:00+14:00"])
+async def test_a_time_filter_past_what_can_be_stored_is_a_422(
+    client: httpx.AsyncClient, tenant: TenantCtx, name: str, moment: str
+) -> None:
+    r = await client.get("/v1/tickets", params={name: moment}, headers=tenant.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["pointer"] == f"/query/{name}"

@@ -17,7 +17,16 @@ from pydantic import (
 )
 
 from flowdesk.pagination import DEFAULT_LIMIT
-from flowdesk.schema_types import INPUT_CONFIG, Limit, LongText, QueryText, ShortName, Title, no_nul
+from flowdesk.schema_types import (
+    INPUT_CONFIG,
+    Limit,
+    LongText,
+    QueryText,
+    ShortName,
+    Timestamp,
+    Title,
+    no_nul,
+)
 from flowdesk.vocabulary import CATEGORIES, PRIORITIES, Category, Priority
 
 Visibility = Literal["internal", "external"]
@@ -214,10 +223,10 @@ class TicketListQuery(BaseModel):
     priority: Annotated[list[Priority] | None, Field(max_length=len(PRIORITIES))] = None
     type: QueryValues = None
     catalog_item: QueryValues = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    updated_after: datetime | None = None
-    updated_before: datetime | None = None
+    created_after: Timestamp | None = None
+    created_before: Timestamp | None = None
+    updated_after: Timestamp | None = None
+    updated_before: Timestamp | None = None
     q: Annotated[
         QueryText | None, Field(description="Full-text search in title and description")
     ] = None
