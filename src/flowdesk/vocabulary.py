@@ -1,5 +1,6 @@
-"""The service's words, each spelled in one place: priorities, status categories, permissions,
-key scopes, the ITSM licence's feature flags and quotas.
+"""The service's words, each spelled in one place: priorities, status categories and
+milestones, permissions, key scopes, the notification events, channels and delivery states,
+the ITSM licence's feature flags and quotas.
 
 Everything else imports them from here (the pure workflow engine included), so adding a
 priority or a flag is one edit.
@@ -16,6 +17,12 @@ PRIORITIES: Final[tuple[Priority, ...]] = get_args(Priority)
 Category = Literal["initial", "active", "inactive"]
 CATEGORIES: Final[tuple[Category, ...]] = get_args(Category)
 """RT's status categories: every workflow status is in one of them."""
+
+Milestone = Literal["resolved", "closed"]
+MILESTONES: Final[tuple[Milestone, ...]] = get_args(Milestone)
+"""What a status may mean beyond its category (declared per status in the workflow YAML):
+`resolved` awaits the requester's confirmation, `closed` is the end of the ticket's life.
+Notifications announce each (ticket.resolved, ticket.closed)."""
 
 Permission = Literal["tickets:create", "tickets:manage", "tickets:close", "admin"]
 TICKETS_CREATE: Final = "tickets:create"
@@ -39,6 +46,25 @@ Flag = Literal[
     "movement_link",
 ]
 FLAGS: Final[tuple[Flag, ...]] = get_args(Flag)
+
+TicketEvent = Literal[
+    "ticket.created",
+    "ticket.assigned",
+    "ticket.comment_added",
+    "ticket.status_changed",
+    "ticket.resolved",
+    "ticket.closed",
+]
+TICKET_EVENTS: Final[tuple[TicketEvent, ...]] = get_args(TicketEvent)
+"""Seed 004's six events: the topics of the outbox, what e-mail and webhooks announce."""
+
+WEBHOOK_DISABLED: Final = "webhook.disabled"
+"""The notice to a tenant's admins that an endpoint failing for days was disabled."""
+
+Channel = Literal["email", "webhook"]
+CHANNELS: Final[tuple[Channel, ...]] = get_args(Channel)
+DeliveryState = Literal["pending", "sent", "failed", "dropped"]
+DELIVERY_STATES: Final[tuple[DeliveryState, ...]] = get_args(DeliveryState)
 
 Quota = Literal["max_agents", "max_emails_month"]
 QUOTAS: Final[tuple[Quota, ...]] = get_args(Quota)

@@ -117,9 +117,7 @@ async def create_ticket(
             },
         }
     ]
-    outbox: list[Message] = [
-        {"topic": "ticket.created", "payload": {"actor_id": principal.user_id}}
-    ]
+    outbox: list[Message] = [{"topic": "ticket.created", "payload": {}}]
     row = await repository_for(conn, principal).insert(values, principal.user_id, events, outbox)
     if row is None:
         raise InvalidInput(

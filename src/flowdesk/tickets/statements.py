@@ -82,9 +82,12 @@ def _audited(written: CTE) -> tuple[CTE, CTE]:
     )
     message = func.jsonb_array_elements(bindparam("outbox", type_=JSONB)).column_valued("m")
     m = type_coerce(message, JSONB)
-    # Every message carries the id of its ticket.
+    # Every message carries the id of its ticket and who made the change (nobody is notified
+    # of their own action).
     payload = func.coalesce(m["payload"], literal({}, JSONB)).op("||", return_type=JSONB)(
-        func.jsonb_build_object(literal("ticket_id", String), written.c.id)
+        func.jsonb_build_object(
+            literal("ticket_id", String), written.c.id, literal("actor_id", String), _actor
+        )
     )
     messages = insert(outbox).from_select(
         ["tenant_id", "topic", "payload"], select(written.c.tenant_id, m["topic"].astext, payload)

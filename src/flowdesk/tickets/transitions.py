@@ -133,16 +133,15 @@ async def _decide_and_write(
             "status_category": workflow.status_category(outcome.status),
             "previous_status": row["status"],
         }
-        outbox.append(
-            {
-                "topic": "ticket.status_changed",
-                "payload": {"from": row["status"], "to": outcome.status},
-            }
-        )
-        if outcome.status.lower() == "resolved":
-            outbox.append({"topic": "ticket.resolved", "payload": {}})
-        if workflow.status_category(outcome.status) == "inactive":
-            outbox.append({"topic": "ticket.closed", "payload": {"status": outcome.status}})
+        # The workflow declares which statuses resolve or close a ticket (`milestone`); the
+        # status change names it, so that the reporter is mailed once, about the milestone.
+        milestone = workflow.milestone(outcome.status)
+        changed: dict[str, Any] = {"from": row["status"], "to": outcome.status}
+        if milestone is not None:
+            changed["milestone"] = milestone
+        outbox.append({"topic": "ticket.status_changed", "payload": changed})
+        if milestone is not None:
+            outbox.append({"topic": f"ticket.{milestone}", "payload": {"status": outcome.status}})
     if outcome.resolution != row["resolution"]:
         changes["resolution"] = outcome.resolution
         moved["resolution"] = outcome.resolution

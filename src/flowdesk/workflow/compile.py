@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
+from typing import cast
 
-from flowdesk.vocabulary import Category
+from flowdesk.vocabulary import Category, Milestone
 
 from .diagnostics import Pos, Sink
 from .model import (
@@ -26,12 +27,24 @@ from .model import (
 )
 from .spec import ANY, ConditionSpec, TransitionSpec, WorkflowSpec
 
-STANDARD_STATUSES: tuple[tuple[str, Category], ...] = (
-    ("OPEN", "initial"),
-    ("IN_PROGRESS", "active"),
-    ("RESOLVED", "active"),
-    ("CLOSED", "inactive"),
+STANDARD_STATUSES: tuple[tuple[str, Category, Milestone | None], ...] = (
+    ("OPEN", "initial", None),
+    ("IN_PROGRESS", "active", None),
+    ("RESOLVED", "active", "resolved"),
+    ("CLOSED", "inactive", "closed"),
 )
+
+
+def _milestone_by_name(name: str, category: str) -> Milestone | None:
+    """Trac's `closed` and RT's `resolved` mean what they say; nothing else is guessed."""
+    lowered = name.lower()
+    if lowered == "closed" and category == "inactive":
+        return "closed"
+    if lowered == "resolved" and category != "initial":
+        return "resolved"
+    return None
+
+
 BUILTIN_IMPLIES: Mapping[str, tuple[str, ...]] = {"admin": ("*",)}
 
 _CONDITION_TEXT = {
@@ -135,16 +148,32 @@ class _Builder:
 
     def build_statuses(self) -> None:
         if self.spec.statuses is None:
-            for name, category in STANDARD_STATUSES:
-                self.statuses[name] = Status(name, category, label=name.replace("_", " "))
+            for name, category, milestone in STANDARD_STATUSES:
+                self.statuses[name] = Status(
+                    name, category, label=name.replace("_", " "), milestone=milestone
+                )
                 self.status_pos[name] = self.spec.pos
             return
+        # A workflow that declares no milestone (Trac's and RT's, pasted) gets them by name.
+        declared = any(s.milestone for s in self.spec.statuses)
         for s in self.spec.statuses:
             if s.name in self.statuses:
                 first = self.status_pos[s.name]
                 self.sink.error(s.pos, f"duplicate status '{s.name}' (first at line {first.line})")
                 continue
-            self.statuses[s.name] = Status(s.name, s.category, s.hidden, s.label, s.dead_end)  # type: ignore[arg-type]
+            milestone = (
+                cast(Milestone | None, s.milestone)
+                if declared
+                else _milestone_by_name(s.name, s.category)
+            )
+            self.statuses[s.name] = Status(
+                s.name,
+                s.category,  # type: ignore[arg-type]
+                s.hidden,
+                s.label,
+                s.dead_end,
+                milestone,
+            )
             self.status_pos[s.name] = s.pos
 
     def build_rights(self) -> None:

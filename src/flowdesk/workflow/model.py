@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
 
-from flowdesk.vocabulary import PERMISSIONS, Category
+from flowdesk.vocabulary import PERMISSIONS, Category, Milestone
 
 from .diagnostics import Diagnostic, Pos
 
@@ -50,6 +50,7 @@ class Status:
     hidden: bool = False
     label: str = ""
     dead_end: bool = False  # "no inactive status reachable from here" is intended
+    milestone: Milestone | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +188,11 @@ class Workflow:
     def status_category(self, status: str) -> Category | None:
         found = self.statuses.get(status)
         return found.category if found else None
+
+    def milestone(self, status: str) -> Milestone | None:
+        """Whether entering `status` resolves or closes the ticket (None: neither)."""
+        found = self.statuses.get(status)
+        return found.milestone if found else None
 
 
 @dataclass(frozen=True, slots=True)

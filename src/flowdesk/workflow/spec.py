@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from flowdesk.vocabulary import CATEGORIES
+from flowdesk.vocabulary import CATEGORIES, MILESTONES
 
 from .catalog_spec import parse_implies
 from .diagnostics import Pos, Sink
@@ -52,7 +52,7 @@ WORKFLOW_KEYS = frozenset(
         "permission_implies",
     }
 )
-STATUS_KEYS = frozenset({"name", "category", "hidden", "label", "dead_end"})
+STATUS_KEYS = frozenset({"name", "category", "hidden", "label", "dead_end", "milestone"})
 TRANSITION_KEYS = frozenset(
     {
         "action",
@@ -84,6 +84,7 @@ class StatusSpec:
     label: str
     dead_end: bool
     pos: Pos
+    milestone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +310,27 @@ def parse_status(node: Node, sink: Sink) -> StatusSpec | None:
         sink.error(pos_of(fields["name"][1]), f"'{name}' is reserved and cannot name a status")
     flag = {k: boolean(fields[k][1], sink, k) for k in ("hidden", "dead_end") if k in fields}
     label = string(fields["label"][1], sink, "label") if "label" in fields else None
+    milestone = None
+    if "milestone" in fields:
+        milestone = string(fields["milestone"][1], sink, "milestone")
+        if milestone is not None and milestone not in MILESTONES:
+            sink.error(
+                pos_of(fields["milestone"][1]),
+                f"unknown milestone '{milestone}' (expected one of: {', '.join(MILESTONES)})",
+            )
+            milestone = None
+        elif milestone == "closed" and category != "inactive":
+            sink.error(
+                pos_of(fields["milestone"][1]),
+                f"status '{name}': milestone 'closed' needs category 'inactive'",
+            )
+            milestone = None
+        elif milestone == "resolved" and category == "initial":
+            sink.error(
+                pos_of(fields["milestone"][1]),
+                f"status '{name}': milestone 'resolved' cannot be an initial status",
+            )
+            milestone = None
     return StatusSpec(
         name,
         category,
@@ -316,6 +338,7 @@ def parse_status(node: Node, sink: Sink) -> StatusSpec | None:
         label or name.replace("_", " "),
         flag.get("dead_end", False),
         pos_of(node),
+        milestone,
     )
 
 
