@@ -101,10 +101,13 @@ def database_url(create_database: object) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         database_url=database_url,
+        data_dir=tmp_path_factory.mktemp("data"),
         seed_demo=False,
+        # The relay runs in the notification tests, on databases of their own.
+        relay_poll_seconds=0,
         db_pool_size=10,
         platform_token=PLATFORM_TOKEN,
         # The background tasks are driven by hand in the tests that need them.

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute
 from flowdesk import __version__
 from flowdesk.api.auth import BEARER_SCHEME
 from flowdesk.api.middleware import RequestMiddleware
+from flowdesk.api.notifications import router as notifications_router
 from flowdesk.api.platform import router as platform_router
 from flowdesk.api.problems import install_handlers
 from flowdesk.api.public import router as public_router
@@ -33,6 +34,7 @@ from flowdesk.errors import ServiceUnavailable
 from flowdesk.idempotency.repository import purge_expired
 from flowdesk.itsm.controls import ControlsCache, default_policy
 from flowdesk.itsm.quotas import quota_check_job
+from flowdesk.notifications.relay import Relay, purge_job
 from flowdesk.periodic import Periodic
 from flowdesk.runtime import Runtime, runtime_of
 from flowdesk.usage.meter import UsageMeter
@@ -53,6 +55,11 @@ TAGS = [
     {"name": "tickets", "description": "Tickets, their transitions, comments and audit trail."},
     {"name": "workflows", "description": "The compiled workflow catalog."},
     {"name": "administration", "description": "Tenant administration: users, groups, API keys."},
+    {
+        "name": "notifications",
+        "description": "E-mail and webhook notifications of ticket events: the delivery log "
+        "and its retries, e-mail templates, webhook endpoints (signed per Standard Webhooks).",
+    },
     {"name": "health", "description": "Liveness and readiness probes."},
     {
         "name": "public",
@@ -121,6 +128,7 @@ async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime
             platform_guard=PlatformGuard(settings.platform_token),
             rate_limiter=RateLimiter(settings.redis_url),
             usage_meter=UsageMeter(db, settings.usage_flush_seconds),
+            relay=Relay(db, settings, catalog),
         )
         listener.start()
         started.push_async_callback(listener.stop)
@@ -129,11 +137,16 @@ async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime
         started.push_async_callback(authenticator.stop)
         runtime.usage_meter.start()
         started.push_async_callback(runtime.usage_meter.stop)
+        # Every serve process relays notifications (unless relay_poll_seconds is 0, for a
+        # deployment that runs `flowdesk worker` instead); its transports close either way.
+        runtime.relay.start()
+        started.push_async_callback(runtime.relay.stop)
         jobs = (
             Periodic(
                 "idempotency-purge", settings.idempotency_purge_seconds, lambda: purge_expired(db)
             ),
             quota_check_job(db, settings.quota_check_seconds),
+            purge_job(db, settings),
         )
         for job in jobs:
             job.start()
@@ -180,6 +193,7 @@ def _routes() -> list[BaseRoute]:
         public_router,
         tenants_router,
         workflows_router,
+        notifications_router,
         usage_router,
         platform_router,
     )

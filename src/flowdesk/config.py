@@ -85,6 +85,37 @@ class Settings(BaseSettings):
     # The background quota check runs this often in each process (0: never); an advisory lock
     # lets one process at a time do it.
     quota_check_seconds: float = Field(default=300.0, ge=0)
+    # Notifications (flowdesk.notifications). Mails go through this SMTP server
+    # (smtp://user:pass@host:587?starttls=true, smtps://…:465); unset, they are written to the
+    # Maildir data_dir/mail, which `flowdesk mail list` reads.
+    smtp_url: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The From of every notification mail; a tenant may give it its own display name.
+    mail_from: str = "flowdesk <flowdesk@localhost>"
+    # Where people open a ticket (the agent and desk SPAs): mails link to
+    # {portal_url}/tickets/{number}. Unset: mails carry no link.
+    portal_url: str | None = None
+    # The relay in each serve process (and `flowdesk worker`) looks for new outbox messages
+    # and due deliveries this often when idle (0: this process does not relay).
+    relay_poll_seconds: float = Field(default=0.5, ge=0)
+    relay_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # A claimed delivery whose worker died comes due again after this long: longer than a send
+    # can take (the SMTP and webhook timeouts).
+    delivery_lease_seconds: float = Field(default=120.0, gt=0)
+    # Failed sends are retried with exponential back-off (base doubling up to the cap, with
+    # jitter) until this many hours after the message; then the delivery is `failed`.
+    delivery_retry_hours: float = Field(default=24.0, gt=0)
+    delivery_retry_base_seconds: float = Field(default=30.0, gt=0)
+    delivery_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    # Settled deliveries and relayed outbox messages are deleted after this many days.
+    notification_retention_days: float = Field(default=30.0, gt=0)
+    notification_purge_seconds: float = Field(default=3600.0, ge=0)
+    # Webhooks: loopback, private and link-local addresses are refused unless this is set
+    # (development and tests); an endpoint failing this long is disabled and its admins told.
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_disable_after_hours: float = Field(default=72.0, gt=0)
+
     # Seeds a demo tenant (and prints its admin key) on an empty embedded database.
     seed_demo: bool = True
 

@@ -15,6 +15,7 @@ from flowdesk.config import Settings
 from flowdesk.db.listener import AccessListener
 from flowdesk.db.pool import Database
 from flowdesk.itsm.controls import ControlsCache
+from flowdesk.notifications.relay import Relay
 from flowdesk.usage.meter import UsageMeter
 from flowdesk.usage.ratelimit import RateLimiter
 from flowdesk.workflow import Catalog
@@ -31,6 +32,7 @@ class Runtime:
     platform_guard: PlatformGuard
     rate_limiter: RateLimiter
     usage_meter: UsageMeter
+    relay: Relay
 
 
 def runtime_of(conn: HTTPConnection) -> Runtime:

@@ -114,7 +114,7 @@ async def test_unlimited_and_max_emails_month(
     assert out["quotas"] == {"max_agents": None, "max_emails_month": 5000}
     shown = (await client.get("/v1/tenant", headers=tenant.headers)).json()
     assert shown["quotas"]["max_emails_month"] == 5000
-    assert shown["quota_usage"]["max_emails_month"] == {"limit": 5000, "current": None}
+    assert shown["quota_usage"]["max_emails_month"] == {"limit": 5000, "current": 0}
     for _ in range(3):  # no max_agents: unlimited
         await tenant.user(*MANAGE)
     out = await operator.licence(tenant.slug, quotas={"max_emails_month": None})

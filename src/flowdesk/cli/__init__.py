@@ -1,5 +1,5 @@
-"""The `flowdesk` command: serve, migrate, openapi, tenants (and their ITSM licence), quotas,
-keys, workflows. This module is the command group; it registers the sub-commands of
+"""The `flowdesk` command: serve, worker, migrate, openapi, tenants (and their ITSM licence),
+quotas, keys, workflows, mail. This module is the command group; it registers the sub-commands of
 flowdesk.cli.itsm and flowdesk.workflow.cli, which share flowdesk.cli.common with it."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from flowdesk.cli.common import (
     run_in_transaction,
 )
 from flowdesk.cli.itsm import license_command, quotas_cli
+from flowdesk.cli.notifications import mail, worker
 from flowdesk.config import Settings
 from flowdesk.workflow.cli import workflows_cli
 
@@ -250,3 +251,5 @@ def keys_create(slug: str, email: str, scopes: str, name: str) -> None:
 main.add_command(workflows_cli, "workflows")
 tenants.add_command(license_command, "license")
 main.add_command(quotas_cli, "quotas")
+main.add_command(worker, "worker")
+main.add_command(mail, "mail")

@@ -13,6 +13,7 @@ from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Date,
     Integer,
     ScalarSelect,
     Text,
@@ -31,7 +32,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from flowdesk.db.query import Connection, Query, execute, row, rows, value
 from flowdesk.errors import Conflict
 from flowdesk.itsm.vocabulary import AGENT_GRANTING_PERMISSIONS
-from flowdesk.models import group_members, groups, licence_events, quota_alerts, tenants, users
+from flowdesk.models import (
+    email_usage,
+    group_members,
+    groups,
+    licence_events,
+    quota_alerts,
+    tenants,
+    users,
+)
 
 # --- tenants -------------------------------------------------------------------------------
 
@@ -50,6 +59,8 @@ class TenantRow(TypedDict):
     licence_deactivated_at: datetime | None
     rate_limit_requests: int | None
     rate_limit_window_seconds: int | None
+    queue_email: str | None
+    mail_from_name: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -103,6 +114,14 @@ _LOCK = Query(
     select(tenants).where(tenants.c.id == bindparam("tenant_id")).with_for_update(key_share=True)
 )
 _COUNT_AGENTS = Query(select(_agents_of(bindparam("tenant_id", type_=Uuid))))
+# Mails counted against max_emails_month in the current calendar month (UTC).
+_EMAILS_THIS_MONTH = Query(
+    select(email_usage.c.sent).where(
+        email_usage.c.tenant_id == bindparam("tenant_id", type_=Uuid),
+        email_usage.c.month
+        == cast(func.date_trunc("month", func.timezone("UTC", func.now())), Date),
+    )
+)
 
 
 async def tenant_by_slug(conn: Connection, slug: str) -> TenantRow | None:
@@ -113,6 +132,11 @@ async def lock_tenant(conn: Connection, tenant_id: uuid.UUID) -> TenantRow | Non
     """The tenant row, locked: changes that may grant an agent seat (and licence changes) are
     serialised per tenant, so two concurrent grants cannot both squeeze under the quota."""
     return await row(conn, TenantRow, _LOCK, tenant_id=tenant_id)
+
+
+async def emails_this_month(conn: Connection, tenant_id: uuid.UUID) -> int:
+    sent = await value(conn, _EMAILS_THIS_MONTH, tenant_id=tenant_id)
+    return sent if isinstance(sent, int) else 0
 
 
 async def count_agents(conn: Connection, tenant_id: uuid.UUID) -> int:

@@ -37,7 +37,9 @@ class RateLimitOut(RateLimitPolicy):
 
 class QuotaUse(BaseModel):
     limit: int | None = Field(description="None: unlimited.")
-    current: int | None = Field(description="None: not counted here (e-mails: per month).")
+    current: int = Field(
+        description="In use now: agents, or the mails counted this calendar month (UTC)."
+    )
 
 
 # A tenant with its ITSM controls (flowdesk.itsm.service.describe): what its admins see at
@@ -48,6 +50,12 @@ class TenantOut(BaseModel):
     slug: str
     name: str
     ticket_prefix: str
+    queue_email: str | None = Field(
+        description="Where new tickets are announced to the agent queue; null: every agent."
+    )
+    mail_from_name: str | None = Field(
+        description="The display name of the tenant's notification mails (null: the service's)."
+    )
     licence: LicenceOut = Field(description="The ITSM add-on licence (set by the operator).")
     flags: dict[str, bool] = Field(description="Every ITSM feature flag with its value.")
     quotas: dict[str, int | None] = Field(description="Quota limits; null is unlimited.")

@@ -82,6 +82,8 @@ async def describe(
         slug=tenant["slug"],
         name=tenant["name"],
         ticket_prefix=tenant["ticket_prefix"],
+        queue_email=tenant["queue_email"],
+        mail_from_name=tenant["mail_from_name"],
         licence=LicenceOut(
             active=tenant["licence_active"],
             activated_at=tenant["licence_activated_at"],
@@ -91,7 +93,10 @@ async def describe(
         quotas=current.quotas,
         quota_usage={
             "max_agents": QuotaUse(limit=current.quotas["max_agents"], current=current.agents),
-            "max_emails_month": QuotaUse(limit=current.quotas["max_emails_month"], current=None),
+            "max_emails_month": QuotaUse(
+                limit=current.quotas["max_emails_month"],
+                current=await repo.emails_this_month(conn, tenant["id"]),
+            ),
         },
         rate_limit=RateLimitOut(
             requests=policy.requests,

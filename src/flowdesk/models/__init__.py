@@ -4,6 +4,12 @@ statement is built from. One module per aggregate."""
 from flowdesk.db.base import metadata
 from flowdesk.models.identity import api_keys, group_members, groups, users
 from flowdesk.models.itsm import licence_events, quota_alerts
+from flowdesk.models.notifications import (
+    deliveries,
+    email_usage,
+    notification_templates,
+    webhooks,
+)
 from flowdesk.models.tenants import tenants
 from flowdesk.models.tickets import (
     idempotency_keys,
@@ -20,11 +26,14 @@ from flowdesk.models.usage import api_usage
 __all__ = [
     "api_keys",
     "api_usage",
+    "deliveries",
+    "email_usage",
     "group_members",
     "groups",
     "idempotency_keys",
     "licence_events",
     "metadata",
+    "notification_templates",
     "outbox",
     "quota_alerts",
     "tenants",
@@ -35,4 +44,5 @@ __all__ = [
     "ticket_links",
     "tickets",
     "users",
+    "webhooks",
 ]

@@ -24,6 +24,10 @@ tenants = Table(
     # The per-API-key rate limit of this tenant; NULL means the service default.
     Column("rate_limit_requests", Integer),
     Column("rate_limit_window_seconds", Integer),
+    # Where "the agent queue" is mailed (ticket.created); NULL: every agent.
+    Column("queue_email", String(254)),
+    # The display name of notification mails' From (the address is the deployment's).
+    Column("mail_from_name", String(200)),
     created_at(),
     updated_at(),
 )

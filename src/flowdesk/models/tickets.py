@@ -166,8 +166,12 @@ outbox = Table(
     Column("topic", String(64), nullable=False),
     Column("payload", JSONB, nullable=False),
     created_at(),
+    # When the relay turned the message into its deliveries (flowdesk.notifications.relay).
     Column("delivered_at", DateTime(timezone=True)),
     Index("ix_outbox_pending", "id", postgresql_where=text("delivered_at IS NULL")),
+    Index(
+        "ix_outbox_delivered_at", "delivered_at", postgresql_where=text("delivered_at IS NOT NULL")
+    ),
 )
 
 # The first response to a POST with an Idempotency-Key, replayed to retries.

@@ -20,6 +20,14 @@ class TenantPatch(BaseModel):
     model_config = INPUT_CONFIG
     name: Name | None = None
     ticket_prefix: TicketPrefix | None = None
+    queue_email: Email | None = Field(
+        default=None,
+        description="The agent queue's address for new-ticket mails; null: mail every agent.",
+    )
+    mail_from_name: Name | None = Field(
+        default=None,
+        description="The display name of the tenant's mails' From; null: the service's.",
+    )
 
 
 class UserIn(BaseModel):

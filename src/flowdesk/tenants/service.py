@@ -87,7 +87,16 @@ async def get_tenant(conn: Connection, tenant_id: uuid.UUID) -> TenantRow:
 async def update_tenant(
     conn: Connection, tenant_id: uuid.UUID, values: Mapping[str, Any]
 ) -> TenantRow:
-    """Change the tenant's own settings (name, ticket prefix)."""
+    """Change the tenant's own settings (name, ticket prefix, the agent queue's address, the
+    display name of its mails). The last two may be cleared with null; the first two not."""
+    cleared = [
+        name for name in ("name", "ticket_prefix") if name in values and values[name] is None
+    ]
+    if cleared:
+        raise InvalidInput(
+            "The tenant's name and ticket prefix cannot be removed.",
+            [(f"/{n}", "must not be null") for n in cleared],
+        )
     if not values:
         return await get_tenant(conn, tenant_id)
     return found(await repo.update_tenant(conn, tenant_id, values), "No such tenant.")

@@ -1,0 +1,599 @@
+"""The relay: turns outbox messages into deliveries and sends the deliveries that are due.
+
+Two loops per relay, each safe to run in any number of processes at once:
+
+- fan-out claims a batch of outbox messages (FOR UPDATE SKIP LOCKED) and, in the same
+  transaction, writes one delivery per recipient per channel with what is to be sent (the
+  rendered mail, the webhook body). The unique (message, channel, recipient) key makes a
+  repeated fan-out write nothing twice.
+- sending claims a batch of due deliveries, moving each a lease ahead, commits, sends, then
+  records each outcome: sent, a retry with exponential back-off and jitter, `failed` once the
+  retry window (about 24 h) is over, or `dropped` (the month's e-mail quota is spent, or the
+  endpoint was disabled). A worker that dies mid-send leaves its claims to come due again when
+  their lease ends: at least once, with the same Message-ID or webhook-id, so receivers can
+  drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from email.utils import formataddr, parseaddr
+from typing import Any
+
+from flowdesk.config import Settings
+from flowdesk.db.pool import Database
+from flowdesk.db.query import Connection
+from flowdesk.itsm import repository as itsm_repo
+from flowdesk.itsm.vocabulary import resolved_flags, resolved_quotas
+from flowdesk.notifications import repository as repo
+from flowdesk.notifications.content import render_mail, template_source, ticket_context
+from flowdesk.notifications.mail import (
+    DeliveryFailed,
+    MailContent,
+    MailTransport,
+    compose,
+    mail_domain,
+    new_message_id,
+    transport_for,
+)
+from flowdesk.notifications.recipients import Recipient, mail_recipients
+from flowdesk.notifications.repository import (
+    CommentNoticeRow,
+    DeliveryRow,
+    MessageRow,
+    NewDelivery,
+    Outcome,
+    PersonRow,
+    TemplateRow,
+    TenantNoticeRow,
+    TicketNoticeRow,
+    WebhookRow,
+)
+from flowdesk.notifications.templates import builtin
+from flowdesk.notifications.webhook_http import WebhookResult, WebhookSender
+from flowdesk.periodic import Periodic
+from flowdesk.tickets.facts import dump_json, ticket_json
+from flowdesk.vocabulary import TICKET_EVENTS, WEBHOOK_DISABLED
+from flowdesk.workflow import Catalog
+
+logger = logging.getLogger(__name__)
+
+# How many webhook requests one relay has in flight at once.
+WEBHOOK_CONCURRENCY = 16
+PURGE_BATCH = 1000
+
+
+def this_month(now: datetime | None = None) -> date:
+    """The calendar month (UTC) that mails count against."""
+    now = now or datetime.now(UTC)
+    return date(now.year, now.month, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_seconds: float
+    max_seconds: float
+
+    def delay(self, attempts: int) -> int:
+        """Seconds before the next attempt after `attempts` tries: doubling from the base up
+        to the cap, with ±20% jitter so that a burst of failures does not retry in step."""
+        raw = min(self.base_seconds * 2.0 ** max(attempts - 1, 0), self.max_seconds)
+        return max(1, round(raw * random.uniform(0.8, 1.2)))
+
+
+class Relay:
+    """One process's relay (a serve process's background task, or `flowdesk worker`)."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        catalog: Catalog,
+        *,
+        transport: MailTransport | None = None,
+        sender: WebhookSender | None = None,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._catalog = catalog
+        smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
+        self._transport = transport or transport_for(
+            smtp_url, settings.data_dir, timeout=settings.smtp_timeout_seconds
+        )
+        self._sender = sender or WebhookSender(
+            allow_private=settings.webhook_allow_private,
+            timeout=settings.webhook_timeout_seconds,
+        )
+        self._retry = RetryPolicy(
+            settings.delivery_retry_base_seconds, settings.delivery_retry_max_seconds
+        )
+        self._from_name, self._from_addr = parseaddr(settings.mail_from)
+        self._domain = mail_domain(settings.mail_from)
+        self._batch = settings.relay_batch_size
+        self._due = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._webhook_slots = asyncio.Semaphore(WEBHOOK_CONCURRENCY)
+
+    @property
+    def webhook_sender(self) -> WebhookSender:
+        """The relay's sender, shared with the endpoint that tests a webhook."""
+        return self._sender
+
+    # --- running ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._settings.relay_poll_seconds <= 0 or self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._loop("relay-fan-out", self.fan_out), name="relay-fan-out"),
+            asyncio.create_task(self._loop("relay-send", self.send_due), name="relay-send"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self._transport.close()
+        await self._sender.close()
+
+    async def _loop(self, name: str, step: Callable[[], Awaitable[int]]) -> None:
+        poll = self._settings.relay_poll_seconds
+        while True:
+            try:
+                done = await step()
+            except Exception:
+                logger.warning("%s failed; trying again shortly", name, exc_info=True)
+                done = 0
+            if done >= self._batch:
+                continue  # more is waiting
+            # Idle: wait for the poll interval, or less when this process's fan-out made
+            # deliveries (the send loop need not wait for its next poll to see them).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._due.wait(), poll)
+            self._due.clear()
+
+    async def drain(self) -> None:
+        """Fan out and send until nothing is due now (the CLI's `--once`, and tests)."""
+        while await self.fan_out() or await self.send_due():
+            pass
+
+    # --- fan-out ------------------------------------------------------------------------
+
+    async def fan_out(self) -> int:
+        """Turn one batch of outbox messages into deliveries; how many messages it took."""
+        async with self._db.transaction() as conn:
+            messages = await repo.claim_messages(conn, self._batch)
+            if not messages:
+                return 0
+            plan = await _FanOut.read(conn, messages)
+            new = [d for m in messages for d in self._deliveries_of(m, plan)]
+            await repo.add_deliveries(conn, new, self._retry_window())
+        if new:
+            self._due.set()
+        return len(messages)
+
+    def _retry_window(self) -> int:
+        return round(self._settings.delivery_retry_hours * 3600)
+
+    def _deliveries_of(self, message: MessageRow, plan: _FanOut) -> list[NewDelivery]:
+        tenant = plan.tenants.get(message["tenant_id"])
+        ticket = plan.ticket_of(message)
+        if tenant is None or ticket is None or message["topic"] not in TICKET_EVENTS:
+            return []  # the ticket (or tenant) is gone: nobody to tell about it
+        made: list[NewDelivery] = []
+        flags = resolved_flags(tenant["flags"])
+        if tenant["licence_active"] and flags["email_notifications"]:
+            made += self._mails_of(message, tenant, ticket, plan, custom=flags["email_templates"])
+        for hook in plan.hooks.get(message["tenant_id"], ()):
+            if message["topic"] in hook["events"]:
+                made.append(self._webhook_delivery(message, ticket, hook, plan))
+        return made
+
+    def _mails_of(
+        self,
+        message: MessageRow,
+        tenant: TenantNoticeRow,
+        ticket: TicketNoticeRow,
+        plan: _FanOut,
+        *,
+        custom: bool,
+    ) -> list[NewDelivery]:
+        payload = message["payload"]
+        comment = plan.comment_of(message)
+        reporter = (
+            _person(ticket["requester_email"], ticket["requester_name"], ticket["requester_id"])
+            if ticket["requester_live"]
+            else None
+        )
+        assignee = plan.person(message["tenant_id"], payload.get("assignee_id"))
+        queue: list[Recipient]
+        if message["topic"] != "ticket.created":
+            queue = []
+        elif tenant["queue_email"]:
+            queue = [Recipient(tenant["queue_email"], f"{tenant['name']} queue", None)]
+        else:
+            queue = [_recipient(p) for p in plan.agents.get(message["tenant_id"], ())]
+        recipients = mail_recipients(
+            message["topic"],
+            payload,
+            reporter=reporter,
+            assignee=assignee,
+            queue=queue,
+            comment_visibility=comment["visibility"] if comment else None,
+        )
+        if not recipients:
+            return []
+        source = template_source(
+            message["topic"],
+            plan.templates.get((tenant["id"], message["topic"])) if custom else None,
+        )
+        actor = plan.person(message["tenant_id"], payload.get("actor_id"))
+        context = ticket_context(
+            ticket,
+            payload,
+            catalog=self._catalog,
+            portal_url=self._settings.portal_url,
+            tenant_name=tenant["name"],
+            comment_body=comment["body"] if comment else "",
+            actor_name=actor.name if actor else "",
+        )
+        number = context["ticket_number"]
+        sender = formataddr((tenant["mail_from_name"] or self._from_name, self._from_addr))
+        made: list[NewDelivery] = []
+        for person in recipients:
+            delivery_id = uuid.uuid4()
+            mail = render_mail(source, message["topic"], {**context, "recipient_name": person.name})
+            content: MailContent = {
+                "from_addr": sender,
+                "to_addr": person.email,
+                "to_name": person.name,
+                "subject": mail.subject,
+                "text": mail.text,
+                "html": mail.html,
+                "thread_id": f"<ticket-{ticket['id']}@{self._domain}>",
+                "ticket_number": number,
+            }
+            made.append(
+                {
+                    "tenant_id": message["tenant_id"],
+                    "id": delivery_id,
+                    "outbox_id": message["id"],
+                    "ticket_id": ticket["id"],
+                    "event": message["topic"],
+                    "channel": "email",
+                    "recipient": person.email,
+                    "webhook_id": None,
+                    "message_id": new_message_id(delivery_id, self._domain),
+                    "content": dict(content),
+                }
+            )
+        return made
+
+    def _webhook_delivery(
+        self, message: MessageRow, ticket: TicketNoticeRow, hook: WebhookRow, plan: _FanOut
+    ) -> NewDelivery:
+        delivery_id = uuid.uuid4()
+        payload = {k: v for k, v in message["payload"].items() if k != "ticket_id"}
+        data: dict[str, Any] = {"ticket": ticket_json(ticket), **payload}
+        comment = plan.comment_of(message)
+        if comment is not None:
+            data["comment"] = {
+                "id": comment["id"],
+                "visibility": comment["visibility"],
+                "body": comment["body"],
+                "author": comment["author_name"],
+            }
+        body = {"type": message["topic"], "timestamp": message["created_at"], "data": data}
+        return {
+            "tenant_id": message["tenant_id"],
+            "id": delivery_id,
+            "outbox_id": message["id"],
+            "ticket_id": ticket["id"],
+            "event": message["topic"],
+            "channel": "webhook",
+            "recipient": str(hook["id"]),
+            "webhook_id": hook["id"],
+            "message_id": f"msg_{delivery_id.hex}",
+            "content": {"body": dump_json(body).decode()},
+        }
+
+    # --- sending ------------------------------------------------------------------------
+
+    async def send_due(self) -> int:
+        """Send one batch of due deliveries and record their outcomes; how many it took."""
+        month = this_month()
+        async with self._db.transaction() as conn:
+            claimed = await repo.claim_due(
+                conn, self._batch, round(self._settings.delivery_lease_seconds)
+            )
+            if not claimed:
+                return 0
+            sendable, outcomes = await self._admit(conn, claimed, month)
+            hooks = await repo.webhooks_by_key(
+                conn,
+                [(d["tenant_id"], d["webhook_id"]) for d in sendable if d["webhook_id"]],
+            )
+            if outcomes:
+                await repo.settle(conn, outcomes)
+        results = await asyncio.gather(*(self._send(d, hooks) for d in sendable))
+        await self._record(list(zip(sendable, results, strict=True)), month)
+        return len(claimed)
+
+    async def _admit(
+        self, conn: Connection, claimed: list[DeliveryRow], month: date
+    ) -> tuple[list[DeliveryRow], list[Outcome]]:
+        """Count the claimed mails against each tenant's monthly quota; those over it are
+        dropped (never retried) and the tenant's quota alert raised."""
+        mails: dict[uuid.UUID, list[DeliveryRow]] = {}
+        sendable: list[DeliveryRow] = []
+        for delivery in claimed:
+            if delivery["channel"] == "email":
+                mails.setdefault(delivery["tenant_id"], []).append(delivery)
+            else:
+                sendable.append(delivery)
+        dropped: list[Outcome] = []
+        if not mails:
+            return sendable, dropped
+        tenants = await repo.tenants_by_id(conn, list(mails))
+        for tenant_id, batch in sorted(mails.items()):
+            tenant = tenants.get(tenant_id)
+            limit = resolved_quotas(tenant["quotas"] if tenant else {})["max_emails_month"]
+            granted, count = await repo.reserve_emails(conn, tenant_id, month, len(batch), limit)
+            sendable += batch[:granted]
+            for delivery in batch[granted:]:
+                dropped.append(
+                    _outcome(
+                        delivery,
+                        "dropped",
+                        f"the tenant's monthly e-mail quota ({limit}) is reached",
+                    )
+                )
+            if granted < len(batch) and limit is not None:
+                await itsm_repo.open_over_quota_alert(
+                    conn, tenant_id, "max_emails_month", limit, count + len(batch) - granted
+                )
+        return sendable, dropped
+
+    async def _send(
+        self, delivery: DeliveryRow, hooks: dict[tuple[uuid.UUID, uuid.UUID], WebhookRow]
+    ) -> Attempt:
+        if delivery["channel"] == "email":
+            return await self._send_mail(delivery)
+        hook = hooks.get((delivery["tenant_id"], delivery["webhook_id"]))  # type: ignore[arg-type]
+        if hook is None or not hook["enabled"]:
+            return Attempt(ok=False, error="the endpoint is disabled", permanent=True, drop=True)
+        async with self._webhook_slots:
+            result = await self._sender.send(
+                hook["url"],
+                hook["secret"],
+                delivery["message_id"],
+                delivery["content"]["body"].encode(),
+            )
+        return _attempt_of(result)
+
+    async def _send_mail(self, delivery: DeliveryRow) -> Attempt:
+        content: MailContent = delivery["content"]  # type: ignore[assignment]
+        try:
+            await self._transport.send(compose(content, delivery["message_id"]))
+        except DeliveryFailed as exc:
+            return Attempt(ok=False, error=str(exc), permanent=exc.permanent)
+        except Exception as exc:  # a mail that cannot be composed or sent at all
+            logger.warning("mail %s could not be sent", delivery["id"], exc_info=True)
+            return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}", permanent=False)
+        return Attempt(ok=True)
+
+    async def _record(self, attempts: Sequence[tuple[DeliveryRow, Attempt]], month: date) -> None:
+        outcomes: list[Outcome] = []
+        unsent_mails: dict[uuid.UUID, int] = {}
+        hook_ok: list[tuple[uuid.UUID, uuid.UUID]] = []
+        hook_failed: list[tuple[uuid.UUID, uuid.UUID]] = []
+        for delivery, attempt in attempts:
+            if attempt.ok:
+                outcomes.append(_outcome(delivery, "sent", None))
+            elif attempt.drop:
+                outcomes.append(_outcome(delivery, "dropped", attempt.error))
+            elif attempt.permanent:
+                outcomes.append(_outcome(delivery, "failed", attempt.error))
+            else:
+                delay = self._retry.delay(delivery["attempts"])
+                outcomes.append(_outcome(delivery, "pending", attempt.error, delay))
+            if delivery["channel"] == "email" and not attempt.ok:
+                unsent_mails[delivery["tenant_id"]] = unsent_mails.get(delivery["tenant_id"], 0) + 1
+            if delivery["webhook_id"] is not None and not attempt.drop:
+                key = (delivery["tenant_id"], delivery["webhook_id"])
+                (hook_ok if attempt.ok else hook_failed).append(key)
+        async with self._db.transaction() as conn:
+            await repo.settle(conn, outcomes)
+            for tenant_id, count in sorted(unsent_mails.items()):
+                await repo.release_emails(conn, tenant_id, month, count)
+            await repo.note_webhook_outcomes(conn, hook_ok, hook_failed)
+            if hook_failed:
+                disabled = await repo.disable_failing_webhooks(
+                    conn,
+                    self._settings.webhook_disable_after_hours * 3600,
+                    f"every delivery failed for {self._settings.webhook_disable_after_hours:g} h",
+                )
+                if disabled:
+                    await self._tell_admins(conn, disabled)
+
+    async def _tell_admins(self, conn: Connection, disabled: list[WebhookRow]) -> None:
+        """Mail the admins of each tenant whose endpoint was just disabled."""
+        tenant_ids = [h["tenant_id"] for h in disabled]
+        admins = await repo.admins_of(conn, tenant_ids)
+        tenants = await repo.tenants_by_id(conn, tenant_ids)
+        source = builtin(WEBHOOK_DISABLED)
+        new: list[NewDelivery] = []
+        for hook in disabled:
+            tenant = tenants.get(hook["tenant_id"])
+            for admin in admins.get(hook["tenant_id"], ()):
+                delivery_id = uuid.uuid4()
+                mail = render_mail(
+                    source,
+                    WEBHOOK_DISABLED,
+                    {
+                        "webhook_url": hook["url"],
+                        "webhook_description": hook["description"],
+                        "disabled_reason": hook["disabled_reason"] or "",
+                        "tenant_name": tenant["name"] if tenant else "",
+                        "recipient_name": admin["name"],
+                    },
+                )
+                content: MailContent = {
+                    "from_addr": formataddr(
+                        ((tenant and tenant["mail_from_name"]) or self._from_name, self._from_addr)
+                    ),
+                    "to_addr": admin["email"],
+                    "to_name": admin["name"],
+                    "subject": mail.subject,
+                    "text": mail.text,
+                    "html": mail.html,
+                    "thread_id": f"<webhook-{hook['id']}@{self._domain}>",
+                    "ticket_number": "",
+                }
+                new.append(
+                    {
+                        "tenant_id": hook["tenant_id"],
+                        "id": delivery_id,
+                        "outbox_id": None,
+                        "ticket_id": None,
+                        "event": WEBHOOK_DISABLED,
+                        "channel": "email",
+                        "recipient": admin["email"],
+                        "webhook_id": None,
+                        "message_id": new_message_id(delivery_id, self._domain),
+                        "content": dict(content),
+                    }
+                )
+        await repo.add_deliveries(conn, new, self._retry_window())
+        logger.warning("disabled %d failing webhook endpoint(s)", len(disabled))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    ok: bool
+    error: str | None = None
+    permanent: bool = False
+    # Not an attempt at all: nothing will ever send it (a disabled endpoint).
+    drop: bool = False
+
+
+def _attempt_of(result: WebhookResult) -> Attempt:
+    return Attempt(ok=result.ok, error=result.error, permanent=result.permanent)
+
+
+def _outcome(delivery: DeliveryRow, state: str, error: str | None, delay: int = 0) -> Outcome:
+    return {
+        "tenant_id": delivery["tenant_id"],
+        "id": delivery["id"],
+        "state": state,
+        "delay": delay,
+        "error": error[:2000] if error else None,
+    }
+
+
+def _person(email: str | None, name: str | None, user_id: uuid.UUID) -> Recipient | None:
+    return Recipient(email, name or "", user_id) if email else None
+
+
+def _recipient(person: PersonRow) -> Recipient:
+    return Recipient(person["email"], person["name"], person["id"])
+
+
+@dataclass(slots=True)
+class _FanOut:
+    """What a batch's fan-out reads, in one query per kind for the whole batch."""
+
+    tenants: dict[uuid.UUID, TenantNoticeRow]
+    tickets: dict[tuple[uuid.UUID, uuid.UUID], TicketNoticeRow]
+    comments: dict[tuple[uuid.UUID, uuid.UUID], CommentNoticeRow]
+    people: dict[tuple[uuid.UUID, uuid.UUID], PersonRow]
+    agents: dict[uuid.UUID, list[PersonRow]]
+    hooks: dict[uuid.UUID, list[WebhookRow]]
+    templates: dict[tuple[uuid.UUID, str], TemplateRow]
+
+    @classmethod
+    async def read(cls, conn: Connection, messages: list[MessageRow]) -> _FanOut:
+        tenant_ids = list({m["tenant_id"] for m in messages})
+        tenants = await repo.tenants_by_id(conn, tenant_ids)
+        mailing = [
+            t
+            for t in tenants.values()
+            if t["licence_active"] and resolved_flags(t["flags"])["email_notifications"]
+        ]
+        tickets = await repo.tickets_by_key(
+            conn, [k for m in messages if (k := _key(m, "ticket_id"))]
+        )
+        comments = await repo.comments_by_key(
+            conn, [k for m in messages if (k := _key(m, "comment_id"))]
+        )
+        people = await repo.people_by_key(
+            conn,
+            [k for m in messages for f in ("actor_id", "assignee_id") if (k := _key(m, f))],
+        )
+        need_agents = {
+            m["tenant_id"]
+            for m in messages
+            if m["topic"] == "ticket.created"
+            and m["tenant_id"] in tenants
+            and not tenants[m["tenant_id"]]["queue_email"]
+        }
+        agents = await repo.agents_of(conn, list(need_agents)) if need_agents else {}
+        hooks = await repo.enabled_webhooks_of(conn, tenant_ids)
+        custom = [t["id"] for t in mailing if resolved_flags(t["flags"])["email_templates"]]
+        templates = await repo.templates_of(conn, custom)
+        return cls(tenants, tickets, comments, people, agents, hooks, templates)
+
+    def ticket_of(self, message: MessageRow) -> TicketNoticeRow | None:
+        key = _key(message, "ticket_id")
+        return self.tickets.get(key) if key else None
+
+    def comment_of(self, message: MessageRow) -> CommentNoticeRow | None:
+        key = _key(message, "comment_id")
+        return self.comments.get(key) if key else None
+
+    def person(self, tenant_id: uuid.UUID, user_id: object) -> Recipient | None:
+        key = _key_of(tenant_id, user_id)
+        found = self.people.get(key) if key else None
+        return _recipient(found) if found else None
+
+
+def _key(message: MessageRow, field: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    return _key_of(message["tenant_id"], message["payload"].get(field))
+
+
+def _key_of(tenant_id: uuid.UUID, value: object) -> tuple[uuid.UUID, uuid.UUID] | None:
+    try:
+        return (tenant_id, uuid.UUID(str(value))) if value else None
+    except ValueError:
+        return None
+
+
+async def purge(db: Database, settings: Settings) -> int:
+    """Delete settled deliveries and relayed messages past the retention period, in bounded
+    batches (each its own short transaction: no long lock, and autovacuum keeps up)."""
+    older_than = round(settings.notification_retention_days * 86400)
+    total = 0
+    for purge_batch in (repo.purge_settled_deliveries, repo.purge_relayed_messages):
+        while True:
+            async with db.transaction() as conn:
+                deleted = await purge_batch(conn, older_than, PURGE_BATCH)
+            total += deleted
+            if deleted < PURGE_BATCH:
+                break
+    return total
+
+
+def purge_job(db: Database, settings: Settings) -> Periodic:
+    return Periodic(
+        "notification-purge", settings.notification_purge_seconds, lambda: purge(db, settings)
+    )
