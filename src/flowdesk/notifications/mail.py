@@ -47,12 +47,14 @@ class MailContent(TypedDict):
 
 class DeliveryFailed(Exception):
     """A mail was not sent. `permanent`: sending it again cannot succeed (the server refused
-    it with a 5xx reply, or an address is unusable); otherwise a later retry may."""
+    it with a 5xx reply, or an address is unusable); otherwise a later retry may.
+    `unreachable`: no mail can be sent now (the server cannot be reached or refuses us)."""
 
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    def __init__(self, reason: str, *, permanent: bool, unreachable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.unreachable = unreachable
 
 
 # --- composing ------------------------------------------------------------------------------
@@ -298,7 +300,9 @@ class SmtpTransport:
         except (aiosmtplib.SMTPException, OSError) as exc:
             # Whatever fails before a mail is offered (refused, greeting, EHLO, TLS, login) is
             # about the server or the configuration, not the mail: temporary.
-            raise DeliveryFailed(self._connect_reason(exc), permanent=False) from exc
+            raise DeliveryFailed(
+                self._connect_reason(exc), permanent=False, unreachable=True
+            ) from exc
         self._client = client
         return client
 

@@ -325,8 +325,16 @@ class Relay:
             )
             if outcomes:
                 await repo.settle(conn, outcomes)
-        results = await asyncio.gather(*(self._send(d, hooks) for d in sendable))
-        await self._record(list(zip(sendable, results, strict=True)), month)
+        mails = [d for d in sendable if d["channel"] == "email"]
+        calls = [d for d in sendable if d["channel"] != "email"]
+        # Mails one after another (one SMTP connection), webhooks side by side with them.
+        mailed, called = await asyncio.gather(
+            self._send_mails(mails),
+            asyncio.gather(*(self._call_webhook(d, hooks) for d in calls)),
+        )
+        await self._record(
+            [*zip(mails, mailed, strict=True), *zip(calls, called, strict=True)], month
+        )
         return len(claimed)
 
     async def _admit(
@@ -364,11 +372,9 @@ class Relay:
                 )
         return sendable, dropped
 
-    async def _send(
+    async def _call_webhook(
         self, delivery: DeliveryRow, hooks: dict[tuple[uuid.UUID, uuid.UUID], WebhookRow]
     ) -> Attempt:
-        if delivery["channel"] == "email":
-            return await self._send_mail(delivery)
         hook = hooks.get((delivery["tenant_id"], delivery["webhook_id"]))  # type: ignore[arg-type]
         if hook is None or not hook["enabled"]:
             return Attempt(ok=False, error="the endpoint is disabled", permanent=True, drop=True)
@@ -381,16 +387,28 @@ class Relay:
             )
         return _attempt_of(result)
 
-    async def _send_mail(self, delivery: DeliveryRow) -> Attempt:
-        content: MailContent = delivery["content"]  # type: ignore[assignment]
-        try:
-            await self._transport.send(compose(content, delivery["message_id"]))
-        except DeliveryFailed as exc:
-            return Attempt(ok=False, error=str(exc), permanent=exc.permanent)
-        except Exception as exc:  # a mail that cannot be composed or sent at all
-            logger.warning("mail %s could not be sent", delivery["id"], exc_info=True)
-            return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}", permanent=False)
-        return Attempt(ok=True)
+    async def _send_mails(self, mails: list[DeliveryRow]) -> list[Attempt]:
+        attempts: list[Attempt] = []
+        unreachable: str | None = None
+        for delivery in mails:
+            if unreachable is not None:
+                # The server could not be reached for an earlier mail of this batch: the rest
+                # wait for their retry rather than each wait out a connection timeout now.
+                attempts.append(Attempt(ok=False, error=unreachable))
+                continue
+            content: MailContent = delivery["content"]  # type: ignore[assignment]
+            try:
+                await self._transport.send(compose(content, delivery["message_id"]))
+            except DeliveryFailed as exc:
+                if exc.unreachable:
+                    unreachable = str(exc)
+                attempts.append(Attempt(ok=False, error=str(exc), permanent=exc.permanent))
+            except Exception as exc:  # a mail that cannot be composed or sent at all
+                logger.warning("mail %s could not be sent", delivery["id"], exc_info=True)
+                attempts.append(Attempt(ok=False, error=f"{type(exc).__name__}: {exc}"))
+            else:
+                attempts.append(Attempt(ok=True))
+        return attempts
 
     async def _record(self, attempts: Sequence[tuple[DeliveryRow, Attempt]], month: date) -> None:
         outcomes: list[Outcome] = []
