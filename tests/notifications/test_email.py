@@ -8,10 +8,11 @@ from email.message import EmailMessage
 import httpx
 from fastapi import FastAPI
 
+from flowdesk.itsm.quotas import run_quota_check
 from tests.notifications.conftest import PORTAL, settled
 from tests.notifications.smtp import SmtpServer
 from tests.sql import fetch, fetchval
-from tests.support import Operator, TenantCtx, new_tenant, problem_type
+from tests.support import Operator, TenantCtx, new_tenant, problem_type, runtime
 from tests.tickets.conftest import Desk
 
 
@@ -341,6 +342,11 @@ async def test_the_monthly_quota_drops_mail_past_it_and_raises_one_alert(
     r = await client.get(f"/v1/notifications/deliveries/{dropped}", headers=tenant.headers)
     assert r.json()["state"] == "dropped"  # still over the quota
     await operator.licence(tenant.slug, quotas={"max_emails_month": 10})
+    # Mail may flow again: the background check closes the alert.
+    assert (await run_quota_check(runtime(app).db)).ran
+    r = await operator.get("/quota-alerts", tenant=tenant.slug)
+    alerts = [a for a in r.json()["items"] if a["quota"] == "max_emails_month"]
+    assert len(alerts) == 1 and not alerts[0]["open"]
     r = await client.post(f"/v1/notifications/deliveries/{dropped}/retry", headers=tenant.headers)
     await settled(app, tenant.id)
     r = await client.get(f"/v1/notifications/deliveries/{dropped}", headers=tenant.headers)

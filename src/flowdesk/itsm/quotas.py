@@ -116,7 +116,8 @@ async def run_quota_check(db: Database) -> QuotaCheckResult:
     Safe with any number of processes: a transaction-level advisory lock lets one run at a time
     (the others skip this round), and alerts are idempotent (one open per tenant and quota), so
     even back-to-back runs record nothing twice. `max_emails_month` is counted by the
-    notifications module, which raises its alerts through the same table.
+    notification relay, which opens its alert when it drops a mail; this check closes it once
+    the tenant may send again (a new month, a raised quota).
     """
     async with db.transaction() as conn:
         if not await repo.try_advisory_xact_lock(conn, QUOTA_CHECK_LOCK_KEY):
@@ -139,6 +140,8 @@ async def run_quota_check(db: Database) -> QuotaCheckResult:
                 )
         # Everyone else is within (or no longer has) the quota: close their open alerts at once.
         await repo.resolve_open_alerts_except(conn, "max_agents", over)
+        # The relay opens max_emails_month alerts as it drops mail; they end here.
+        await repo.resolve_email_alerts_within_quota(conn)
     if result.over_quota:
         logger.warning("quota check: %d tenant(s) over max_agents", len(result.over_quota))
     return result

@@ -114,12 +114,12 @@ _LOCK = Query(
     select(tenants).where(tenants.c.id == bindparam("tenant_id")).with_for_update(key_share=True)
 )
 _COUNT_AGENTS = Query(select(_agents_of(bindparam("tenant_id", type_=Uuid))))
-# Mails counted against max_emails_month in the current calendar month (UTC).
+# The calendar month (UTC) that mails count against.
+_THIS_MONTH = cast(func.date_trunc("month", func.timezone("UTC", func.now())), Date)
 _EMAILS_THIS_MONTH = Query(
     select(email_usage.c.sent).where(
         email_usage.c.tenant_id == bindparam("tenant_id", type_=Uuid),
-        email_usage.c.month
-        == cast(func.date_trunc("month", func.timezone("UTC", func.now())), Date),
+        email_usage.c.month == _THIS_MONTH,
     )
 )
 
@@ -382,6 +382,30 @@ _AGENT_USE = Query(
     .where(func.jsonb_typeof(tenants.c.quotas["max_agents"]) == "number")
     .order_by(tenants.c.id)
 )
+# A tenant's max_emails_month alert ends when mail can flow again: a new month began, or the
+# operator raised or lifted the quota.
+_limit = cast(tenants.c.quotas["max_emails_month"].astext, Integer)
+_RESOLVE_SPENT_EMAIL_QUOTAS = Query(
+    update(quota_alerts)
+    .where(
+        quota_alerts.c.quota == "max_emails_month",
+        quota_alerts.c.resolved_at.is_(None),
+        ~select(tenants.c.id)
+        .where(
+            tenants.c.id == quota_alerts.c.tenant_id,
+            func.jsonb_typeof(tenants.c.quotas["max_emails_month"]) == "number",
+            func.coalesce(
+                select(email_usage.c.sent)
+                .where(email_usage.c.tenant_id == tenants.c.id, email_usage.c.month == _THIS_MONTH)
+                .scalar_subquery(),
+                0,
+            )
+            >= _limit,
+        )
+        .exists(),
+    )
+    .values(resolved_at=func.now(), last_seen_at=func.now())
+)
 _TRY_LOCK = Query(select(func.pg_try_advisory_xact_lock(bindparam("key", type_=BigInteger))))
 
 
@@ -426,6 +450,11 @@ async def resolve_open_alerts_except(
 ) -> int:
     """Close the open alerts of `quota` of every tenant but those in `over`."""
     return await execute(conn, _RESOLVE_ALL_BUT, quota=quota, over=list(over))
+
+
+async def resolve_email_alerts_within_quota(conn: Connection) -> int:
+    """Close the max_emails_month alerts of tenants that may send mail again."""
+    return await execute(conn, _RESOLVE_SPENT_EMAIL_QUOTAS)
 
 
 async def agent_use_over_limits(conn: Connection) -> list[AgentUseRow]:
