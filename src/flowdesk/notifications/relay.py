@@ -68,6 +68,8 @@ logger = logging.getLogger(__name__)
 # How many webhook requests one relay has in flight at once.
 WEBHOOK_CONCURRENCY = 16
 PURGE_BATCH = 1000
+# The longest pause of a relay loop after failures in a row.
+MAX_FAILURE_PAUSE = 60.0
 
 
 def this_month(now: datetime | None = None) -> date:
@@ -84,7 +86,10 @@ class RetryPolicy:
     def delay(self, attempts: int) -> int:
         """Seconds before the next attempt after `attempts` tries: doubling from the base up
         to the cap, with ±20% jitter so that a burst of failures does not retry in step."""
-        raw = min(self.base_seconds * 2.0 ** max(attempts - 1, 0), self.max_seconds)
+        # The exponent is bounded: 2.0 ** 1024 raises OverflowError, and a short cap allows
+        # that many attempts within the retry window.
+        doublings = min(max(attempts - 1, 0), 1000)
+        raw = min(self.base_seconds * 2.0**doublings, self.max_seconds)
         return max(1, round(raw * random.uniform(0.8, 1.2)))
 
 
@@ -132,8 +137,12 @@ class Relay:
         if self._settings.relay_poll_seconds <= 0 or self._tasks:
             return
         self._tasks = [
-            asyncio.create_task(self._loop("relay-fan-out", self.fan_out), name="relay-fan-out"),
-            asyncio.create_task(self._loop("relay-send", self.send_due), name="relay-send"),
+            asyncio.create_task(
+                self._loop("relay-fan-out", self.fan_out, None), name="relay-fan-out"
+            ),
+            asyncio.create_task(
+                self._loop("relay-send", self.send_due, self._due), name="relay-send"
+            ),
         ]
 
     async def stop(self) -> None:
@@ -146,21 +155,32 @@ class Relay:
         await self._transport.close()
         await self._sender.close()
 
-    async def _loop(self, name: str, step: Callable[[], Awaitable[int]]) -> None:
+    async def _loop(
+        self, name: str, step: Callable[[], Awaitable[int]], wake: asyncio.Event | None
+    ) -> None:
         poll = self._settings.relay_poll_seconds
+        failures = 0
         while True:
             try:
                 done = await step()
+                failures = 0
             except Exception:
+                # The database or a transport is down: back off (up to a minute) rather than
+                # log the same failure every poll.
+                failures += 1
                 logger.warning("%s failed; trying again shortly", name, exc_info=True)
-                done = 0
+                await asyncio.sleep(min(poll * 2**failures, MAX_FAILURE_PAUSE))
+                continue
             if done >= self._batch:
                 continue  # more is waiting
+            if wake is None:
+                await asyncio.sleep(poll)
+                continue
             # Idle: wait for the poll interval, or less when this process's fan-out made
             # deliveries (the send loop need not wait for its next poll to see them).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), poll)
-            self._due.clear()
+                await asyncio.wait_for(wake.wait(), poll)
+            wake.clear()
 
     async def drain(self) -> None:
         """Fan out and send until nothing is due now (the CLI's `--once`, and tests)."""
