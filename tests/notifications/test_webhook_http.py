@@ -8,7 +8,7 @@ import base64
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -20,119 +20,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from flowdesk.errors import InvalidInput
 from flowdesk.notifications.webhook_http import WebhookSender, check_url, new_secret
+from tests.notifications.receiver import Receiver, Seen, Send, answer
 from tests.servers import free_port
 
 BODY = b'{"type":"ticket.created","data":{"id":"t_1","title":"Printer \xc3\xa9t\xc3\xa9"}}'
-
-Send = Callable[[h11.Event], Awaitable[None]]
-
-
-@dataclass
-class Seen:
-    """A request as the receiver got it (header names lower-cased)."""
-
-    method: str
-    target: str
-    headers: dict[str, str]
-    body: bytes
-
-
-Reply = Callable[[Seen, Send], Awaitable[None]]
-
-
-class Receiver:
-    """A real HTTP/1.1 server on 127.0.0.1 (h11 over asyncio streams) that records the
-    connections and requests reaching it and answers each request with `reply`."""
-
-    def __init__(self, reply: Reply, *, tls: ssl.SSLContext | None = None) -> None:
-        self.reply = reply
-        self.tls = tls
-        self.connections = 0
-        self.requests: list[Seen] = []
-        self.server_names: list[str | None] = []  # the SNI of each TLS handshake
-        self.port = 0
-        self._handlers: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-        if tls is not None:
-            tls.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)
-
-    async def __aenter__(self) -> Receiver:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        # Python 3.11's wait_closed does not wait for the handlers: they are ended here.
-        for task in self._handlers:
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
-
-    def url(self, path: str = "/hook", host: str = "127.0.0.1", scheme: str = "http") -> str:
-        return f"{scheme}://{host}:{self.port}{path}"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        self.connections += 1
-        conn = h11.Connection(h11.SERVER)
-
-        async def send(event: h11.Event) -> None:
-            data = conn.send(event)
-            if data:
-                writer.write(data)
-                await writer.drain()
-
-        try:
-            while (seen := await _read_request(conn, reader)) is not None:
-                self.requests.append(seen)
-                await self.reply(seen, send)
-                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                    break
-                conn.start_next_cycle()
-        except (ConnectionError, h11.ProtocolError):
-            pass
-        except asyncio.CancelledError:
-            # The receiver stopping. Ended normally: Python 3.11's streams log a handler task
-            # that ends cancelled as an error.
-            pass
-        finally:
-            self._handlers.discard(task)
-            writer.close()
-
-
-async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> Seen | None:
-    request: h11.Request | None = None
-    body = bytearray()
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(await reader.read(65536))
-        elif isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            assert request is not None
-            headers = {name.decode(): value.decode() for name, value in request.headers}
-            return Seen(request.method.decode(), request.target.decode(), headers, bytes(body))
-        else:  # the client closed the connection
-            return None
-
-
-def answer(status: int, headers: Sequence[tuple[str, str]] = (), body: bytes = b"") -> Reply:
-    async def reply(seen: Seen, send: Send) -> None:
-        await send(
-            h11.Response(status_code=status, headers=[("content-length", str(len(body))), *headers])
-        )
-        if body:
-            await send(h11.Data(data=body))
-        await send(h11.EndOfMessage())
-
-    return reply
 
 
 async def never_answer(seen: Seen, send: Send) -> None:

@@ -223,6 +223,7 @@ async def test_webhook(
         webhook_id,
         runtime.relay.webhook_sender,
         _retry_window(request),
+        runtime.settings.delivery_lease_seconds,
     )
     result = tested.result
     return WebhookTestOut(

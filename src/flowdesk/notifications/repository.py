@@ -777,6 +777,29 @@ async def claim_due(conn: Connection, limit: int, lease_seconds: int) -> list[De
     return await rows(conn, DeliveryRow, _CLAIM_DUE, limit=limit, lease_seconds=lease_seconds)
 
 
+_TAKE = Query(
+    update(deliveries)
+    .where(
+        deliveries.c.tenant_id == _tenant,
+        deliveries.c.id == _id,
+        deliveries.c.state == "pending",
+    )
+    .values(
+        next_attempt_at=func.now() + _seconds(bindparam("lease_seconds", type_=Float)),
+        attempts=deliveries.c.attempts + 1,
+        updated_at=func.now(),
+    )
+)
+
+
+async def take(
+    conn: Connection, tenant_id: uuid.UUID, delivery_id: uuid.UUID, lease_seconds: float
+) -> None:
+    """Claim one delivery to send it now, as `claim_due` claims a batch: the relays leave it
+    alone for the lease."""
+    await execute(conn, _TAKE, tenant_id=tenant_id, id=delivery_id, lease_seconds=lease_seconds)
+
+
 def _settle() -> Query:
     outcome = (
         func.unnest(

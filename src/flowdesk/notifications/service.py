@@ -279,6 +279,7 @@ async def test_webhook(
     webhook_id: uuid.UUID,
     sender: WebhookSender,
     retry_seconds: int,
+    lease_seconds: float,
 ) -> WebhookTest:
     """Send a signed `webhook.test` event to the endpoint now and say how it answered; the
     attempt is in the delivery log like any other (not retried: the admin is watching). No
@@ -306,6 +307,9 @@ async def test_webhook(
             "content": {"body": raw},
         }
         await repo.add_deliveries(conn, [new], retry_seconds)
+        # Claimed before it is committed, as the relay claims: a relay polling meanwhile would
+        # otherwise find it due and send it a second time.
+        await repo.take(conn, tenant_id, delivery_id, lease_seconds)
     result = await sender.send(hook["url"], hook["secret"], message_id, raw.encode())
     async with db.transaction() as conn:
         await repo.settle(
