@@ -166,8 +166,9 @@ class Relay:
                 failures = 0
             except Exception:
                 # The database or a transport is down: back off (up to a minute) rather than
-                # log the same failure every poll.
-                failures += 1
+                # log the same failure every poll. (Bounded: after ~17 h down, 2**failures
+                # would no longer convert to float, and the loop would die.)
+                failures = min(failures + 1, 64)
                 logger.warning("%s failed; trying again shortly", name, exc_info=True)
                 await asyncio.sleep(min(poll * 2**failures, MAX_FAILURE_PAUSE))
                 continue
