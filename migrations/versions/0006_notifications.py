@@ -79,6 +79,7 @@ def upgrade() -> None:
         _now("next_attempt_at"),
         sa.Column("give_up_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_error", sa.Text()),
+        sa.Column("quota_month", sa.Date()),
         sa.Column("message_id", sa.String(255), nullable=False),
         sa.Column("content", postgresql.JSONB(), nullable=False),
         _now("created_at"),

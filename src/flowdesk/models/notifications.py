@@ -81,6 +81,9 @@ deliveries = Table(
     # Retries stop here (about 24 h after the message, or after an admin's retry).
     Column("give_up_at", DateTime(timezone=True), nullable=False),
     Column("last_error", Text),
+    # The month a mail was counted in against max_emails_month, while it is counted: a mail
+    # claimed again after its relay died is not counted twice; a failed send gives it back.
+    Column("quota_month", Date),
     Column("message_id", String(255), nullable=False),
     Column("content", JSONB, nullable=False),
     created_at(),

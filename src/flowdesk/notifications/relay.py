@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ logger = logging.getLogger(__name__)
 # How many webhook requests one relay has in flight at once.
 WEBHOOK_CONCURRENCY = 16
 PURGE_BATCH = 1000
+# A batch's outcomes are recorded after every this many sends.
+RECORD_EVERY = 10
 # The longest pause of a relay loop after failures in a row.
 MAX_FAILURE_PAUSE = 60.0
 
@@ -83,14 +86,14 @@ class RetryPolicy:
     base_seconds: float
     max_seconds: float
 
-    def delay(self, attempts: int) -> int:
+    def delay(self, attempts: int) -> float:
         """Seconds before the next attempt after `attempts` tries: doubling from the base up
         to the cap, with ±20% jitter so that a burst of failures does not retry in step."""
         # The exponent is bounded: 2.0 ** 1024 raises OverflowError, and a short cap allows
         # that many attempts within the retry window.
         doublings = min(max(attempts - 1, 0), 1000)
         raw = min(self.base_seconds * 2.0**doublings, self.max_seconds)
-        return max(1, round(raw * random.uniform(0.8, 1.2)))
+        return raw * random.uniform(0.8, 1.2)
 
 
 class Relay:
@@ -331,12 +334,16 @@ class Relay:
     # --- sending ------------------------------------------------------------------------
 
     async def send_due(self) -> int:
-        """Send one batch of due deliveries and record their outcomes; how many it took."""
+        """Send one batch of due deliveries and record their outcomes; how many it took.
+
+        Outcomes are recorded every few sends, not once at the end: a relay that dies
+        mid-batch sends again only what it had not yet recorded, and a slow server cannot
+        hold a batch past its lease. Past half the lease, the rest of the batch is given
+        back untried for the next claim."""
         month = this_month()
+        lease = self._settings.delivery_lease_seconds
         async with self._db.transaction() as conn:
-            claimed = await repo.claim_due(
-                conn, self._batch, round(self._settings.delivery_lease_seconds)
-            )
+            claimed = await repo.claim_due(conn, self._batch, lease)
             if not claimed:
                 return 0
             sendable, outcomes = await self._admit(conn, claimed, month)
@@ -346,27 +353,33 @@ class Relay:
             )
             if outcomes:
                 await repo.settle(conn, outcomes)
-        mails = [d for d in sendable if d["channel"] == "email"]
-        calls = [d for d in sendable if d["channel"] != "email"]
-        # Mails one after another (one SMTP connection), webhooks side by side with them.
-        mailed, called = await asyncio.gather(
-            self._send_mails(mails),
-            asyncio.gather(*(self._call_webhook(d, hooks) for d in calls)),
-        )
-        await self._record(
-            [*zip(mails, mailed, strict=True), *zip(calls, called, strict=True)], month
-        )
+        started = time.monotonic()
+        unreachable: str | None = None
+        for first in range(0, len(sendable), RECORD_EVERY):
+            if time.monotonic() - started > lease / 2:
+                await self._release(sendable[first:])
+                break
+            chunk = sendable[first : first + RECORD_EVERY]
+            mails = [d for d in chunk if d["channel"] == "email"]
+            calls = [d for d in chunk if d["channel"] != "email"]
+            # Mails one after another (one SMTP connection), webhooks side by side with them.
+            (mailed, unreachable), called = await asyncio.gather(
+                self._send_mails(mails, unreachable),
+                asyncio.gather(*(self._call_webhook(d, hooks) for d in calls)),
+            )
+            await self._record([*zip(mails, mailed, strict=True), *zip(calls, called, strict=True)])
         return len(claimed)
 
     async def _admit(
         self, conn: Connection, claimed: list[DeliveryRow], month: date
     ) -> tuple[list[DeliveryRow], list[Outcome]]:
-        """Count the claimed mails against each tenant's monthly quota; those over it are
-        dropped (never retried) and the tenant's quota alert raised."""
+        """Count the claimed mails against each tenant's monthly quota (once per mail: one
+        claimed again after its relay died is counted already); those over it are dropped
+        (never retried) and the tenant's quota alert raised."""
         mails: dict[uuid.UUID, list[DeliveryRow]] = {}
         sendable: list[DeliveryRow] = []
         for delivery in claimed:
-            if delivery["channel"] == "email":
+            if delivery["channel"] == "email" and delivery["quota_month"] is None:
                 mails.setdefault(delivery["tenant_id"], []).append(delivery)
             else:
                 sendable.append(delivery)
@@ -374,11 +387,12 @@ class Relay:
         if not mails:
             return sendable, dropped
         tenants = await repo.tenants_by_id(conn, list(mails))
+        counted: list[DeliveryRow] = []
         for tenant_id, batch in sorted(mails.items()):
             tenant = tenants.get(tenant_id)
             limit = resolved_quotas(tenant["quotas"] if tenant else {})["max_emails_month"]
             granted, count = await repo.reserve_emails(conn, tenant_id, month, len(batch), limit)
-            sendable += batch[:granted]
+            counted += batch[:granted]
             for delivery in batch[granted:]:
                 dropped.append(
                     _outcome(
@@ -391,6 +405,8 @@ class Relay:
                 await itsm_repo.open_over_quota_alert(
                     conn, tenant_id, "max_emails_month", limit, count + len(batch) - granted
                 )
+        await repo.mark_counted(conn, [(d["tenant_id"], d["id"]) for d in counted], month)
+        sendable += [{**d, "quota_month": month} for d in counted]
         return sendable, dropped
 
     async def _call_webhook(
@@ -408,13 +424,15 @@ class Relay:
             )
         return _attempt_of(result)
 
-    async def _send_mails(self, mails: list[DeliveryRow]) -> list[Attempt]:
+    async def _send_mails(
+        self, mails: list[DeliveryRow], unreachable: str | None
+    ) -> tuple[list[Attempt], str | None]:
+        """Send the mails in order; (their attempts, why the server could not be reached if
+        it could not: the batch's later mails are then not tried)."""
         attempts: list[Attempt] = []
-        unreachable: str | None = None
         for delivery in mails:
             if unreachable is not None:
-                # The server could not be reached for an earlier mail of this batch: the rest
-                # wait for their retry rather than each wait out a connection timeout now.
+                # Each would wait out a connection timeout now: they wait for their retry.
                 attempts.append(Attempt(ok=False, error=unreachable))
                 continue
             content: MailContent = delivery["content"]  # type: ignore[assignment]
@@ -429,11 +447,27 @@ class Relay:
                 attempts.append(Attempt(ok=False, error=f"{type(exc).__name__}: {exc}"))
             else:
                 attempts.append(Attempt(ok=True))
-        return attempts
+        return attempts, unreachable
 
-    async def _record(self, attempts: Sequence[tuple[DeliveryRow, Attempt]], month: date) -> None:
+    async def _release(self, untried: list[DeliveryRow]) -> None:
+        async with self._db.transaction() as conn:
+            await repo.release(conn, [(d["tenant_id"], d["id"]) for d in untried])
+            await self._give_back_counts(conn, untried)
+
+    @staticmethod
+    async def _give_back_counts(conn: Connection, unsent: Sequence[DeliveryRow]) -> None:
+        """Give back the quota counts of mails that were counted but not sent."""
+        counts: dict[tuple[uuid.UUID, date], int] = {}
+        for delivery in unsent:
+            if delivery["quota_month"] is not None:
+                key = (delivery["tenant_id"], delivery["quota_month"])
+                counts[key] = counts.get(key, 0) + 1
+        for (tenant_id, month), count in sorted(counts.items()):
+            await repo.release_emails(conn, tenant_id, month, count)
+
+    async def _record(self, attempts: Sequence[tuple[DeliveryRow, Attempt]]) -> None:
         outcomes: list[Outcome] = []
-        unsent_mails: dict[uuid.UUID, int] = {}
+        unsent: list[DeliveryRow] = []
         hook_ok: list[tuple[uuid.UUID, uuid.UUID]] = []
         hook_failed: list[tuple[uuid.UUID, uuid.UUID]] = []
         for delivery, attempt in attempts:
@@ -446,15 +480,14 @@ class Relay:
             else:
                 delay = self._retry.delay(delivery["attempts"])
                 outcomes.append(_outcome(delivery, "pending", attempt.error, delay))
-            if delivery["channel"] == "email" and not attempt.ok:
-                unsent_mails[delivery["tenant_id"]] = unsent_mails.get(delivery["tenant_id"], 0) + 1
+            if not attempt.ok:
+                unsent.append(delivery)
             if delivery["webhook_id"] is not None and not attempt.drop:
                 key = (delivery["tenant_id"], delivery["webhook_id"])
                 (hook_ok if attempt.ok else hook_failed).append(key)
         async with self._db.transaction() as conn:
             await repo.settle(conn, outcomes)
-            for tenant_id, count in sorted(unsent_mails.items()):
-                await repo.release_emails(conn, tenant_id, month, count)
+            await self._give_back_counts(conn, unsent)
             await repo.note_webhook_outcomes(conn, hook_ok, hook_failed)
             if hook_failed:
                 disabled = await repo.disable_failing_webhooks(
@@ -530,7 +563,7 @@ def _attempt_of(result: WebhookResult) -> Attempt:
     return Attempt(ok=result.ok, error=result.error, permanent=result.permanent)
 
 
-def _outcome(delivery: DeliveryRow, state: str, error: str | None, delay: int = 0) -> Outcome:
+def _outcome(delivery: DeliveryRow, state: str, error: str | None, delay: float = 0.0) -> Outcome:
     return {
         "tenant_id": delivery["tenant_id"],
         "id": delivery["id"],

@@ -700,6 +700,7 @@ class DeliveryRow(TypedDict):
     next_attempt_at: datetime
     give_up_at: datetime
     last_error: str | None
+    quota_month: date | None
     message_id: str
     content: dict[str, Any]
     created_at: datetime
@@ -771,7 +772,7 @@ def _claim_due() -> Query:
 _CLAIM_DUE = _claim_due()
 
 
-async def claim_due(conn: Connection, limit: int, lease_seconds: int) -> list[DeliveryRow]:
+async def claim_due(conn: Connection, limit: int, lease_seconds: float) -> list[DeliveryRow]:
     """Take up to `limit` due deliveries, moving each a lease ahead: if this worker dies before
     it records the outcome, the delivery comes due again when the lease ends."""
     return await rows(conn, DeliveryRow, _CLAIM_DUE, limit=limit, lease_seconds=lease_seconds)
@@ -806,7 +807,7 @@ def _settle() -> Query:
             bindparam("tenant_ids", type_=ARRAY(Uuid)),
             bindparam("ids", type_=ARRAY(Uuid)),
             bindparam("states", type_=ARRAY(String)),
-            bindparam("delays", type_=ARRAY(Integer)),
+            bindparam("delays", type_=ARRAY(Float)),
             bindparam("errors", type_=ARRAY(Text)),
         )
         .table_valued("tenant_id", "id", "state", "delay", "error")
@@ -815,6 +816,7 @@ def _settle() -> Query:
     next_at = func.now() + _seconds(outcome.c.delay)
     # A retry that would come after the delivery's deadline is the last: it fails now.
     retry_too_late = and_(outcome.c.state == "pending", next_at > deliveries.c.give_up_at)
+    sent = outcome.c.state == "sent"
     return Query(
         update(deliveries)
         .where(
@@ -828,7 +830,9 @@ def _settle() -> Query:
                 (outcome.c.state == "pending", next_at), else_=deliveries.c.next_attempt_at
             ),
             last_error=outcome.c.error,
-            sent_at=case((outcome.c.state == "sent", func.now()), else_=deliveries.c.sent_at),
+            sent_at=case((sent, func.now()), else_=deliveries.c.sent_at),
+            # Only a sent mail stays counted (the caller gives the others' counts back).
+            quota_month=case((sent, deliveries.c.quota_month), else_=None),
             updated_at=func.now(),
         )
     )
@@ -840,8 +844,8 @@ _SETTLE = _settle()
 class Outcome(TypedDict):
     tenant_id: uuid.UUID
     id: uuid.UUID
-    state: str  # sent | pending (retry after `delay`) | failed | dropped
-    delay: int
+    state: str  # sent | pending (retry after `delay` seconds) | failed | dropped
+    delay: float
     error: str | None
 
 
@@ -858,6 +862,55 @@ async def settle(conn: Connection, outcomes: Sequence[Outcome]) -> int:
         delays=[o["delay"] for o in outcomes],
         errors=[o["error"] for o in outcomes],
     )
+
+
+_counted_keys = _pairs("tenant_ids", "ids")
+_MARK_COUNTED = Query(
+    update(deliveries)
+    .where(
+        deliveries.c.tenant_id == _counted_keys.c.tenant_id,
+        deliveries.c.id == _counted_keys.c.id,
+    )
+    .values(quota_month=bindparam("month", type_=Date))
+)
+
+
+async def mark_counted(
+    conn: Connection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]], month: date
+) -> None:
+    """Note that these mails are counted in `month` against the tenant's quota."""
+    if keys:
+        await execute(
+            conn,
+            _MARK_COUNTED,
+            tenant_ids=[t for t, _ in keys],
+            ids=[i for _, i in keys],
+            month=month,
+        )
+
+
+_released_keys = _pairs("tenant_ids", "ids")
+_RELEASE = Query(
+    update(deliveries)
+    .where(
+        deliveries.c.tenant_id == _released_keys.c.tenant_id,
+        deliveries.c.id == _released_keys.c.id,
+        deliveries.c.state == "pending",
+    )
+    .values(
+        next_attempt_at=func.now(),
+        attempts=func.greatest(deliveries.c.attempts - 1, 0),
+        quota_month=None,
+        updated_at=func.now(),
+    )
+)
+
+
+async def release(conn: Connection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Give back claimed deliveries that were not tried: due now, the claim not counted as an
+    attempt, their quota count cleared (the caller gives the counts back)."""
+    if keys:
+        await execute(conn, _RELEASE, tenant_ids=[t for t, _ in keys], ids=[i for _, i in keys])
 
 
 _DELIVERIES_PAGE = Query(
