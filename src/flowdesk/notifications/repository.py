@@ -15,7 +15,9 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    Join,
     String,
+    Table,
     Text,
     Uuid,
     and_,
@@ -48,6 +50,7 @@ from flowdesk.models import (
     users,
     webhooks,
 )
+from flowdesk.tickets.repository import TicketRow
 from flowdesk.tickets.statements import TICKET_COLUMNS
 from flowdesk.vocabulary import ADMIN, TICKETS_MANAGE
 
@@ -64,6 +67,18 @@ def _pairs(tenant_name: str, id_name: str, id_type: Any = Uuid) -> Any:
 
 
 _tenant_ids = bindparam("tenant_ids", type_=ARRAY(Uuid))
+
+
+def _of_keys(table: Table) -> Join:
+    """`table` narrowed to the rows whose (tenant_id, id) are given (`_key_arrays`)."""
+    keys = _pairs("tenant_ids", "ids")
+    return table.join(keys, and_(table.c.tenant_id == keys.c.tenant_id, table.c.id == keys.c.id))
+
+
+def _key_arrays(keys: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> dict[str, list[uuid.UUID]]:
+    """The values of a `_pairs` statement: each distinct key once."""
+    unique = list(set(keys))
+    return {"tenant_ids": [t for t, _ in unique], "ids": [i for _, i in unique]}
 
 
 def _seconds(amount: Any) -> Any:
@@ -146,41 +161,17 @@ async def tenants_by_id(
     return {t["id"]: t for t in found}
 
 
-class TicketNoticeRow(TypedDict):
-    """A ticket with what its JSON shows (flowdesk.tickets.facts.ticket_json) and the
-    addresses of its requester and assignee."""
+class TicketNoticeRow(TicketRow):
+    """A ticket as its JSON shows it (flowdesk.tickets.facts.ticket_json), with the addresses
+    of its requester and assignee."""
 
-    tenant_id: uuid.UUID
-    id: uuid.UUID
-    number: int
-    prefix: str
-    title: str
-    description: str
-    type: str
-    catalog_item: str
-    workflow: str
-    status: str
-    status_category: str
-    previous_status: str | None
-    priority: str
-    priority_rank: int
-    requester_id: uuid.UUID
-    assignee_id: uuid.UUID | None
-    resolution: str | None
-    fields: dict[str, Any]
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    requester_name: str
     requester_email: str
     requester_live: bool
-    assignee_name: str | None
     assignee_email: str | None
     assignee_live: bool | None
 
 
 def _tickets() -> Query:
-    keys = _pairs("tenant_ids", "ids")
     r, a = users.alias("r"), users.alias("a")
     return Query(
         select(
@@ -192,9 +183,7 @@ def _tickets() -> Query:
             a.c.email.label("assignee_email"),
             a.c.deleted_at.is_(None).label("assignee_live"),
         ).select_from(
-            tickets.join(
-                keys, and_(tickets.c.tenant_id == keys.c.tenant_id, tickets.c.id == keys.c.id)
-            )
+            _of_keys(tickets)
             .join(r, and_(r.c.tenant_id == tickets.c.tenant_id, r.c.id == tickets.c.requester_id))
             .outerjoin(
                 a, and_(a.c.tenant_id == tickets.c.tenant_id, a.c.id == tickets.c.assignee_id)
@@ -209,14 +198,7 @@ _TICKETS = _tickets()
 async def tickets_by_key(
     conn: Connection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
 ) -> dict[tuple[uuid.UUID, uuid.UUID], TicketNoticeRow]:
-    unique = list(set(keys))
-    found = await rows(
-        conn,
-        TicketNoticeRow,
-        _TICKETS,
-        tenant_ids=[t for t, _ in unique],
-        ids=[i for _, i in unique],
-    )
+    found = await rows(conn, TicketNoticeRow, _TICKETS, **_key_arrays(keys))
     return {(t["tenant_id"], t["id"]): t for t in found}
 
 
@@ -229,7 +211,6 @@ class CommentNoticeRow(TypedDict):
 
 
 def _comments() -> Query:
-    keys = _pairs("tenant_ids", "ids")
     return Query(
         select(
             ticket_comments.c.tenant_id,
@@ -238,13 +219,7 @@ def _comments() -> Query:
             ticket_comments.c.visibility,
             users.c.name.label("author_name"),
         ).select_from(
-            ticket_comments.join(
-                keys,
-                and_(
-                    ticket_comments.c.tenant_id == keys.c.tenant_id,
-                    ticket_comments.c.id == keys.c.id,
-                ),
-            ).join(
+            _of_keys(ticket_comments).join(
                 users,
                 and_(
                     users.c.tenant_id == ticket_comments.c.tenant_id,
@@ -261,14 +236,7 @@ _COMMENTS = _comments()
 async def comments_by_key(
     conn: Connection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
 ) -> dict[tuple[uuid.UUID, uuid.UUID], CommentNoticeRow]:
-    unique = list(set(keys))
-    found = await rows(
-        conn,
-        CommentNoticeRow,
-        _COMMENTS,
-        tenant_ids=[t for t, _ in unique],
-        ids=[i for _, i in unique],
-    )
+    found = await rows(conn, CommentNoticeRow, _COMMENTS, **_key_arrays(keys))
     return {(c["tenant_id"], c["id"]): c for c in found}
 
 
@@ -280,12 +248,9 @@ class PersonRow(TypedDict):
 
 
 def _people() -> Query:
-    keys = _pairs("tenant_ids", "ids")
     return Query(
         select(users.c.tenant_id, users.c.id, users.c.name, users.c.email)
-        .select_from(
-            users.join(keys, and_(users.c.tenant_id == keys.c.tenant_id, users.c.id == keys.c.id))
-        )
+        .select_from(_of_keys(users))
         .where(users.c.deleted_at.is_(None))
     )
 
@@ -297,10 +262,7 @@ async def people_by_key(
     conn: Connection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
 ) -> dict[tuple[uuid.UUID, uuid.UUID], PersonRow]:
     """The live users among `keys` ((tenant id, user id) pairs)."""
-    unique = list(set(keys))
-    found = await rows(
-        conn, PersonRow, _PEOPLE, tenant_ids=[t for t, _ in unique], ids=[i for _, i in unique]
-    )
+    found = await rows(conn, PersonRow, _PEOPLE, **_key_arrays(keys))
     return {(p["tenant_id"], p["id"]): p for p in found}
 
 
@@ -393,31 +355,13 @@ async def enabled_webhooks_of(
     return grouped
 
 
-def _hooks_by_key() -> Query:
-    keys = _pairs("tenant_ids", "ids")
-    return Query(
-        select(webhooks).select_from(
-            webhooks.join(
-                keys, and_(webhooks.c.tenant_id == keys.c.tenant_id, webhooks.c.id == keys.c.id)
-            )
-        )
-    )
-
-
-_HOOKS_BY_KEY = _hooks_by_key()
+_HOOKS_BY_KEY = Query(select(webhooks).select_from(_of_keys(webhooks)))
 
 
 async def webhooks_by_key(
     conn: Connection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
 ) -> dict[tuple[uuid.UUID, uuid.UUID], WebhookRow]:
-    unique = list(set(keys))
-    found = await rows(
-        conn,
-        WebhookRow,
-        _HOOKS_BY_KEY,
-        tenant_ids=[t for t, _ in unique],
-        ids=[i for _, i in unique],
-    )
+    found = await rows(conn, WebhookRow, _HOOKS_BY_KEY, **_key_arrays(keys))
     return {(h["tenant_id"], h["id"]): h for h in found}
 
 
@@ -559,16 +503,9 @@ async def note_webhook_outcomes(
 ) -> None:
     """A success ends an endpoint's failing streak; a failure starts one (if none is on)."""
     if succeeded:
-        await execute(
-            conn,
-            _NOTE_SUCCESS,
-            tenant_ids=[t for t, _ in succeeded],
-            ids=[i for _, i in succeeded],
-        )
+        await execute(conn, _NOTE_SUCCESS, **_key_arrays(succeeded))
     if failed:
-        await execute(
-            conn, _NOTE_FAILURE, tenant_ids=[t for t, _ in failed], ids=[i for _, i in failed]
-        )
+        await execute(conn, _NOTE_FAILURE, **_key_arrays(failed))
 
 
 async def disable_failing_webhooks(
@@ -880,13 +817,7 @@ async def mark_counted(
 ) -> None:
     """Note that these mails are counted in `month` against the tenant's quota."""
     if keys:
-        await execute(
-            conn,
-            _MARK_COUNTED,
-            tenant_ids=[t for t, _ in keys],
-            ids=[i for _, i in keys],
-            month=month,
-        )
+        await execute(conn, _MARK_COUNTED, **_key_arrays(keys), month=month)
 
 
 _released_keys = _pairs("tenant_ids", "ids")
@@ -910,7 +841,7 @@ async def release(conn: Connection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]])
     """Give back claimed deliveries that were not tried: due now, the claim not counted as an
     attempt, their quota count cleared (the caller gives the counts back)."""
     if keys:
-        await execute(conn, _RELEASE, tenant_ids=[t for t, _ in keys], ids=[i for _, i in keys])
+        await execute(conn, _RELEASE, **_key_arrays(keys))
 
 
 _DELIVERIES_PAGE = Query(
