@@ -8,7 +8,8 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c const
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test coverage lint format typecheck openapi openapi-check check bench lock clean
+.PHONY: run test coverage lint format typecheck openapi openapi-check check bench bench-notifications \
+	lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,11 +53,19 @@ openapi-check: $(TEST_STAMP)
 check: lint typecheck openapi-check test
 
 # The load benchmark (not part of `make test`): installs wrk if missing, then flowdesk vs the
-# raw-asyncpg reference vs pgbench; about 15 minutes. BENCH_QUICK=1 for a one-minute smoke run,
-# BENCH_PROFILE=1 to add a py-spy profile; see bench/README.md.
+# raw-asyncpg reference vs pgbench, then the notifications run; about 20 minutes. BENCH_QUICK=1
+# for a smoke run of a minute or two, BENCH_PROFILE=1 to add a py-spy profile; see
+# bench/README.md.
 bench: $(RUN_STAMP)
 	VENV_PY=$(BIN)/python bash bench/setup.sh
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/notifications.py
+
+# The notifications run alone: one worker's mails/s, the outbox lag under the create load and
+# what relaying costs it; about 5 minutes (BENCH_QUICK=1: under one). See bench/README.md.
+bench-notifications: $(RUN_STAMP)
+	VENV_PY=$(BIN)/python bash bench/setup.sh
+	$(BIN)/python bench/notifications.py
 
 # Re-resolve the newest versions into constraints.txt (in a scratch venv, so nothing stale
 # from .venv leaks in).

