@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     # Maildir data_dir/mail, which `flowdesk mail list` reads.
     smtp_url: SecretStr | None = None
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Connections each relay keeps to the SMTP server, sending side by side.
+    smtp_connections: int = Field(default=4, ge=1, le=32)
     # The From of every notification mail; a tenant may give it its own display name.
     mail_from: str = "flowdesk <flowdesk@localhost>"
     # Where people open a ticket (the agent and desk SPAs): mails link to

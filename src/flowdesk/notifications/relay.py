@@ -105,16 +105,18 @@ class Relay:
         settings: Settings,
         catalog: Catalog,
         *,
-        transport: MailTransport | None = None,
         sender: WebhookSender | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
         self._catalog = catalog
         smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
-        self._transport = transport or transport_for(
-            smtp_url, settings.data_dir, timeout=settings.smtp_timeout_seconds
-        )
+        # Mails go over several connections at once: each mail waits on a few round trips to
+        # the server, which the other connections' mails fill.
+        self._transports = [
+            transport_for(smtp_url, settings.data_dir, timeout=settings.smtp_timeout_seconds)
+            for _ in range(settings.smtp_connections)
+        ]
         self._sender = sender or WebhookSender(
             allow_private=settings.webhook_allow_private,
             timeout=settings.webhook_timeout_seconds,
@@ -155,7 +157,8 @@ class Relay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        await self._transport.close()
+        for transport in self._transports:
+            await transport.close()
         await self._sender.close()
 
     async def _loop(
@@ -427,27 +430,38 @@ class Relay:
     async def _send_mails(
         self, mails: list[DeliveryRow], unreachable: str | None
     ) -> tuple[list[Attempt], str | None]:
-        """Send the mails in order; (their attempts, why the server could not be reached if
-        it could not: the batch's later mails are then not tried)."""
-        attempts: list[Attempt] = []
-        for delivery in mails:
-            if unreachable is not None:
-                # Each would wait out a connection timeout now: they wait for their retry.
-                attempts.append(Attempt(ok=False, error=unreachable))
-                continue
-            content: MailContent = delivery["content"]  # type: ignore[assignment]
-            try:
-                await self._transport.send(compose(content, delivery["message_id"]))
-            except DeliveryFailed as exc:
-                if exc.unreachable:
-                    unreachable = str(exc)
-                attempts.append(Attempt(ok=False, error=str(exc), permanent=exc.permanent))
-            except Exception as exc:  # a mail that cannot be composed or sent at all
-                logger.warning("mail %s could not be sent", delivery["id"], exc_info=True)
-                attempts.append(Attempt(ok=False, error=f"{type(exc).__name__}: {exc}"))
-            else:
-                attempts.append(Attempt(ok=True))
-        return attempts, unreachable
+        """Send the mails, each connection taking its share in order; (their attempts, why the
+        server could not be reached if it could not: the batch's later mails are then not
+        tried)."""
+        lanes = self._transports[: len(mails)]
+        attempts: list[Attempt] = [Attempt(ok=False)] * len(mails)
+        cut_off = _CutOff(unreachable)
+
+        async def lane(number: int, transport: MailTransport) -> None:
+            for index in range(number, len(mails), len(lanes)):
+                attempts[index] = await self._send_mail(transport, mails[index], cut_off)
+
+        await asyncio.gather(*(lane(n, t) for n, t in enumerate(lanes)))
+        return attempts, cut_off.reason
+
+    @staticmethod
+    async def _send_mail(
+        transport: MailTransport, delivery: DeliveryRow, cut_off: _CutOff
+    ) -> Attempt:
+        if cut_off.reason is not None:
+            # Each would wait out a connection timeout now: they wait for their retry.
+            return Attempt(ok=False, error=cut_off.reason)
+        content: MailContent = delivery["content"]  # type: ignore[assignment]
+        try:
+            await transport.send(compose(content, delivery["message_id"]))
+        except DeliveryFailed as exc:
+            if exc.unreachable:
+                cut_off.reason = str(exc)
+            return Attempt(ok=False, error=str(exc), permanent=exc.permanent)
+        except Exception as exc:  # a mail that cannot be composed or sent at all
+            logger.warning("mail %s could not be sent", delivery["id"], exc_info=True)
+            return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}")
+        return Attempt(ok=True)
 
     async def _release(self, untried: list[DeliveryRow]) -> None:
         async with self._db.transaction() as conn:
@@ -548,6 +562,13 @@ class Relay:
                 )
         await repo.add_deliveries(conn, new, self._retry_window())
         logger.warning("disabled %d failing webhook endpoint(s)", len(disabled))
+
+
+@dataclass(slots=True)
+class _CutOff:
+    """Why the mail server could not be reached during a batch, once it could not."""
+
+    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
