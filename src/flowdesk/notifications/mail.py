@@ -60,6 +60,7 @@ class DeliveryFailed(Exception):
 
 # --- composing ------------------------------------------------------------------------------
 
+
 class _HeaderClasses(HeaderRegistry):
     """The stock registry, with each header's class made once: the stock one builds a new
     class (`type(...)`) for every header set or read, which was a third of composing a mail
