@@ -4,6 +4,7 @@ renders them (the tenant's own when allowed, else the built-in)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from flowdesk.notifications.repository import TemplateRow, TicketNoticeRow
@@ -62,9 +63,15 @@ def template_source(event: str, stored: TemplateRow | None) -> TemplateSource:
 
 def render_mail(source: TemplateSource, event: str, context: dict[str, str]) -> RenderedMail:
     """The mail; a tenant's template that fails at render time (it was checked at save, but
-    a value can still break it, e.g. by its size) gives way to the built-in one."""
+    a value can still break it, e.g. by its size) gives way to the built-in one. The subject
+    always names the ticket: a custom subject that does not is prefixed with its number, as
+    people and mail clients find a ticket's mails by it."""
     try:
-        return render(source, context)
+        mail = render(source, context)
     except TemplateRenderError:
         logger.warning("a custom %s template failed to render; using the built-in", event)
-        return render(builtin(event), context)
+        mail = render(builtin(event), context)
+    number = context.get("ticket_number", "")
+    if number and number not in mail.subject:
+        mail = replace(mail, subject=f"[{number}] {mail.subject}")
+    return mail
