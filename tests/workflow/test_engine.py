@@ -277,3 +277,41 @@ def test_roles_lists_and_forbidden_roles() -> None:
     (opt,) = available_actions(wf, facts, Actor("alex"))
     assert opt.reasons[0].detail == "the assignee may not do this"
     assert available_actions(wf, facts, Actor("bob"))[0].allowed
+
+
+NAMED = """
+workflows:
+  - name: w
+    statuses:
+      - {name: new, category: initial}
+      - {name: assigned, category: active}
+      - {name: closed, category: inactive}
+    transitions:
+      - {action: reassign, from: new, to: assigned, set_owner: [ann, qa]}
+      - {action: close, from: [new, assigned], to: closed}
+"""
+
+
+def test_named_owners_stand_for_who_the_directory_says() -> None:
+    workflow = compile_yaml(NAMED).workflow("w")
+    actor = Actor("u-9", frozenset({"tickets:manage"}))
+    directory = {"ann": ("u-1",), "qa": ("u-2", "u-3", "u-1")}
+    facts = TicketFacts(status="new", owner_candidates=directory)
+    option = next(o for o in available_actions(workflow, facts, actor) if o.action == "reassign")
+    assert option.allowed and option.owners == ("u-1", "u-2", "u-3")
+    outcome = apply(workflow, "reassign", facts, actor, ApplyInputs(owner="u-3"))
+    assert outcome.owner == "u-3"
+    with pytest.raises(TransitionRefused):
+        apply(workflow, "reassign", facts, actor, ApplyInputs(owner="ann"))  # a name, not a user
+
+
+def test_owners_who_are_nobody_make_the_action_unavailable() -> None:
+    workflow = compile_yaml(NAMED).workflow("w")
+    actor = Actor("u-9", frozenset({"tickets:manage"}))
+    facts = TicketFacts(status="new", owner_candidates={"ann": (), "qa": ()})
+    option = next(o for o in available_actions(workflow, facts, actor) if o.action == "reassign")
+    assert not option.allowed and option.owners == ()
+    assert [r.code for r in option.reasons] == ["owner"]
+    with pytest.raises(TransitionRefused) as refused:
+        apply(workflow, "reassign", facts, actor)
+    assert refused.value.reasons[0].code == "owner"

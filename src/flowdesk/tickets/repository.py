@@ -14,6 +14,7 @@ was made on (docs/adr/0001-one-statement-writes.md).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict
@@ -55,6 +56,16 @@ class TicketRow(TypedDict):
     updated_at: datetime
     requester_name: str
     assignee_name: str | None
+
+
+class DirectoryRow(TypedDict):
+    name: str
+    user_id: uuid.UUID
+
+
+class HolderRow(TypedDict):
+    user_id: uuid.UUID
+    permissions: list[str]
 
 
 class CommentRow(TypedDict):
@@ -214,6 +225,34 @@ class TicketRepository:
         )
 
     # --- people --------------------------------------------------------------------------
+
+    async def owner_directory(
+        self, names: Sequence[str], grantors: Mapping[str, frozenset[str]]
+    ) -> dict[str, tuple[str, ...]]:
+        """Who each owner a workflow names is in this tenant (user ids, as strings): a user
+        by e-mail or by a name no other user has, a group's members, or, for a name in
+        `grantors` (a permission), everyone holding a permission that grants it."""
+        found: dict[str, list[str]] = {name: [] for name in names}
+        matches = await rows(
+            self.conn, DirectoryRow, sql.OWNER_DIRECTORY, tenant_id=self.tenant_id, names=names
+        )
+        for match in matches:
+            found[match["name"]].append(str(match["user_id"]))
+        wanted = sorted(set().union(*grantors.values())) if grantors else []
+        if wanted:
+            holders = await rows(
+                self.conn,
+                HolderRow,
+                sql.PERMISSION_HOLDERS,
+                tenant_id=self.tenant_id,
+                grantors=wanted,
+            )
+            for holder in holders:
+                held = set(holder["permissions"])
+                for name, granting in grantors.items():
+                    if not held.isdisjoint(granting):
+                        found[name].append(str(holder["user_id"]))
+        return {name: tuple(dict.fromkeys(users)) for name, users in found.items()}
 
     async def is_agent(self, user_id: uuid.UUID) -> bool:
         """A live user whose groups grant tickets:manage (or admin, which implies it)."""

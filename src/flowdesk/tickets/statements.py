@@ -31,9 +31,10 @@ from sqlalchemy import (
     select,
     tuple_,
     type_coerce,
+    union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 
 from flowdesk.db.query import Query
 from flowdesk.models import (
@@ -368,6 +369,86 @@ IS_AGENT = Query(
         groups.c.permissions.overlap(literal([TICKETS_MANAGE, ADMIN], groups.c.permissions.type)),
     )
     .limit(1)
+)
+
+# --- who a workflow's named owners are --------------------------------------------------------
+
+# Each owner a workflow names (Trac's `set_owner = ann, qa-team`) matched against the tenant:
+# a live user's e-mail, a user name no other live user has, or a group (its live members).
+_wanted = (
+    func.unnest(bindparam("names", type_=ARRAY(Text))).table_valued("name").render_derived(name="n")
+)
+_namesakes = users.alias("namesakes")
+
+
+def _live_user(user_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    return and_(users.c.tenant_id == _tenant, users.c.id == user_id, users.c.deleted_at.is_(None))
+
+
+OWNER_DIRECTORY = Query(
+    union_all(
+        select(_wanted.c.name, users.c.id.label("user_id")).select_from(
+            _wanted.join(
+                users,
+                and_(
+                    users.c.tenant_id == _tenant,
+                    users.c.deleted_at.is_(None),
+                    func.lower(users.c.email) == func.lower(_wanted.c.name),
+                ),
+            )
+        ),
+        select(_wanted.c.name, users.c.id)
+        .select_from(
+            _wanted.join(
+                users,
+                and_(
+                    users.c.tenant_id == _tenant,
+                    users.c.deleted_at.is_(None),
+                    users.c.name == _wanted.c.name,
+                ),
+            )
+        )
+        .where(
+            select(func.count())
+            .where(
+                _namesakes.c.tenant_id == _tenant,
+                _namesakes.c.deleted_at.is_(None),
+                _namesakes.c.name == _wanted.c.name,
+            )
+            .scalar_subquery()
+            == 1
+        ),
+        select(_wanted.c.name, group_members.c.user_id).select_from(
+            _wanted.join(
+                groups, and_(groups.c.tenant_id == _tenant, groups.c.name == _wanted.c.name)
+            )
+            .join(
+                group_members,
+                and_(
+                    group_members.c.tenant_id == groups.c.tenant_id,
+                    group_members.c.group_id == groups.c.id,
+                ),
+            )
+            .join(users, _live_user(group_members.c.user_id))
+        ),
+    )
+)
+# The live members of groups granting any of `grantors`, with their groups' permissions.
+PERMISSION_HOLDERS = Query(
+    select(group_members.c.user_id, groups.c.permissions)
+    .select_from(
+        group_members.join(
+            groups,
+            and_(
+                groups.c.tenant_id == group_members.c.tenant_id,
+                groups.c.id == group_members.c.group_id,
+            ),
+        ).join(users, _live_user(group_members.c.user_id))
+    )
+    .where(
+        group_members.c.tenant_id == _tenant,
+        groups.c.permissions.overlap(bindparam("grantors", type_=ARRAY(Text))),
+    )
 )
 
 # --- links and approvals ---------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from flowdesk.auth.principal import Principal
@@ -39,7 +40,14 @@ from flowdesk.workflow import (
 async def _facts(repo: TicketRepository, workflow: Workflow, row: TicketRow) -> TicketFacts:
     links = await repo.link_kinds(row["id"]) if needs(workflow, "link") else frozenset()
     approvals = await repo.approval_names(row["id"]) if needs(workflow, "approval") else frozenset()
-    return facts_of(row, links=links, approvals=approvals)
+    facts = facts_of(row, links=links, approvals=approvals)
+    names = workflow.owner_names()
+    if not names:
+        return facts
+    # Owners named in the workflow (Trac's `set_owner = ann, qa-team`) are people of this
+    # tenant only once looked up: by e-mail, name, group or permission.
+    directory = await repo.owner_directory(names, workflow.owner_grantors)
+    return replace(facts, owner_candidates=directory)
 
 
 def _workflow(catalog: Catalog, row: TicketRow) -> Workflow:
@@ -145,7 +153,7 @@ async def _decide_and_write(
     if outcome.resolution != row["resolution"]:
         changes["resolution"] = outcome.resolution
         moved["resolution"] = outcome.resolution
-    owner = uuid.UUID(outcome.owner) if outcome.owner else None
+    owner = _user_id(outcome.owner)
     if owner != row["assignee_id"]:
         if owner is not None and not await repo.is_agent(owner):
             raise InvalidInput(
@@ -171,6 +179,20 @@ async def _decide_and_write(
     # status as it was (Trac's leave_status), so that If-Match sees it.
     changes.setdefault("status", outcome.status)
     return await repo.update(row, changes, principal.user_id, events, outbox, comment)
+
+
+def _user_id(owner: str | None) -> uuid.UUID | None:
+    """The owner the engine chose, as a user id; owners named in a workflow were looked up
+    into ids (`_facts`), so anything else is input that names no user."""
+    if owner is None:
+        return None
+    try:
+        return uuid.UUID(owner)
+    except ValueError:
+        raise InvalidInput(
+            f"The owner '{owner}' is not a user of this tenant.",
+            [("/assignee_id", "not a user")],
+        ) from None
 
 
 def _comment_visibility(principal: Principal, option: ActionOption, body: TransitionIn) -> str:

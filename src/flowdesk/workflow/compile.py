@@ -7,7 +7,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import cast
 
-from flowdesk.vocabulary import Category, Milestone
+from flowdesk.vocabulary import PERMISSIONS, Category, Milestone
 
 from .diagnostics import Pos, Sink
 from .model import (
@@ -370,11 +370,22 @@ def compile_workflow(
         permission_implies=MappingProxyType(b.implies),
         rights=tuple((s, t, p) for (s, t), (p, _) in b.rights.items()),
         pos=spec.pos,
+        owner_grantors=MappingProxyType(_owner_grantors(actions, b)),
     )
     positions = dict(b.status_pos)
     for (source, target), (_, rpos) in b.rights.items():
         positions[f"{source} -> {target}"] = rpos  # rights keys contain '->': no status clash
     return workflow, positions
+
+
+def _owner_grantors(actions: list[Action], b: _Builder) -> dict[str, frozenset[str]]:
+    """The owners named by `actions` that are permissions (flowdesk's, or one the catalog
+    requires or implies), with what grants each. Any other name is a user or a group."""
+    known = set(PERMISSIONS) | set(b.implies)
+    known.update(p for ps in b.implies.values() for p in ps if not p.endswith("*"))
+    for a in actions:
+        known.update(a.permissions, a.any_permission)
+    return {o: b.grantors(o) for a in actions for o in a.owners if o in known}
 
 
 def _replace_returns(e: Edge, back: frozenset[str]) -> Edge:

@@ -13,6 +13,7 @@ from .model import (
     ROLE_ASSIGNEE,
     ROLE_REQUESTER,
     STAY,
+    Action,
     ActionOption,
     Actor,
     ApplyInputs,
@@ -78,6 +79,26 @@ def _check(e: Edge, facts: TicketFacts, actor: Actor, bits: int) -> tuple[Reason
     return tuple(reasons)
 
 
+def _owners(action: Action, facts: TicketFacts) -> tuple[str, ...]:
+    """The users the action's owners stand for, in the order named (each once)."""
+    directory = facts.owner_candidates
+    if directory is None or not action.owners:
+        return action.owners
+    return tuple(dict.fromkeys(u for name in action.owners for u in directory.get(name, ())))
+
+
+def _nobody_to_own(action: Action, facts: TicketFacts) -> Reason | None:
+    """An action that must set one of its named owners, when they name nobody here."""
+    if not action.owners or "set_owner" not in action.operations or _owners(action, facts):
+        return None
+    names = ", ".join(action.owners)
+    return Reason(
+        "owner",
+        f"the owners this action names ({names}) are nobody in this tenant",
+        required=action.owners,
+    )
+
+
 def _target(e: Edge, facts: TicketFacts) -> str | None:
     target = e.target
     if target == STAY:
@@ -95,6 +116,9 @@ def available_actions(workflow: Workflow, facts: TicketFacts, actor: Actor) -> l
     for e in _edges(workflow, facts.status):
         a = e.action
         reasons = _check(e, facts, actor, bits)
+        nobody = _nobody_to_own(a, facts) if a.owners else None
+        if nobody is not None:
+            reasons = (*reasons, nobody)
         out.append(
             ActionOption(
                 a.name,
@@ -105,7 +129,7 @@ def available_actions(workflow: Workflow, facts: TicketFacts, actor: Actor) -> l
                 a.update_type,
                 a.operations,
                 a.resolutions,
-                a.owners,
+                _owners(a, facts),
                 a.comment_required,
                 a.external,
             )
@@ -134,10 +158,14 @@ def apply(
     """The new status and field changes, or ``TransitionRefused`` with the same reasons."""
     inputs = inputs or ApplyInputs()
     e = _find(workflow, action, facts.status)
+    a = e.action
     reasons = list(_check(e, facts, actor, _role_bits(workflow, facts, actor)))
+    nobody = _nobody_to_own(a, facts) if a.owners else None
+    if nobody is not None:
+        reasons.append(nobody)
     if reasons:
         raise TransitionRefused(action, tuple(reasons))
-    a = e.action
+    owners = _owners(a, facts)
     ops = a.operations
     owner, resolution = facts.owner, facts.resolution
     owner_ops = {"set_owner", "may_set_owner", "set_owner_to_self", "del_owner"} & set(ops)
@@ -153,11 +181,11 @@ def apply(
         elif op in ("set_owner", "may_set_owner"):
             if inputs.owner is not None:
                 owner = inputs.owner
-            elif len(a.owners) == 1:
-                owner = a.owners[0]
+            elif len(owners) == 1:
+                owner = owners[0]
             elif op == "set_owner":
                 owner = actor.user  # Trac: "defaults to the current user"
-            if a.owners and owner not in a.owners and (op == "set_owner" or inputs.owner):
+            if a.owners and owner not in owners and (op == "set_owner" or inputs.owner):
                 allowed = ", ".join(a.owners)
                 reasons.append(_input(f"owner must be one of: {allowed}", "owner"))
         elif op == "set_resolution":

@@ -89,6 +89,10 @@ class TicketFacts:
     # Needed only by `to: return` detours (platform_request's Waiting on Customer / Blocked):
     # the status the ticket was in before it entered the current one, from its audit trail.
     previous_status: str | None = None
+    # Who each owner a workflow names (`set_owner: [ann, qa-team, TICKET_MODIFY]`) stands for
+    # where the ticket lives: name -> the users it resolves to (a name may resolve to nobody).
+    # None: owners are users already (the engine's own callers without a directory).
+    owner_candidates: Mapping[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +188,15 @@ class Workflow:
     permission_implies: Mapping[str, tuple[str, ...]]
     rights: tuple[tuple[str, str, tuple[str, ...]], ...]
     pos: Pos | None = None
+    # The owners its actions name that are permissions, each with the permissions that grant
+    # it (Trac 1.1.3: an owner may name a permission, meaning everyone who holds it).
+    owner_grantors: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+    def owner_names(self) -> tuple[str, ...]:
+        """Every owner its actions name (users, groups or permissions), each once."""
+        return tuple(dict.fromkeys(o for a in self.actions for o in a.owners))
 
     def status_category(self, status: str) -> Category | None:
         found = self.statuses.get(status)
