@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -202,3 +204,15 @@ def test_apply_with_imported_workflow_and_inputs(tmp_path: Path) -> None:
         "fixed",
     )
     assert (code, json.loads(out)["resolution"]) == (0, "fixed")
+
+
+def test_the_workflow_commands_load_no_web_or_database_stack() -> None:
+    # Workflow administrators run `flowdesk workflows …` in loops and editors: the command
+    # imports the engine and click, not the API, the settings or the database drivers (each
+    # of which cost a tenth of a second or more to import; issue 15 measured 0.75 s).
+    heavy = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "asyncpg", "pydantic", "jinja2")
+    probe = f"import sys, flowdesk.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == ""

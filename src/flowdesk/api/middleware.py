@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import contextvars
-import logging
 import re
 from os import urandom
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowdesk.api.problems import problem_response
-
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+from flowdesk.logs import request_id_var
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds the current request id to every log record (`%(request_id)s`)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True
 
 
 class _ClientGone(Exception):

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowdesk.api.middleware import RequestIdFilter
 from flowdesk.cli.common import (
     fail,
     load_settings,
@@ -23,10 +22,11 @@ from flowdesk.cli.common import (
 )
 from flowdesk.cli.itsm import license_command, quotas_cli
 from flowdesk.cli.notifications import mail, worker
-from flowdesk.config import Settings
+from flowdesk.logs import RequestIdFilter
 from flowdesk.workflow.cli import workflows_cli
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when a command runs: the workflow commands stay quick
+    from flowdesk.config import Settings
     from flowdesk.db.query import Connection
     from flowdesk.tenants.service import NewKey, NewTenant
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
-from flowdesk.config import Settings, get_settings
-
-if TYPE_CHECKING:  # imported when a command runs: `flowdesk --help` stays quick
+if TYPE_CHECKING:  # imported when a command runs: `flowdesk --help` and the workflow commands
+    # (run in loops and editors) stay quick
+    from flowdesk.config import Settings
     from flowdesk.db.pool import Database
     from flowdesk.db.query import Connection
 
@@ -26,6 +26,8 @@ T = TypeVar("T")
 
 def load_settings(**overrides: object) -> Settings:
     """The settings from the environment, with the options given on the command line."""
+    from flowdesk.config import get_settings
+
     base = get_settings()
     values = {k: v for k, v in overrides.items() if v is not None}
     return base.model_copy(update=values) if values else base
