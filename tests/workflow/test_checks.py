@@ -26,6 +26,7 @@ def test_yaml_syntax_error_has_position() -> None:
 def test_unknown_status_in_transition() -> None:
     assert errors(
         """
+        strict: true
         workflows:
           - name: w
             transitions:
@@ -33,16 +34,16 @@ def test_unknown_status_in_transition() -> None:
         """
     ) == [
         # the transition is dropped, so OPEN reaches nothing: the graph checks speak too
-        "bad.yaml:3:5: workflow 'w': status 'IN_PROGRESS' is unreachable from creation",
-        "bad.yaml:3:5: workflow 'w': status 'RESOLVED' is unreachable from creation",
-        "bad.yaml:3:5: workflow 'w': status 'CLOSED' is unreachable from creation",
-        "bad.yaml:3:5: workflow 'w': no inactive status can be reached from 'OPEN' "
+        "bad.yaml:4:5: workflow 'w': status 'IN_PROGRESS' is unreachable from creation",
+        "bad.yaml:4:5: workflow 'w': status 'RESOLVED' is unreachable from creation",
+        "bad.yaml:4:5: workflow 'w': status 'CLOSED' is unreachable from creation",
+        "bad.yaml:4:5: workflow 'w': no inactive status can be reached from 'OPEN' "
         "(mark the status 'dead_end: true' if that is intended)",
-        "bad.yaml:3:5: workflow 'w': no inactive status can be reached from 'IN_PROGRESS' "
+        "bad.yaml:4:5: workflow 'w': no inactive status can be reached from 'IN_PROGRESS' "
         "(mark the status 'dead_end: true' if that is intended)",
-        "bad.yaml:3:5: workflow 'w': no inactive status can be reached from 'RESOLVED' "
+        "bad.yaml:4:5: workflow 'w': no inactive status can be reached from 'RESOLVED' "
         "(mark the status 'dead_end: true' if that is intended)",
-        "bad.yaml:5:26: unknown status 'DONE' in action 'done' "
+        "bad.yaml:6:26: unknown status 'DONE' in action 'done' "
         "(statuses: OPEN, IN_PROGRESS, RESOLVED, CLOSED)",
     ]
 
@@ -145,12 +146,23 @@ def test_no_way_to_create() -> None:
     ]
 
 
-def test_unreachable_status() -> None:
+def test_unreachable_status_is_a_warning_unless_strict() -> None:
     text = GOOD.replace("              - {from: OPEN, to: IN_PROGRESS}\n", "")
     text = text.replace("{from: IN_PROGRESS, to: RESOLVED}", "{from: IN_PROGRESS, to: CLOSED}")
-    assert errors(text) == [
-        "bad.yaml:3:5: workflow 'w': status 'IN_PROGRESS' is unreachable from creation",
-        "bad.yaml:3:5: workflow 'w': status 'RESOLVED' is unreachable from creation",
+    # Trac and RT accept a status nothing leads to (kept for old tickets): so does flowdesk,
+    # saying where it is.
+    warnings = compile_yaml(text, "ok.yaml").warnings
+    assert [str(w).split(" (only")[0] for w in warnings] == [
+        "ok.yaml:3:5: warning: workflow 'w': status 'IN_PROGRESS' is unreachable from creation",
+        "ok.yaml:3:5: warning: workflow 'w': status 'RESOLVED' is unreachable from creation",
+    ]
+    strict = text.replace("workflows:", "strict: true\n        workflows:", 1)
+    assert errors(strict) == [
+        "bad.yaml:4:5: workflow 'w': status 'IN_PROGRESS' is unreachable from creation",
+        "bad.yaml:4:5: workflow 'w': status 'RESOLVED' is unreachable from creation",
+    ]
+    assert errors("strict: maybe\nworkflows: []\n") == [
+        "bad.yaml:1:9: strict must be true or false"
     ]
 
 

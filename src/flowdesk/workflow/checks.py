@@ -32,17 +32,28 @@ def _closure(graph: dict[str, set[str]], start: set[str]) -> set[str]:
     return seen
 
 
-def check_workflow(workflow: Workflow, status_pos: dict[str, Pos], sink: Sink) -> None:
+def check_workflow(
+    workflow: Workflow, status_pos: dict[str, Pos], sink: Sink, *, strict: bool = False
+) -> None:
     fallback = workflow.pos or Pos("<unknown>", 0, 0)
     graph = _successors(workflow)
     if workflow.table[CREATE]:
         reachable = _closure(graph, {CREATE})
         for name in workflow.statuses:
             if name not in reachable:
-                sink.error(
-                    status_pos.get(name, fallback),
-                    f"workflow '{workflow.name}': status '{name}' is unreachable from creation",
+                # Trac and RT accept such a status (kept for old tickets, or reached by a
+                # reset): a warning, unless the catalog asks for strictness.
+                message = (
+                    f"workflow '{workflow.name}': status '{name}' is unreachable from creation"
                 )
+                if strict:
+                    sink.error(status_pos.get(name, fallback), message)
+                else:
+                    sink.warn(
+                        status_pos.get(name, fallback),
+                        f"{message} (only tickets already in it, or moved there by a reset, "
+                        "can be; `strict: true` makes this an error)",
+                    )
     reverse: dict[str, set[str]] = {s: set() for s in graph}
     for source, targets in graph.items():
         for t in targets:

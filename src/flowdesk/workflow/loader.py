@@ -19,10 +19,19 @@ from .compile import compile_workflow, merge_implies
 from .diagnostics import CatalogError, Diagnostic, Pos, Sink
 from .model import Catalog, CatalogItem, Workflow
 from .spec import parse_workflow, transition_key
-from .yamlnodes import check_keys, load_text, mapping, normalize_key, pos_of, scalar, sequence
+from .yamlnodes import (
+    boolean,
+    check_keys,
+    load_text,
+    mapping,
+    normalize_key,
+    pos_of,
+    scalar,
+    sequence,
+)
 
 ENV_VAR: Final = "FLOWDESK_WORKFLOW_FILES"
-ROOT_KEYS = frozenset({"version", "workflows", "catalog", "maps", "permission_implies"})
+ROOT_KEYS = frozenset({"version", "strict", "workflows", "catalog", "maps", "permission_implies"})
 
 
 class _Default:
@@ -60,6 +69,9 @@ class _Layers:
     items: dict[str, Node] = field(default_factory=dict)
     maps: dict[tuple[str, str], Node] = field(default_factory=dict)
     implies: list[Node] = field(default_factory=list)
+    # `strict: true` makes what Trac and RT tolerate (a status reachable from no creation,
+    # kept for old tickets) an error rather than a warning; the last file to say wins.
+    strict: bool = False
 
 
 def _name(node: Node, key: str = "name") -> str | None:
@@ -193,6 +205,10 @@ def _merge_file(layers: _Layers, root: Node | None, filename: str, sink: Sink) -
             layers.maps[key] = node
     if "permission_implies" in fields:
         layers.implies.append(fields["permission_implies"][1])
+    if "strict" in fields:
+        strict = boolean(fields["strict"][1], sink, "strict")
+        if strict is not None:
+            layers.strict = strict
 
 
 def compile_catalog(sources: Sequence[tuple[str, str]]) -> Catalog:
@@ -213,7 +229,7 @@ def compile_catalog(sources: Sequence[tuple[str, str]]) -> Catalog:
         if spec is None:
             continue
         workflow, status_pos = compile_workflow(spec, implies, sink)
-        check_workflow(workflow, status_pos, sink)
+        check_workflow(workflow, status_pos, sink, strict=layers.strict)
         workflows[spec.name] = workflow
     items: dict[str, CatalogItem] = {}
     for node in layers.items.values():
