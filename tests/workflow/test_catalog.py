@@ -45,6 +45,7 @@ def test_shipped_catalog_compiles_without_warnings(shipped: Catalog) -> None:
         "access_request",
         "itsm_default",
         "platform_request",
+        "rt_default",
     ]
     assert shipped.warnings == ()
     debug = shipped.items["platform_debug"]

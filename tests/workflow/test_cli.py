@@ -28,9 +28,9 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_check_ok_and_env_files(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert run("check") == (0, "ok: 7 workflows, 10 catalog items\n", "")
+    assert run("check") == (0, "ok: 8 workflows, 11 catalog items\n", "")
     monkeypatch.setenv("FLOWDESK_WORKFLOW_FILES", "examples/values-extends.yaml")
-    assert run("check")[:2] == (0, "ok: 8 workflows, 11 catalog items\n")
+    assert run("check")[:2] == (0, "ok: 9 workflows, 12 catalog items\n")
 
 
 def test_check_reports_file_line_col(tmp_path: Path) -> None:

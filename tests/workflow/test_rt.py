@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -25,25 +26,6 @@ from .conftest import REPO
 
 ORDERS_JSON = REPO / "examples" / "rt-orders.json"
 ORDERS_YAML = REPO / "examples" / "rt-orders.yaml"
-
-# RT's own "default" lifecycle, enough of it for the maps to have both ends.
-RT_DEFAULT = """
-workflows:
-  - name: default
-    statuses:
-      - {name: new, category: initial}
-      - {name: open, category: active}
-      - {name: stalled, category: active}
-      - {name: resolved, category: inactive}
-      - {name: rejected, category: inactive}
-      - {name: deleted, category: inactive, hidden: true}
-    transitions:
-      - {from: [new, stalled, resolved, rejected, deleted], to: open}
-      - {from: [new, open], to: stalled}
-      - {from: [new, open, stalled], to: resolved}
-      - {from: [new, open, stalled], to: rejected}
-      - {from: [new, open, stalled, resolved, rejected], to: deleted}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -120,31 +102,55 @@ def test_labels_order_and_update_types(orders: Catalog) -> None:
     assert out.status == "declined"
 
 
+def test_rt_default_ships_as_seed_001_describes_it(shipped: Catalog) -> None:
+    wf = shipped.workflow("rt_default")
+    # "initial (new), active (open and stalled), and inactive (resolved, rejected, and
+    # deleted)"; on_create => 'new'.
+    assert {s.name: s.category for s in wf.statuses.values()} == {
+        "new": "initial",
+        "open": "active",
+        "stalled": "active",
+        "resolved": "inactive",
+        "rejected": "inactive",
+        "deleted": "inactive",
+    }
+    assert wf.default_create_status == "new" and wf.statuses["deleted"].hidden
+    # "new -> open" is labelled "Open it" and is a reply; Delete is a quick action; deleting
+    # needs DeleteTicket, everything else ModifyTicket.
+    agent = Actor("a", frozenset({"tickets:manage"}))
+    options = {o.to: o for o in available_actions(wf, TicketFacts(status="new"), agent)}
+    assert (options["open"].label, options["open"].update_type) == ("Open It", "reply")
+    assert options["deleted"].update_type == "quick" and not options["deleted"].allowed
+    closer = Actor("c", frozenset({"tickets:manage", "tickets:close"}))
+    assert apply(wf, "deleted", TicketFacts(status="new"), closer).status == "deleted"
+
+
 def test_maps_between_workflows() -> None:
-    catalog = compile_catalog(
-        [("default.yaml", RT_DEFAULT), ("orders.yaml", ORDERS_YAML.read_text())]
-    )
+    # Over the shipped catalog, whose rt_default is RT's `default`: the import's maps name it.
+    catalog = load_catalog([ORDERS_YAML])
     assert not [w for w in catalog.warnings if "unknown workflow" in w.message]
-    assert catalog.map_status("default", "orders", "open") == "processing"
-    assert catalog.map_status("default", "orders", "stalled") == "processing"
-    assert catalog.map_status("orders", "default", "returned") == "open"
+    assert catalog.map_status("rt_default", "orders", "open") == "processing"
+    assert catalog.map_status("rt_default", "orders", "stalled") == "processing"
+    assert catalog.map_status("orders", "rt_default", "returned") == "open"
     assert catalog.map_status("orders", "orders", "returned") == "returned"
-    assert catalog.map_status("orders", "default", "deleted") == "deleted"
+    assert catalog.map_status("orders", "rt_default", "deleted") == "deleted"
 
 
-def test_missing_map_is_an_error_when_moving() -> None:
+def test_missing_map_is_an_error_when_moving(tmp_path: Path) -> None:
     text = ORDERS_YAML.read_text().replace("delivered: resolved, ", "")
-    catalog = compile_catalog([("default.yaml", RT_DEFAULT), ("orders.yaml", text)])
+    edited = tmp_path / "orders.yaml"
+    edited.write_text(text)
+    catalog = load_catalog([edited])
     with pytest.raises(StatusMapMissing) as missing:
-        catalog.map_status("orders", "default", "delivered")
+        catalog.map_status("orders", "rt_default", "delivered")
     assert (missing.value.from_workflow, missing.value.to_workflow, missing.value.status) == (
         "orders",
-        "default",
+        "rt_default",
         "delivered",
     )
     # the seed's own map lacks `delivery`; flowdesk says so at load time
     assert [w.message for w in catalog.warnings if "has no entry" in w.message] == [
-        "map 'orders -> default' has no entry for delivery, delivered: "
+        "map 'orders -> rt_default' has no entry for delivery, delivered: "
         "moving such a ticket will fail"
     ]
     with pytest.raises(UnknownWorkflow):

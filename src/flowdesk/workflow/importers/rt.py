@@ -139,6 +139,10 @@ def _lifecycle(name: str, lc: dict[str, Any], warnings: list[str]) -> dict[str, 
     return workflow
 
 
+RT_DEFAULT = "default"
+SHIPPED_RT_DEFAULT = "rt_default"
+
+
 def _maps(raw: Any, rename: dict[str, str]) -> list[dict[str, Any]]:
     out = []
     for key, table in _pairs(raw or {}, "__maps__"):
@@ -188,5 +192,9 @@ def import_rt(doc: Any, name: str | None, source: str) -> tuple[dict[str, Any], 
         workflows.append(_lifecycle(lc_name, lc, warnings))
     out: dict[str, Any] = {"version": 1, "workflows": workflows}
     if maps:
+        # RT's own `default` lifecycle ships in flowdesk's catalog as `rt_default`: maps to and
+        # from it find it there, unless the import brings a `default` of its own.
+        if RT_DEFAULT not in lifecycles:
+            rename = {RT_DEFAULT: SHIPPED_RT_DEFAULT, **rename}
         out["maps"] = _maps(maps, rename)
     return out, warnings
