@@ -52,6 +52,7 @@ def _delivery_query(request: Request) -> DeliveryQuery:
     openapi_extra=documented_query(DeliveryQuery),
 )
 async def list_deliveries(
+    request: Request,
     principal: AdminPrincipal,
     conn: Tx,
     query: Annotated[DeliveryQuery, Depends(_delivery_query)],
@@ -59,7 +60,12 @@ async def list_deliveries(
 ) -> Page[DeliveryOut]:
     before = page.after
     return await service.list_deliveries(
-        conn, principal, query, page.limit, (before[0], before[1]) if before else None
+        conn,
+        runtime_of(request).catalog,
+        principal,
+        query,
+        page.limit,
+        (before[0], before[1]) if before else None,
     )
 
 

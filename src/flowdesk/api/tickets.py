@@ -176,7 +176,7 @@ def add_ticket_routes(
     ) -> Response:
         if_none_match = IF_NONE_MATCH.read(request)
         async with connection(request) as conn:
-            ticket = await service.get_ticket(conn, principal, ref)
+            ticket = await service.get_ticket(conn, _catalog(request), principal, ref)
         if not_modified(if_none_match, ticket["version"]):
             etag = version_etag(ticket["version"])
             return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
@@ -248,7 +248,9 @@ async def post_comment(
     async with connection(request) as conn:
 
         async def handler() -> Response:
-            return _json(await activity.add_comment(conn, principal, ref, body), 201)
+            return _json(
+                await activity.add_comment(conn, _catalog(request), principal, ref, body), 201
+            )
 
         return await idempotent(request, principal, conn, handler)
 
@@ -265,7 +267,9 @@ async def get_comments(
     page: PageRequest = cursor_page(cursor_time, cursor_uuid),
 ) -> Page[CommentOut]:
     async with connection(request) as conn:
-        return await activity.list_comments(conn, principal, ref, page.after, page.limit)
+        return await activity.list_comments(
+            conn, _catalog(request), principal, ref, page.after, page.limit
+        )
 
 
 @router.get("/tickets/{ref}/events", response_model=Page[EventOut], summary="The audit trail")
@@ -276,13 +280,15 @@ async def get_events(
     page: PageRequest = cursor_page(cursor_int),
 ) -> Page[EventOut]:
     async with connection(request) as conn:
-        return await activity.list_events(conn, principal, ref, page.after_key, page.limit)
+        return await activity.list_events(
+            conn, _catalog(request), principal, ref, page.after_key, page.limit
+        )
 
 
 @router.get("/tickets/{ref}/links", response_model=list[LinkOut], summary="Links to other tickets")
 async def get_links(ref: str, request: Request, principal: TicketReader) -> list[LinkOut]:
     async with connection(request) as conn:
-        return await activity.list_links(conn, principal, ref)
+        return await activity.list_links(conn, _catalog(request), principal, ref)
 
 
 @router.post(
@@ -293,7 +299,9 @@ async def get_links(ref: str, request: Request, principal: TicketReader) -> list
 )
 async def post_link(ref: str, body: LinkIn, request: Request, principal: TicketWriter) -> LinkOut:
     async with connection(request) as conn:
-        return await activity.add_link(conn, principal, ref, body.kind, body.target)
+        return await activity.add_link(
+            conn, _catalog(request), principal, ref, body.kind, body.target
+        )
 
 
 @router.delete("/tickets/{ref}/links/{link_id}", status_code=204, summary="Remove a link")
@@ -301,7 +309,7 @@ async def delete_link(
     ref: str, link_id: uuid.UUID, request: Request, principal: TicketWriter
 ) -> Response:
     async with connection(request) as conn:
-        await activity.delete_link(conn, principal, ref, link_id)
+        await activity.delete_link(conn, _catalog(request), principal, ref, link_id)
     return Response(status_code=204)
 
 
@@ -310,7 +318,7 @@ async def delete_link(
 )
 async def get_approvals(ref: str, request: Request, principal: TicketReader) -> list[ApprovalOut]:
     async with connection(request) as conn:
-        return await activity.list_approvals(conn, principal, ref)
+        return await activity.list_approvals(conn, _catalog(request), principal, ref)
 
 
 @router.post(
@@ -323,4 +331,4 @@ async def post_approval(
     ref: str, body: ApprovalIn, request: Request, principal: TicketWriter
 ) -> ApprovalOut:
     async with connection(request) as conn:
-        return await activity.add_approval(conn, principal, ref, body.name)
+        return await activity.add_approval(conn, _catalog(request), principal, ref, body.name)

@@ -61,6 +61,7 @@ def delivery_out(d: DeliveryRow) -> DeliveryOut:
 
 async def list_deliveries(
     conn: Connection,
+    catalog: Catalog,
     principal: Principal,
     query: DeliveryQuery,
     limit: int,
@@ -69,7 +70,7 @@ async def list_deliveries(
     """The tenant's deliveries, newest first, filtered by state, channel and ticket."""
     ticket_id = None
     if query.ticket is not None:
-        _, ticket = await locate(conn, principal, query.ticket)
+        _, ticket = await locate(conn, catalog, principal, query.ticket)
         ticket_id = ticket["id"]
     found_rows = await repo.deliveries_page(
         conn,
@@ -195,7 +196,7 @@ async def preview_template(
         source = template_source(event, stored)
     context = sample_context(event)
     if body.ticket is not None:
-        _, ticket = await locate(conn, principal, body.ticket)
+        _, ticket = await locate(conn, catalog, principal, body.ticket)
         tickets = await repo.tickets_by_key(conn, [(principal.tenant_id, ticket["id"])])
         tenants = await repo.tenants_by_id(conn, [principal.tenant_id])
         notice = tickets[(principal.tenant_id, ticket["id"])]

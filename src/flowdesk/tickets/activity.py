@@ -25,6 +25,7 @@ from flowdesk.tickets.schemas import (
 )
 from flowdesk.tickets.service import locate
 from flowdesk.vocabulary import TICKETS_MANAGE
+from flowdesk.workflow import Catalog
 
 
 def _require_agent(principal: Principal, what: str) -> None:
@@ -36,9 +37,9 @@ def _require_agent(principal: Principal, what: str) -> None:
 
 
 async def add_comment(
-    conn: Connection, principal: Principal, ref: str, body: CommentIn
+    conn: Connection, catalog: Catalog, principal: Principal, ref: str, body: CommentIn
 ) -> CommentOut:
-    repo, row = await locate(conn, principal, ref)
+    repo, row = await locate(conn, catalog, principal, ref)
     if body.visibility == "internal" and not principal.can(TICKETS_MANAGE):
         raise Forbidden(
             "Requesters can only write external comments.",
@@ -70,12 +71,13 @@ def _comment_out(m: CommentRow) -> CommentOut:
 
 async def list_comments(
     conn: Connection,
+    catalog: Catalog,
     principal: Principal,
     ref: str,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> Page[CommentOut]:
-    repo, row = await locate(conn, principal, ref)
+    repo, row = await locate(conn, catalog, principal, ref)
     rows = await repo.comments(
         row["id"], external_only=not principal.is_agent, after=after, limit=limit
     )
@@ -85,9 +87,14 @@ async def list_comments(
 
 
 async def list_events(
-    conn: Connection, principal: Principal, ref: str, after: int | None, limit: int
+    conn: Connection,
+    catalog: Catalog,
+    principal: Principal,
+    ref: str,
+    after: int | None,
+    limit: int,
 ) -> Page[EventOut]:
-    repo, row = await locate(conn, principal, ref)
+    repo, row = await locate(conn, catalog, principal, ref)
     rows = await repo.events(
         row["id"], external_only=not principal.is_agent, after=after, limit=limit
     )
@@ -105,8 +112,10 @@ async def list_events(
     return Page[EventOut](items=items, next_cursor=cursor)
 
 
-async def list_links(conn: Connection, principal: Principal, ref: str) -> list[LinkOut]:
-    repo, row = await locate(conn, principal, ref)
+async def list_links(
+    conn: Connection, catalog: Catalog, principal: Principal, ref: str
+) -> list[LinkOut]:
+    repo, row = await locate(conn, catalog, principal, ref)
     return [
         LinkOut(
             id=r["id"],
@@ -120,12 +129,12 @@ async def list_links(conn: Connection, principal: Principal, ref: str) -> list[L
 
 
 async def add_link(
-    conn: Connection, principal: Principal, ref: str, kind: str, target_ref: str
+    conn: Connection, catalog: Catalog, principal: Principal, ref: str, kind: str, target_ref: str
 ) -> LinkOut:
-    repo, row = await locate(conn, principal, ref)
+    repo, row = await locate(conn, catalog, principal, ref)
     _require_agent(principal, "Linking tickets")
     try:
-        _, target = await locate(conn, principal, target_ref)
+        _, target = await locate(conn, catalog, principal, target_ref)
     except NotFound as exc:
         raise InvalidInput(f"No ticket '{target_ref}'.", [("/target", "no such ticket")]) from exc
     if target["id"] == row["id"]:
@@ -139,12 +148,14 @@ async def add_link(
     )
     if link_id is None:
         raise Conflict(f"That '{kind}' link already exists.")
-    links = await list_links(conn, principal, ref)
+    links = await list_links(conn, catalog, principal, ref)
     return next(link for link in links if link.id == link_id)
 
 
-async def delete_link(conn: Connection, principal: Principal, ref: str, link_id: uuid.UUID) -> None:
-    repo, row = await locate(conn, principal, ref)
+async def delete_link(
+    conn: Connection, catalog: Catalog, principal: Principal, ref: str, link_id: uuid.UUID
+) -> None:
+    repo, row = await locate(conn, catalog, principal, ref)
     _require_agent(principal, "Unlinking tickets")
     # Links never change, so what this read finds is what the delete removes; a link
     # removed meanwhile deletes nothing and records nothing.
@@ -159,8 +170,10 @@ async def delete_link(conn: Connection, principal: Principal, ref: str, link_id:
         raise NotFound(f"No link {link_id} on this ticket.")
 
 
-async def add_approval(conn: Connection, principal: Principal, ref: str, name: str) -> ApprovalOut:
-    repo, row = await locate(conn, principal, ref)
+async def add_approval(
+    conn: Connection, catalog: Catalog, principal: Principal, ref: str, name: str
+) -> ApprovalOut:
+    repo, row = await locate(conn, catalog, principal, ref)
     _require_agent(principal, "Recording an approval")
     approval = await repo.add_approval(
         row["id"], name, principal.user_id, [{"kind": "approved", "data": {"name": name}}]
@@ -177,6 +190,8 @@ def _approval_out(a: ApprovalRow) -> ApprovalOut:
     )
 
 
-async def list_approvals(conn: Connection, principal: Principal, ref: str) -> list[ApprovalOut]:
-    repo, row = await locate(conn, principal, ref)
+async def list_approvals(
+    conn: Connection, catalog: Catalog, principal: Principal, ref: str
+) -> list[ApprovalOut]:
+    repo, row = await locate(conn, catalog, principal, ref)
     return [_approval_out(a) for a in await repo.approvals(row["id"])]

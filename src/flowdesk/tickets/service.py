@@ -8,6 +8,7 @@ only if the ticket is still at that version; otherwise the use case reads and de
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flowdesk.auth.principal import Principal
@@ -28,10 +29,11 @@ from flowdesk.tickets.listing import ListQuery
 from flowdesk.tickets.repository import Event, Message, NewTicket, TicketRepository, TicketRow
 from flowdesk.tickets.schemas import TicketCreate, TicketListQuery, TicketPatch
 from flowdesk.tickets.versions import VersionCheck, any_version
-from flowdesk.vocabulary import TICKETS_CREATE, TICKETS_MANAGE
+from flowdesk.vocabulary import ADMIN, TICKETS_CREATE, TICKETS_MANAGE
 from flowdesk.workflow import (
     ApplyInputs,
     Catalog,
+    Status,
     StatusMapMissing,
     TicketFacts,
     TransitionRefused,
@@ -49,13 +51,16 @@ ATTEMPTS = 5
 
 
 async def locate(
-    conn: Connection, principal: Principal, ref: str
+    conn: Connection, catalog: Catalog, principal: Principal, ref: str
 ) -> tuple[TicketRepository, TicketRow]:
     """The ticket behind `ref` as this caller may see it, or 404 (another tenant's ticket, or
-    another requester's, is not found rather than forbidden)."""
+    another requester's, is not found rather than forbidden; nor is a deleted ticket, which
+    only admins read, as in RT)."""
     repo = repository_for(conn, principal)
     parsed = parse_ref(ref)
     row = await repo.get(parsed) if parsed is not None else None
+    if row is not None and not principal.can(ADMIN) and _deleted(catalog, row):
+        row = None
     return repo, found(row, f"No ticket '{ref}'.")
 
 
@@ -126,8 +131,10 @@ async def create_ticket(
     return ticket_json(row)
 
 
-async def get_ticket(conn: Connection, principal: Principal, ref: str) -> TicketJson:
-    _, row = await locate(conn, principal, ref)
+async def get_ticket(
+    conn: Connection, catalog: Catalog, principal: Principal, ref: str
+) -> TicketJson:
+    _, row = await locate(conn, catalog, principal, ref)
     return ticket_json(row)
 
 
@@ -140,23 +147,20 @@ async def list_tickets(
 ) -> dict[str, Any]:
     """A page of the tickets the caller may see that the query asks for, after the row whose
     sort key is `after` (the query's cursor, read back)."""
-    exclude_hidden: list[tuple[str, list[str]]] = []
     categories: list[str] = list(p.status_category or [])
     stale_in = None
+    # As RT: a deleted ticket never shows in search results, even when its status is named.
+    leave_out = _statuses_where(catalog, lambda s: s.deleted)
     if p.stale:
         stale_in = [(w.name, list(w.statuses)) for w in catalog.workflows.values()]
     elif not p.status:
         # As RT: inactive tickets are left out unless asked for, hidden statuses unless named.
         categories = categories or ["initial", "active"]
-        exclude_hidden = [
-            (w.name, [s.name for s in w.statuses.values() if s.hidden])
-            for w in catalog.workflows.values()
-            if any(s.hidden for s in w.statuses.values())
-        ]
+        leave_out = _statuses_where(catalog, lambda s: s.hidden or s.deleted)
     query = ListQuery(
         statuses=p.status or (),
         categories=categories,
-        exclude_hidden=exclude_hidden,
+        exclude_hidden=leave_out,
         assignee=_person(p.assignee, principal, "assignee")
         if p.assignee not in (None, "none")
         else None,
@@ -180,6 +184,23 @@ async def list_tickets(
     cursor = next_cursor(rows, p.limit, lambda r: [p.sort, _sort_key(r, p.sort), r["id"]])
     # The shape of Page[TicketOut], which documents it.
     return {"items": items, "next_cursor": cursor}
+
+
+def _deleted(catalog: Catalog, row: TicketRow) -> bool:
+    workflow = catalog.workflows.get(row["workflow"])
+    status = workflow.statuses.get(row["status"]) if workflow else None
+    return status is not None and status.deleted
+
+
+def _statuses_where(
+    catalog: Catalog, wanted: Callable[[Status], bool]
+) -> list[tuple[str, list[str]]]:
+    """(workflow, its statuses that are `wanted`) for each workflow that has any."""
+    found = [
+        (w.name, [s.name for s in w.statuses.values() if wanted(s)])
+        for w in catalog.workflows.values()
+    ]
+    return [(name, statuses) for name, statuses in found if statuses]
 
 
 def _sort_key(row: TicketRow, sort: str) -> object:
@@ -218,7 +239,7 @@ async def update_ticket(
                 extra={"required_permission": TICKETS_MANAGE, "fields": beyond},
             )
     for _ in range(ATTEMPTS):
-        repo, row = await locate(conn, principal, ref)
+        repo, row = await locate(conn, catalog, principal, ref)
         if not if_match(row["version"]):
             raise StaleVersion(row["version"])
         changes, events, outbox = await _patch(repo, catalog, row, body)

@@ -78,7 +78,7 @@ def _option(o: ActionOption) -> TransitionOption:
 async def list_transitions(
     conn: Connection, catalog: Catalog, principal: Principal, ref: str
 ) -> TransitionsOut:
-    repo, row = await locate(conn, principal, ref)
+    repo, row = await locate(conn, catalog, principal, ref)
     workflow = _workflow(catalog, row)
     facts = await _facts(repo, workflow, row)
     options = available_actions(workflow, facts, actor_of(principal))
@@ -99,7 +99,7 @@ async def transition(
     two concurrent moves out of one status one wins and the other is refused (409), or fails
     its If-Match (412), on the fresh read."""
     for _ in range(ATTEMPTS):
-        repo, row = await locate(conn, principal, ref)
+        repo, row = await locate(conn, catalog, principal, ref)
         if not if_match(row["version"]):
             raise StaleVersion(row["version"])
         written = await _decide_and_write(repo, catalog, principal, row, body)

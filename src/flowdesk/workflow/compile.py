@@ -173,6 +173,7 @@ class _Builder:
                 s.label,
                 s.dead_end,
                 milestone,
+                s.deleted,
             )
             self.status_pos[s.name] = s.pos
 

@@ -51,6 +51,9 @@ class Status:
     label: str = ""
     dead_end: bool = False  # "no inactive status reachable from here" is intended
     milestone: Milestone | None = None
+    # RT's `deleted`: a ticket here never shows in search results (even when its status is
+    # named) and only an admin reads it by reference.
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ WORKFLOW_KEYS = frozenset(
         "permission_implies",
     }
 )
-STATUS_KEYS = frozenset({"name", "category", "hidden", "label", "dead_end", "milestone"})
+STATUS_KEYS = frozenset({"name", "category", "hidden", "deleted", "label", "dead_end", "milestone"})
 TRANSITION_KEYS = frozenset(
     {
         "action",
@@ -85,6 +85,7 @@ class StatusSpec:
     dead_end: bool
     pos: Pos
     milestone: str | None = None
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +309,14 @@ def parse_status(node: Node, sink: Sink) -> StatusSpec | None:
         return None
     if name in (STAY, RETURN, ANY):
         sink.error(pos_of(fields["name"][1]), f"'{name}' is reserved and cannot name a status")
-    flag = {k: boolean(fields[k][1], sink, k) for k in ("hidden", "dead_end") if k in fields}
+    flag = {
+        k: boolean(fields[k][1], sink, k) for k in ("hidden", "deleted", "dead_end") if k in fields
+    }
+    if flag.get("deleted") and category != "inactive":
+        sink.error(
+            pos_of(fields["deleted"][1]),
+            f"status '{name}': a deleted status needs category 'inactive'",
+        )
     label = string(fields["label"][1], sink, "label") if "label" in fields else None
     milestone = None
     if "milestone" in fields:
@@ -339,6 +347,7 @@ def parse_status(node: Node, sink: Sink) -> StatusSpec | None:
         flag.get("dead_end", False),
         pos_of(node),
         milestone,
+        flag.get("deleted", False),
     )
 
 

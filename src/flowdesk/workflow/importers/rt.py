@@ -74,7 +74,9 @@ def _lifecycle(name: str, lc: dict[str, Any], warnings: list[str]) -> dict[str, 
         warnings.append(f"{where}: 'deleted' is used but not listed: imported as inactive, hidden")
         statuses["deleted"] = {"name": "deleted", "category": "inactive"}
     if "deleted" in statuses:
-        statuses["deleted"]["hidden"] = True  # RT hides deleted tickets from default searches
+        # RT: a deleted ticket "will never show up in search results".
+        statuses["deleted"]["hidden"] = True
+        statuses["deleted"]["deleted"] = True
     for s in sorted(referenced - set(statuses)):
         raise ImportProblem(
             f"{where}: transitions use status '{s}', which is not in initial/active/inactive"
