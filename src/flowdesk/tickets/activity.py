@@ -14,7 +14,7 @@ from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
 from flowdesk.pagination import Page, next_cursor
 from flowdesk.tickets.facts import format_number
-from flowdesk.tickets.repository import ApprovalRow, CommentRow
+from flowdesk.tickets.repository import ApprovalRow, CommentRow, Event, Message, TicketRow
 from flowdesk.tickets.schemas import (
     ApprovalOut,
     CommentIn,
@@ -23,9 +23,12 @@ from flowdesk.tickets.schemas import (
     LinkOut,
     UserRef,
 )
-from flowdesk.tickets.service import locate
+from flowdesk.tickets.service import ATTEMPTS, locate
 from flowdesk.vocabulary import TICKETS_MANAGE
 from flowdesk.workflow import Catalog
+
+# The action an automatic move on a requester's reply is recorded as (RT's AutoOpen).
+ON_REPLY = "on_reply"
 
 
 def _require_agent(principal: Principal, what: str) -> None:
@@ -39,7 +42,6 @@ def _require_agent(principal: Principal, what: str) -> None:
 async def add_comment(
     conn: Connection, catalog: Catalog, principal: Principal, ref: str, body: CommentIn
 ) -> CommentOut:
-    repo, row = await locate(conn, catalog, principal, ref)
     if body.visibility == "internal" and not principal.can(TICKETS_MANAGE):
         raise Forbidden(
             "Requesters can only write external comments.",
@@ -47,16 +49,61 @@ async def add_comment(
         )
     comment_id = uuid.uuid4()
     said = {"comment_id": comment_id, "visibility": body.visibility}
-    comment = await repo.add_comment(
-        row["id"],
-        principal.user_id,
-        body.body,
-        body.visibility,
-        [{"kind": "commented", "visibility": body.visibility, "data": said}],
-        [{"topic": "ticket.comment_added", "payload": said}],
-        comment_id,
-    )
-    return _comment_out(comment)
+    commented: Event = {"kind": "commented", "visibility": body.visibility, "data": said}
+    announced: Message = {"topic": "ticket.comment_added", "payload": said}
+    for _ in range(ATTEMPTS):
+        repo, row = await locate(conn, catalog, principal, ref)
+        target = _auto_open(catalog, principal, row, body)
+        if target is None:
+            comment = await repo.add_comment(
+                row["id"],
+                principal.user_id,
+                body.body,
+                body.visibility,
+                [commented],
+                [announced],
+                comment_id,
+            )
+            return _comment_out(comment)
+        # RT's AutoOpen: the requester's reply moves the ticket on, in the same statement.
+        moved = {"action": ON_REPLY, "from": row["status"], "to": target}
+        written = await repo.update(
+            row,
+            {
+                "status": target,
+                "status_category": catalog.workflow(row["workflow"]).status_category(target),
+                "previous_status": row["status"],
+            },
+            principal.user_id,
+            [{"kind": "transitioned", "data": moved}, commented],
+            [
+                {
+                    "topic": "ticket.status_changed",
+                    "payload": {"from": row["status"], "to": target},
+                },
+                announced,
+            ],
+            (comment_id, body.body, body.visibility),
+        )
+        if written is not None:
+            return CommentOut(
+                id=comment_id,
+                author=UserRef(id=principal.user_id, name=written["requester_name"]),
+                body=body.body,
+                visibility=body.visibility,
+                created_at=written["updated_at"],
+            )
+    raise Conflict("The ticket kept changing while the reply was added; retry it.")
+
+
+def _auto_open(
+    catalog: Catalog, principal: Principal, row: TicketRow, body: CommentIn
+) -> str | None:
+    """The status a requester's reply moves the ticket to, when its workflow says so."""
+    if body.visibility != "external" or principal.user_id != row["requester_id"]:
+        return None
+    workflow = catalog.workflows.get(row["workflow"])
+    return workflow.on_reply.get(row["status"]) if workflow else None
 
 
 def _comment_out(m: CommentRow) -> CommentOut:

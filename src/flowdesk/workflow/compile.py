@@ -372,6 +372,13 @@ def compile_workflow(
         rights=tuple((s, t, p) for (s, t), (p, _) in b.rights.items()),
         pos=spec.pos,
         owner_grantors=MappingProxyType(_owner_grantors(actions, b)),
+        on_reply=MappingProxyType(
+            {
+                source: target
+                for (source, spos), (target, tpos) in spec.on_reply
+                if b.known(source, spos, "on_reply") and b.known(target, tpos, "on_reply")
+            }
+        ),
     )
     positions = dict(b.status_pos)
     for (source, target), (_, rpos) in b.rights.items():

@@ -196,6 +196,9 @@ class Workflow:
     owner_grantors: Mapping[str, frozenset[str]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # RT's AutoOpen: a reply from the requester on a ticket in one of these statuses moves it
+    # to the status given (`on_reply: {new: open, resolved: open}`).
+    on_reply: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def owner_names(self) -> tuple[str, ...]:
         """Every owner its actions name (users, groups or permissions), each once."""

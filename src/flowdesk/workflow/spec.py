@@ -50,6 +50,7 @@ WORKFLOW_KEYS = frozenset(
         "rights",
         "reset",
         "permission_implies",
+        "on_reply",
     }
 )
 STATUS_KEYS = frozenset({"name", "category", "hidden", "deleted", "label", "dead_end", "milestone"})
@@ -144,6 +145,8 @@ class WorkflowSpec:
     reset: ResetSpec | None
     implies: dict[str, tuple[str, ...]]
     pos: Pos
+    # RT's AutoOpen: a requester's reply on a ticket in a source status moves it to the target.
+    on_reply: tuple[tuple[Named, Named], ...] = ()
 
 
 def default_action_name(to: str) -> str:
@@ -416,6 +419,7 @@ def parse_workflow(node: Node, sink: Sink) -> WorkflowSpec | None:
         if "permission_implies" in fields
         else {}
     )
+    on_reply = parse_on_reply(fields["on_reply"][1], sink) if "on_reply" in fields else ()
     return WorkflowSpec(
         name,
         display,
@@ -426,4 +430,16 @@ def parse_workflow(node: Node, sink: Sink) -> WorkflowSpec | None:
         reset,
         implies,
         pos_of(node),
+        on_reply,
     )
+
+
+def parse_on_reply(node: Node, sink: Sink) -> tuple[tuple[Named, Named], ...]:
+    """`on_reply: {new: open, resolved: open}`: status -> status."""
+    fields = mapping(node, sink, "on_reply", normalize=False)
+    out: list[tuple[Named, Named]] = []
+    for source, (knode, vnode) in (fields or {}).items():
+        target = string(vnode, sink, "on_reply target")
+        if target:
+            out.append(((source, pos_of(knode)), (target, pos_of(vnode))))
+    return tuple(out)
