@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowdesk.workflow import CatalogError
+from flowdesk.workflow import Catalog, CatalogError
 
 from .conftest import compile_yaml
 
@@ -246,3 +246,30 @@ def test_warnings_are_not_fatal() -> None:
         "warn.yaml:5:9: warning: actions 'in_progress' and 'closed' out of status 'OPEN' share the "
         "label 'close'",
     ]
+
+
+RESOLVING = """
+        {declared}workflows:
+          - name: w
+            transitions:
+              - {{from: OPEN, to: IN_PROGRESS}}
+              - {{from: IN_PROGRESS, to: RESOLVED}}
+              - {{from: RESOLVED, to: CLOSED, set_resolution: [fixed, shipped]}}
+"""
+
+
+def test_resolutions_must_be_declared_in_the_catalog() -> None:
+    # Trac's resolutions "must be defined in the database": here, in the catalog. With none
+    # declared, Trac's five are.
+    assert errors(RESOLVING.format(declared="")) == [
+        "bad.yaml:7:9: action 'closed': resolution 'shipped' is not one of the catalog's "
+        "resolutions (fixed, invalid, wontfix, duplicate, worksforme); declare it under "
+        "`resolutions`"
+    ]
+    catalog = compile_yaml(RESOLVING.format(declared="resolutions: [fixed, shipped]\n        "))
+    assert catalog.resolutions == ("fixed", "shipped")
+
+
+def test_the_shipped_catalog_declares_its_resolutions(shipped: Catalog) -> None:
+    assert shipped.resolutions[:5] == ("fixed", "invalid", "wontfix", "duplicate", "worksforme")
+    assert {"completed", "canceled"} <= set(shipped.resolutions)

@@ -17,7 +17,7 @@ from .catalog_spec import parse_implies, parse_item, parse_map
 from .checks import check_workflow
 from .compile import compile_workflow, merge_implies
 from .diagnostics import CatalogError, Diagnostic, Pos, Sink
-from .model import Catalog, CatalogItem, Workflow
+from .model import DEFAULT_RESOLUTIONS, Catalog, CatalogItem, Workflow
 from .spec import parse_workflow, transition_key
 from .yamlnodes import (
     boolean,
@@ -28,10 +28,13 @@ from .yamlnodes import (
     pos_of,
     scalar,
     sequence,
+    string_list,
 )
 
 ENV_VAR: Final = "FLOWDESK_WORKFLOW_FILES"
-ROOT_KEYS = frozenset({"version", "strict", "workflows", "catalog", "maps", "permission_implies"})
+ROOT_KEYS = frozenset(
+    {"version", "strict", "resolutions", "workflows", "catalog", "maps", "permission_implies"}
+)
 
 
 class _Default:
@@ -72,6 +75,8 @@ class _Layers:
     # `strict: true` makes what Trac and RT tolerate (a status reachable from no creation,
     # kept for old tickets) an error rather than a warning; the last file to say wins.
     strict: bool = False
+    # Every file's `resolutions`, together (none declared: Trac's five).
+    resolutions: dict[str, None] = field(default_factory=dict)
 
 
 def _name(node: Node, key: str = "name") -> str | None:
@@ -205,6 +210,9 @@ def _merge_file(layers: _Layers, root: Node | None, filename: str, sink: Sink) -
             layers.maps[key] = node
     if "permission_implies" in fields:
         layers.implies.append(fields["permission_implies"][1])
+    if "resolutions" in fields:
+        for value, _ in string_list(fields["resolutions"][1], sink, "resolutions"):
+            layers.resolutions[value] = None
     if "strict" in fields:
         strict = boolean(fields["strict"][1], sink, "strict")
         if strict is not None:
@@ -245,6 +253,8 @@ def compile_catalog(sources: Sequence[tuple[str, str]]) -> Catalog:
         items[item.name] = CatalogItem(
             item.name, item.display_name, item.type, item.workflow[0], item.default_priority
         )
+    resolutions = tuple(layers.resolutions) or DEFAULT_RESOLUTIONS
+    _check_resolutions(workflows, resolutions, sink)
     maps = _compile_maps(layers, workflows, sink)
     sink.raise_if_errors()
     return Catalog(
@@ -253,7 +263,25 @@ def compile_catalog(sources: Sequence[tuple[str, str]]) -> Catalog:
         maps=MappingProxyType(maps),
         warnings=tuple(sink.warnings),
         sources=tuple(f for f, _ in sources),
+        resolutions=resolutions,
     )
+
+
+def _check_resolutions(
+    workflows: Mapping[str, Workflow], declared: tuple[str, ...], sink: Sink
+) -> None:
+    """Trac: the resolutions an action sets "must be defined in the database"."""
+    known = set(declared)
+    for workflow in workflows.values():
+        for action in workflow.actions:
+            for value in action.resolutions:
+                if value not in known:
+                    sink.error(
+                        action.pos or workflow.pos or Pos("<unknown>", 0, 0),
+                        f"action '{action.name}': resolution '{value}' is not one of the "
+                        f"catalog's resolutions ({', '.join(declared)}); declare it under "
+                        "`resolutions`",
+                    )
 
 
 def _compile_maps(

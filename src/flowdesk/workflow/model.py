@@ -214,6 +214,10 @@ class Workflow:
         return found.milestone if found else None
 
 
+# What a fresh Trac environment defines, and what a catalog that declares none offers.
+DEFAULT_RESOLUTIONS: tuple[str, ...] = ("fixed", "invalid", "wontfix", "duplicate", "worksforme")
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogItem:
     name: str
@@ -317,6 +321,8 @@ class Catalog:
     maps: Mapping[tuple[str, str], Mapping[str, str]]
     warnings: tuple[Diagnostic, ...] = ()
     sources: tuple[str, ...] = ()
+    # The resolutions a ticket may be given ("must be defined in the database", as Trac says).
+    resolutions: tuple[str, ...] = ()
 
     def workflow(self, name: str) -> Workflow:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..model import DEFAULT_RESOLUTIONS
 from .common import ImportProblem, slug
 
 # Trac's permission hierarchy (trac.ticket.api.TicketSystem.get_permission_actions, as the issue
@@ -19,8 +20,6 @@ TRAC_IMPLIES = {
     "TICKET_ADMIN": ["TICKET_*"],
     "TICKET_MODIFY": ["TICKET_APPEND", "TICKET_CHGPROP"],
 }
-# The resolutions a fresh Trac environment defines; `set_resolution` without a list offers these.
-TRAC_RESOLUTIONS = ["fixed", "invalid", "wontfix", "duplicate", "worksforme"]
 KNOWN_OPS = {
     "set_owner",
     "set_owner_to_self",
@@ -150,7 +149,7 @@ def _transition(a: _Action, ops: list[str], to: str, filename: str) -> dict[str,
         t["set_owner"] = _to_list(a.attrs["set_owner"][0])
     if "set_resolution" in ops:
         given = a.attrs.get("set_resolution")
-        t["set_resolution"] = _to_list(given[0]) if given else list(TRAC_RESOLUTIONS)
+        t["set_resolution"] = _to_list(given[0]) if given else list(DEFAULT_RESOLUTIONS)
     if a.default:
         t["weight"] = a.default
     return t
