@@ -41,7 +41,16 @@ def test_admin_implies_every_permission() -> None:
         "tickets:manage",
         "tickets:close",
     }
-    assert user_permissions(["tickets:create", "bogus"]) == {"tickets:create"}
+    # Anything else a group holds is a workflow right (checked against the catalog when the
+    # group is written): kept, and carried only by a key that may write tickets.
+    assert user_permissions(["tickets:create", "ApproveOrder"]) == {
+        "tickets:create",
+        "ApproveOrder",
+    }
+    assert effective_permissions(["ApproveOrder@orders"], ["tickets:write"]) == {
+        "ApproveOrder@orders"
+    }
+    assert effective_permissions(["ApproveOrder"], ["tickets:read", "admin"]) == set()
 
 
 def test_effective_permissions_are_user_permissions_intersected_with_scopes() -> None:

@@ -163,8 +163,12 @@ async def _groups_out(
 @router.post(
     "/groups", status_code=status.HTTP_201_CREATED, response_model=GroupOut, tags=["administration"]
 )
-async def create_group(body: GroupIn, principal: AdminPrincipal, conn: Tx) -> GroupOut:
-    group = await service.create_group(conn, principal.tenant_id, body.name, body.permissions)
+async def create_group(
+    body: GroupIn, request: Request, principal: AdminPrincipal, conn: Tx
+) -> GroupOut:
+    group = await service.create_group(
+        conn, runtime_of(request).catalog, principal.tenant_id, body.name, body.permissions
+    )
     return (await _groups_out(conn, principal.tenant_id, [group]))[0]
 
 
@@ -197,7 +201,9 @@ async def patch_group(
     conn: Tx,
 ) -> GroupOut:
     values = body.model_dump(exclude_unset=True, exclude_none=True)
-    group = await service.update_group(conn, principal.tenant_id, group_id, values)
+    group = await service.update_group(
+        conn, runtime_of(request).catalog, principal.tenant_id, group_id, values
+    )
     _forget_keys_after_commit(request, principal.tenant_id)
     return (await _groups_out(conn, principal.tenant_id, [group]))[0]
 

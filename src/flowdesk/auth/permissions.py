@@ -25,15 +25,22 @@ _SCOPE_ALLOWS: dict[str, frozenset[str]] = {
 
 
 def user_permissions(granted: Iterable[str]) -> frozenset[str]:
-    """The union of a user's group permissions; `admin` implies every other permission."""
-    perms = frozenset(granted) & _ALL_PERMISSIONS
-    return _ALL_PERMISSIONS if ADMIN in perms else perms
+    """The union of a user's group permissions; `admin` implies every other flowdesk
+    permission. Anything else a group holds is a workflow right (RT's `ApproveOrder`, maybe
+    for one catalog item: `ApproveOrder@orders`), kept as it is."""
+    held = frozenset(granted)
+    own = held & _ALL_PERMISSIONS
+    return (_ALL_PERMISSIONS if ADMIN in own else own) | (held - _ALL_PERMISSIONS)
 
 
 def effective_permissions(granted: Iterable[str], scopes: Iterable[str]) -> frozenset[str]:
     """What a request may do: the user's permissions intersected with what the key's scopes
-    allow. A key never grants more than its user holds, and a user never acts beyond the key."""
+    allow. A key never grants more than its user holds, and a user never acts beyond the key.
+    Workflow rights act on tickets: a key with `tickets:write` carries them."""
+    scopes = frozenset(scopes)
     allowed: set[str] = set()
     for scope in scopes:
         allowed |= _SCOPE_ALLOWS.get(scope, frozenset())
-    return user_permissions(granted) & allowed
+    held = user_permissions(granted)
+    rights = held - _ALL_PERMISSIONS if TICKETS_WRITE in scopes else frozenset()
+    return (held & allowed) | rights

@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from flowdesk.schema_types import INPUT_CONFIG, Email, Name, ShortName, TicketPrefix
-from flowdesk.vocabulary import Permission, Scope
+from flowdesk.schema_types import (
+    INPUT_CONFIG,
+    SHORT_NAME_LENGTH,
+    Email,
+    Name,
+    ShortName,
+    TicketPrefix,
+    no_nul,
+)
+from flowdesk.vocabulary import Scope
 
 UserKind = Literal["person", "service"]
 
@@ -53,16 +61,31 @@ class UserOut(BaseModel):
     updated_at: datetime
 
 
+# flowdesk's permissions (tickets:create, tickets:manage, tickets:close, admin), or a workflow
+# right the catalog declares (RT's `ApproveOrder`), maybe for one catalog item
+# (`ApproveOrder@orders`, RT's rights per queue).
+Grant = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=SHORT_NAME_LENGTH, pattern=r"^[^\s@]+(@[^\s@]+)?$"),
+    AfterValidator(no_nul),
+]
+
+
 class GroupIn(BaseModel):
     model_config = INPUT_CONFIG
     name: ShortName
-    permissions: list[Permission] = Field(default_factory=list, max_length=10)
+    permissions: list[Grant] = Field(
+        default_factory=list,
+        max_length=50,
+        description="flowdesk's permissions and the workflow rights the catalog declares, "
+        "each everywhere or for one catalog item (`ApproveOrder@orders`).",
+    )
 
 
 class GroupPatch(BaseModel):
     model_config = INPUT_CONFIG
     name: ShortName | None = None
-    permissions: list[Permission] | None = Field(default=None, max_length=10)
+    permissions: list[Grant] | None = Field(default=None, max_length=50)
 
 
 class GroupOut(BaseModel):

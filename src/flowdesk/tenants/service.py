@@ -21,6 +21,7 @@ from flowdesk.itsm.repository import TenantRow
 from flowdesk.tenants import repository as repo
 from flowdesk.tenants.repository import ApiKeyRow, GroupRow, UserRow
 from flowdesk.vocabulary import PERMISSIONS, SCOPES
+from flowdesk.workflow import Catalog
 
 ADMIN_GROUP = "Administrators"
 
@@ -174,20 +175,54 @@ async def with_members(
     return [GroupView(g, members[g["id"]]) for g in groups]
 
 
+def check_grants(catalog: Catalog, permissions: Sequence[str]) -> None:
+    """A group holds flowdesk's permissions and the workflow rights the catalog declares
+    (RT's rights, e.g. `ApproveOrder`), each everywhere or for one catalog item (RT's
+    queues: `ApproveOrder@orders`). Anything else is a 422 naming what may be held."""
+    rights = catalog.rights()
+    problems: list[tuple[str, str]] = []
+    for index, granted in enumerate(permissions):
+        name, scoped, item = granted.partition("@")
+        if name in PERMISSIONS and not scoped:
+            continue
+        if name in PERMISSIONS:
+            problem = f"'{name}' is flowdesk's own permission: it is held everywhere or not"
+        elif name not in rights:
+            known = ", ".join(sorted(rights)) or "none"
+            problem = f"unknown right '{name}' (the catalog's rights: {known})"
+        elif scoped and item not in catalog.items:
+            problem = f"unknown catalog item '{item}'"
+        else:
+            continue
+        problems.append((f"/permissions/{index}", problem))
+    if problems:
+        raise InvalidInput("A group can hold only what the catalog knows.", problems)
+
+
 async def create_group(
-    conn: Connection, tenant_id: uuid.UUID, name: str, permissions: Sequence[str]
+    conn: Connection,
+    catalog: Catalog,
+    tenant_id: uuid.UUID,
+    name: str,
+    permissions: Sequence[str],
 ) -> GroupRow:
     """Conflict when the tenant has a group of that name."""
+    check_grants(catalog, permissions)
     return await repo.insert_group(conn, tenant_id, name, sorted(set(permissions)))
 
 
 async def update_group(
-    conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID, values: Mapping[str, Any]
+    conn: Connection,
+    catalog: Catalog,
+    tenant_id: uuid.UUID,
+    group_id: uuid.UUID,
+    values: Mapping[str, Any],
 ) -> GroupRow:
     _in_transaction(conn)
     group = await get_group(conn, tenant_id, group_id)
     values = dict(values)
     if "permissions" in values:
+        check_grants(catalog, values["permissions"])
         values["permissions"] = sorted(set(values["permissions"]))
         if group["system"] and values["permissions"] != sorted(group["permissions"]):
             raise Conflict(f"'{group['name']}' is a system group; its permissions are fixed.")

@@ -50,8 +50,15 @@ def repository_for(conn: Connection, principal: Principal) -> TicketRepository:
     return TicketRepository(conn, principal.tenant_id, requester_only=visible_to(principal))
 
 
-def actor_of(principal: Principal) -> Actor:
-    return Actor(user=str(principal.user_id), permissions=principal.permissions)
+def actor_of(principal: Principal, catalog_item: str) -> Actor:
+    """The caller as the workflow engine sees it on a ticket of `catalog_item`: its
+    permissions, and the workflow rights it holds everywhere or for that item (RT's rights
+    per queue: `ApproveOrder@orders`)."""
+    scoped = f"@{catalog_item}"
+    permissions = frozenset(
+        p.removesuffix(scoped) for p in principal.permissions if "@" not in p or p.endswith(scoped)
+    )
+    return Actor(user=str(principal.user_id), permissions=permissions)
 
 
 def facts_of(

@@ -88,7 +88,7 @@ async def create_ticket(
         requester = body.requester_id
     workflow = catalog.workflow(item.workflow)
     facts = TicketFacts(status=None, type=item.type, requester=str(requester), fields=body.fields)
-    actor = actor_of(principal)
+    actor = actor_of(principal, item.name)
     target = body.status or workflow.default_create_status
     try:
         action = action_for_target(workflow, facts, actor, target)

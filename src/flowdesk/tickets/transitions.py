@@ -81,7 +81,7 @@ async def list_transitions(
     repo, row = await locate(conn, catalog, principal, ref)
     workflow = _workflow(catalog, row)
     facts = await _facts(repo, workflow, row)
-    options = available_actions(workflow, facts, actor_of(principal))
+    options = available_actions(workflow, facts, actor_of(principal, row["catalog_item"]))
     return TransitionsOut(
         status=row["status"], version=row["version"], items=[_option(o) for o in options]
     )
@@ -117,7 +117,7 @@ async def _decide_and_write(
 ) -> TicketRow | None:
     workflow = _workflow(catalog, row)
     facts = await _facts(repo, workflow, row)
-    actor = actor_of(principal)
+    actor = actor_of(principal, row["catalog_item"])
     inputs = ApplyInputs(
         owner=str(body.assignee_id) if body.assignee_id else None,
         resolution=body.resolution,

@@ -330,6 +330,17 @@ class Catalog:
         except KeyError:
             raise UnknownWorkflow(name) from None
 
+    def rights(self) -> frozenset[str]:
+        """The workflow rights a tenant's groups may hold: every permission a workflow asks
+        for (its actions' and its RT-style rights') that is not one of flowdesk's own."""
+        named: set[str] = set()
+        for workflow in self.workflows.values():
+            for action in workflow.actions:
+                named.update(action.permissions, action.any_permission)
+            for _, _, permissions in workflow.rights:
+                named.update(permissions)
+        return frozenset(p for p in named if "*" not in p) - frozenset(FLOWDESK_PERMISSIONS)
+
     def map_status(self, from_workflow: str, to_workflow: str, status: str) -> str:
         """Where a ticket in ``status`` lands when it moves to another workflow.
 
