@@ -40,7 +40,8 @@ def test_all_seven_samples_are_present() -> None:
 def test_sample_imports_and_compiles(path: Path) -> None:
     wf = imported(path).workflow("trac")
     assert "closed" in wf.statuses and wf.statuses["closed"].category == "inactive"
-    assert wf.create_statuses  # a way to create a ticket
+    # A way to create a ticket, where the sample defines one (Trac offers none otherwise).
+    assert bool(wf.create_statuses) == (path.stem != "enterprise-review-workflow")
     # standalone and merged over the shipped catalog alike
     base = (REPO / "workflows.yaml").read_text()
     doc, _ = import_trac(path.read_text(), str(path), "trac")
@@ -113,9 +114,14 @@ def test_set_owner_to_self_rule(basic: Catalog) -> None:
 
 
 def test_reset_for_a_status_no_longer_defined(basic: Catalog) -> None:
+    # As Trac: the `* -> *` actions (leave) are offered in a status the workflow no longer
+    # defines, to everyone they are offered to elsewhere; the reset to admins.
     gone = TicketFacts(status="testing")
-    assert names(basic, gone, TADMIN, only_allowed=False) == [RESET]
-    assert names(basic, gone, MODIFY) == []
+    assert names(basic, gone, TADMIN, only_allowed=False) == ["leave", RESET]
+    assert names(basic, gone, MODIFY) == ["leave"]
+    assert names(basic, gone, NOBODY) == ["leave"]
+    stay = apply(basic.workflow("trac"), "leave", gone, NOBODY)
+    assert (stay.status, stay.changes) == ("testing", {})
     assert apply(basic.workflow("trac"), RESET, gone, TADMIN).status == "new"
 
 
@@ -178,12 +184,21 @@ def test_code_review_becomes_three_outcomes() -> None:
         for o in available_actions(wf, facts, Actor("dev", frozenset({"TICKET_REVIEW"})))
     }
     assert own["review_approve"].reasons[0].detail == "the assignee may not do this"
+    # TICKET_REVIEW is the workflow's own permission: Trac's TICKET_ADMIN does not imply it
+    # (only Trac's own TICKET_* permissions); TRAC_ADMIN implies everything.
     boss = {
         o.action: o.allowed
         for o in available_actions(wf, facts, Actor("b", frozenset({"TICKET_ADMIN"})))
     }
-    assert boss["review_approve"]  # TICKET_ADMIN implies TICKET_REVIEW (every TICKET_*)
-    assert wf.create_statuses == ("new", "assigned")  # Trac's default create actions, added
+    assert not boss["review_approve"]
+    root = {
+        o.action: o.allowed
+        for o in available_actions(wf, facts, Actor("r", frozenset({"TRAC_ADMIN"})))
+    }
+    assert root["review_approve"]
+    # The sample defines no create action, and Trac offers none: neither does flowdesk.
+    assert wf.create_statuses == ()
+    assert not available_actions(wf, TicketFacts(), Actor("r", frozenset({"TRAC_ADMIN"})))
 
 
 def test_multi_permission_is_any_of() -> None:

@@ -259,6 +259,7 @@ def compile_workflow(
     b.build_statuses()
     b.build_rights()
     actions: list[Action] = []
+    anywhere: list[Edge] = []  # the `* -> stay` actions (Trac's leave), for unknown statuses
     edges: dict[str, list[Edge]] = {CREATE: [], **{s: [] for s in b.statuses}}
     first_seen: dict[tuple[str, str], Pos] = {}
     for t in spec.transitions:
@@ -276,6 +277,10 @@ def compile_workflow(
         action = _action(t, to)
         actions.append(action)
         for source, spos in t.sources:
+            if source == ANY and to == STAY:
+                # Trac offers `* -> *` (leave) in every status, one the workflow no longer
+                # defines included.
+                anywhere.append(b.edge(action, ANY, STAY, t.pos))
             if source == ANY:
                 targets = list(b.statuses)
             elif source == CREATE or b.known(source, spos, f"action '{t.action}'"):
@@ -298,7 +303,13 @@ def compile_workflow(
                 first_seen[key] = t.pos
                 edges[s].append(b.edge(action, s, to, t.pos))
     initial = [s for s in b.statuses.values() if s.category == "initial"]
-    if not edges[CREATE]:
+    if not edges[CREATE] and not spec.implicit_create:
+        sink.warn(
+            spec.pos,
+            f"workflow '{spec.name}' has no create action: no ticket can be created with it "
+            "(as in Trac; `implicit_create: true` makes one per initial status)",
+        )
+    elif not edges[CREATE]:
         if not initial:
             sink.error(
                 spec.pos,
@@ -355,6 +366,8 @@ def compile_workflow(
                 pos=reset.pos if reset else spec.pos,
             )
             reset_edges = (b.edge(action, "", to, action.pos or spec.pos),)
+    # A ticket in a status the workflow no longer has: the reset, and what applies anywhere.
+    reset_edges = _sorted([*anywhere, *reset_edges])
     workflow = Workflow(
         name=spec.name,
         display_name=spec.display_name,

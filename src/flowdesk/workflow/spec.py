@@ -51,6 +51,7 @@ WORKFLOW_KEYS = frozenset(
         "reset",
         "permission_implies",
         "on_reply",
+        "implicit_create",
     }
 )
 STATUS_KEYS = frozenset({"name", "category", "hidden", "deleted", "label", "dead_end", "milestone"})
@@ -147,6 +148,9 @@ class WorkflowSpec:
     pos: Pos
     # RT's AutoOpen: a requester's reply on a ticket in a source status moves it to the target.
     on_reply: tuple[tuple[Named, Named], ...] = ()
+    # Without create actions, one per initial status is made (flowdesk's default); `false`
+    # keeps none, as Trac does for a workflow that defines none.
+    implicit_create: bool = True
 
 
 def default_action_name(to: str) -> str:
@@ -420,6 +424,11 @@ def parse_workflow(node: Node, sink: Sink) -> WorkflowSpec | None:
         else {}
     )
     on_reply = parse_on_reply(fields["on_reply"][1], sink) if "on_reply" in fields else ()
+    implicit_create = (
+        boolean(fields["implicit_create"][1], sink, "implicit_create")
+        if "implicit_create" in fields
+        else True
+    )
     return WorkflowSpec(
         name,
         display,
@@ -431,6 +440,7 @@ def parse_workflow(node: Node, sink: Sink) -> WorkflowSpec | None:
         implies,
         pos_of(node),
         on_reply,
+        implicit_create,
     )
 
 

@@ -12,12 +12,23 @@ from typing import Any
 from ..model import DEFAULT_RESOLUTIONS
 from .common import ImportProblem, slug
 
-# Trac's permission hierarchy (trac.ticket.api.TicketSystem.get_permission_actions, as the issue
-# states it): TICKET_ADMIN implies every TICKET_* permission, TICKET_MODIFY implies APPEND and
-# CHGPROP; TRAC_ADMIN implies everything.
+# Trac's permission hierarchy (trac.ticket.api.TicketSystem.get_permission_actions, Trac 1.6):
+# TICKET_ADMIN implies Trac's own ticket permissions, and only those: a permission a workflow
+# adds (enterprise-review's TICKET_REVIEW, through ExtraPermissionsProvider) is not among
+# them. TICKET_MODIFY implies APPEND and CHGPROP; TRAC_ADMIN implies everything.
 TRAC_IMPLIES = {
     "TRAC_ADMIN": ["*"],
-    "TICKET_ADMIN": ["TICKET_*"],
+    "TICKET_ADMIN": [
+        "TICKET_APPEND",
+        "TICKET_BATCH_MODIFY",
+        "TICKET_CHGPROP",
+        "TICKET_CREATE",
+        "TICKET_EDIT_CC",
+        "TICKET_EDIT_COMMENT",
+        "TICKET_EDIT_DESCRIPTION",
+        "TICKET_MODIFY",
+        "TICKET_VIEW",
+    ],
     "TICKET_MODIFY": ["TICKET_APPEND", "TICKET_CHGPROP"],
 }
 KNOWN_OPS = {
@@ -169,33 +180,12 @@ def import_trac(text: str, filename: str, name: str) -> tuple[dict[str, Any], li
             states[target] = None
     creates = [a for a in actions.values() if "" in a.oldstates]
     if not creates:
-        # Trac 1.3.2 introduced create actions and its upgrade adds the default ones to a
-        # workflow that has none; we do the same, loudly.
-        for extra in (
-            _Action("create", 0, [""], "new", "create", 1),
-            _Action(
-                "create_and_assign",
-                0,
-                [""],
-                "assigned",
-                "assign",
-                0,
-                ["may_set_owner"],
-                ["TICKET_MODIFY"],
-            ),
-        ):
-            if extra.newstate in states:
-                warnings.append(
-                    f"{filename}: no create action; adding Trac's default "
-                    f"'{extra.name} = <none> -> {extra.newstate}'"
-                )
-                creates.append(extra)
-        actions = {**{a.name: a for a in creates}, **actions}
-        if not creates:
-            raise ImportProblem(
-                f"{filename}: no create action ('<none> -> state') and no 'new' "
-                "state to create tickets in"
-            )
+        # Trac offers no way to create a ticket with a workflow that defines no create action
+        # (its 1.3.2 upgrade adds the default ones to trac.ini; a pasted workflow has none).
+        warnings.append(
+            f"{filename}: no create action ('<none> -> state'): no ticket can be created with "
+            "this workflow, as in Trac"
+        )
     creates.sort(key=lambda a: (a.default, a.name), reverse=True)
     transitions: list[dict[str, Any]] = []
     for a in actions.values():
@@ -223,18 +213,18 @@ def import_trac(text: str, filename: str, name: str) -> tuple[dict[str, Any], li
             continue
         to = "stay" if a.newstate == "*" or "leave_status" in ops else a.newstate
         transitions.append(_transition(a, ops, to, filename))
+    # The status tickets start in: the first create action's target, else Trac's `new`.
+    initial = creates[0].newstate if creates else ("new" if "new" in states else next(iter(states)))
     statuses = [
         {
             "name": s,
-            "category": "inactive"
-            if s == "closed"
-            else "initial"
-            if s == creates[0].newstate
-            else "active",
+            "category": "inactive" if s == "closed" else "initial" if s == initial else "active",
         }
         for s in states
     ]
     workflow: dict[str, Any] = {"name": name, "displayName": name.replace("_", " ").title()}
+    if not creates:
+        workflow["implicit_create"] = False
     workflow["statuses"] = statuses
     workflow["transitions"] = transitions
     if reset is not None:
