@@ -41,8 +41,20 @@ workflows:
          set_owner: [ghost@nowhere.test]}
       - {action: close, from: [new, assigned, reviewing], to: closed,
          permissions: [tickets:manage]}
+  - name: restricted
+    restrict_owner: true
+    statuses:
+      - {name: new, category: initial}
+      - {name: assigned, category: active}
+      - {name: closed, category: inactive}
+    transitions:
+      - {action: reassign, from: [new, assigned], to: assigned, permissions: [tickets:manage],
+         operations: [set_owner]}
+      - {action: close, from: [new, assigned], to: closed, permissions: [tickets:manage]}
 catalog:
   - {name: named, displayName: Named owners, type: incident, workflow: named_owners,
+     defaultPriority: LOW}
+  - {name: restricted, displayName: Restricted owners, type: incident, workflow: restricted,
      defaultPriority: LOW}
 """
 
@@ -153,3 +165,30 @@ async def test_an_owner_who_is_nobody_is_a_refusal_not_an_error(
     assert r.json()["reasons"][0]["code"] == "owner"
     r = await c.post(url, json={"action": "hand_to_ghost"}, headers=agent.headers)
     assert r.status_code == 409, r.text
+
+
+async def test_restrict_owner_offers_the_agents(named_client: httpx.AsyncClient) -> None:
+    # Trac's `restrict_owner = true`: the owner is picked from the users who may work tickets.
+    app: FastAPI = named_client.app  # type: ignore[attr-defined]
+    c = named_client
+    tenant = await new_tenant(app, c)
+    agent = await tenant.user(*AGENT)
+    requester = await tenant.user("tickets:create")
+    r = await c.post(
+        "/v1/tickets",
+        json={"title": "Pick", "catalog_item": "restricted"},
+        headers=requester.headers,
+    )
+    ticket = r.json()
+    offered = await options(c, ticket, agent)
+    assert set(offered["reassign"]["owners"]) == {agent.id, tenant.admin.id}
+    url = f"/v1/tickets/{ticket['id']}/transitions"
+    r = await c.post(
+        url, json={"action": "reassign", "assignee_id": requester.id}, headers=agent.headers
+    )
+    assert r.status_code == 409, r.text
+    assert r.json()["reasons"][0]["required"] == ["owner"]
+    r = await c.post(
+        url, json={"action": "reassign", "assignee_id": tenant.admin.id}, headers=agent.headers
+    )
+    assert r.status_code == 200, r.text

@@ -7,7 +7,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import cast
 
-from flowdesk.vocabulary import PERMISSIONS, Category, Milestone
+from flowdesk.vocabulary import PERMISSIONS, TICKETS_MANAGE, Category, Milestone
 
 from .diagnostics import Pos, Sink
 from .model import (
@@ -275,6 +275,9 @@ def compile_workflow(
         if to not in (STAY, RETURN) and not b.known(to, t.to_pos, f"action '{t.action}'"):
             continue
         action = _action(t, to)
+        if spec.restrict_owner and not action.owners and _OWNER_SETTING & set(action.operations):
+            # The owners are everyone holding tickets:manage, looked up like any named owner.
+            action = replace(action, owners=(TICKETS_MANAGE,))
         actions.append(action)
         for source, spos in t.sources:
             if source == ANY and to == STAY:
@@ -397,6 +400,9 @@ def compile_workflow(
     for (source, target), (_, rpos) in b.rights.items():
         positions[f"{source} -> {target}"] = rpos  # rights keys contain '->': no status clash
     return workflow, positions
+
+
+_OWNER_SETTING = frozenset({"set_owner", "may_set_owner"})
 
 
 def _owner_grantors(actions: list[Action], b: _Builder) -> dict[str, frozenset[str]]:

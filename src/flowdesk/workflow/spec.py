@@ -52,6 +52,7 @@ WORKFLOW_KEYS = frozenset(
         "permission_implies",
         "on_reply",
         "implicit_create",
+        "restrict_owner",
     }
 )
 STATUS_KEYS = frozenset({"name", "category", "hidden", "deleted", "label", "dead_end", "milestone"})
@@ -151,6 +152,9 @@ class WorkflowSpec:
     # Without create actions, one per initial status is made (flowdesk's default); `false`
     # keeps none, as Trac does for a workflow that defines none.
     implicit_create: bool = True
+    # Trac's `[ticket] restrict_owner`: an action that sets the owner from no list offers the
+    # tenant's agents (holders of tickets:manage) and accepts no one else.
+    restrict_owner: bool = False
 
 
 def default_action_name(to: str) -> str:
@@ -429,6 +433,11 @@ def parse_workflow(node: Node, sink: Sink) -> WorkflowSpec | None:
         if "implicit_create" in fields
         else True
     )
+    restrict_owner = (
+        boolean(fields["restrict_owner"][1], sink, "restrict_owner")
+        if "restrict_owner" in fields
+        else False
+    )
     return WorkflowSpec(
         name,
         display,
@@ -441,6 +450,7 @@ def parse_workflow(node: Node, sink: Sink) -> WorkflowSpec | None:
         pos_of(node),
         on_reply,
         implicit_create,
+        restrict_owner,
     )
 
 
