@@ -3,13 +3,19 @@ the tenant's admin, each with their own key."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from flowdesk.app import create_app
+from flowdesk.config import Settings
+from flowdesk.workflow import load_catalog
 from tests.sql import execute
 from tests.support import Member, TenantCtx
 
@@ -69,3 +75,24 @@ async def force_status(app: FastAPI, ticket_id: str, status: str, **extra: Any) 
         f"UPDATE tickets SET {assignments} WHERE id = $1::uuid",
         args=(ticket_id, status, *extra.values()),
     )
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@asynccontextmanager
+async def catalog_client(
+    settings: Settings, tmp_path: Path, values: str, *files: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app whose catalog is the shipped one, `files`, then `values` (a values
+    file's text) over them; the app is `client.app`. 500s answer as responses."""
+    written = tmp_path / "values.yaml"
+    written.write_text(values)
+    app = create_app(settings, catalog=load_catalog([*files, written]))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+    ):
+        client.app = app  # type: ignore[attr-defined]
+        yield client

@@ -10,13 +10,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from flowdesk.app import create_app
 from flowdesk.config import Settings
-from flowdesk.workflow import load_catalog
 from tests.support import new_tenant
-from tests.tickets.conftest import AGENT
+from tests.tickets.conftest import AGENT, REPO, catalog_client
 
-REPO = Path(__file__).resolve().parents[2]
 VALUES = """
 version: 1
 workflows:
@@ -43,15 +40,9 @@ catalog:
 
 @pytest.fixture
 async def custom_client(settings: Settings, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    values = tmp_path / "values.yaml"
-    values.write_text(VALUES)
-    catalog = load_catalog([values, REPO / "examples" / "values-extends.yaml"])
-    app = create_app(settings, catalog=catalog)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
-        client.app = app  # type: ignore[attr-defined]
+    async with catalog_client(
+        settings, tmp_path, VALUES, REPO / "examples" / "values-extends.yaml"
+    ) as client:
         yield client
 
 

@@ -13,11 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from flowdesk.app import create_app
 from flowdesk.config import Settings
-from flowdesk.workflow import load_catalog
 from tests.support import Member, TenantCtx, new_tenant
-from tests.tickets.conftest import AGENT
+from tests.tickets.conftest import AGENT, catalog_client
 
 VALUES = """
 version: 1
@@ -61,17 +59,7 @@ catalog:
 
 @pytest.fixture
 async def named_client(settings: Settings, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    values = tmp_path / "values.yaml"
-    values.write_text(VALUES)
-    app = create_app(settings, catalog=load_catalog([values]))
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-            base_url="http://t",
-        ) as client,
-    ):
-        client.app = app  # type: ignore[attr-defined]
+    async with catalog_client(settings, tmp_path, VALUES) as client:
         yield client
 
 

@@ -13,12 +13,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from flowdesk.app import create_app
 from flowdesk.config import Settings
-from flowdesk.workflow import load_catalog
 from tests.support import Member, TenantCtx, new_tenant
+from tests.tickets.conftest import REPO, catalog_client
 
-REPO = Path(__file__).resolve().parents[2]
 # What a deployment adds beside the imported lifecycle: a catalog item (RT's queue) per use,
 # and which flowdesk permissions hold RT's everyday rights.
 VALUES = """
@@ -33,16 +31,10 @@ catalog:
 
 @pytest.fixture
 async def orders_client(settings: Settings, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    values = tmp_path / "values.yaml"
-    values.write_text(VALUES)
-    catalog = load_catalog([REPO / "examples" / "rt-orders.yaml", values])
-    app = create_app(settings, catalog=catalog)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
-    ):
-        c.app = app  # type: ignore[attr-defined]
-        yield c
+    async with catalog_client(
+        settings, tmp_path, VALUES, REPO / "examples" / "rt-orders.yaml"
+    ) as client:
+        yield client
 
 
 async def member_of(tenant: TenantCtx, *grants: str) -> Member:
