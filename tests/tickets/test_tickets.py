@@ -171,7 +171,39 @@ async def test_patch_fields_title_priority_and_if_match(desk: Desk) -> None:
     }
     assert changed["title"] == ("Something is broken", "Card reader")
     assert changed["priority"] == ("HIGH", "CRITICAL")
-    assert changed["fields"] == ({"floor": 3, "room": "B2"}, {"floor": 3, "seat": 4})
+    # Only the keys that changed are on the record (room removed, seat added).
+    assert changed["fields"] == ({"room": "B2"}, {"seat": 4})
+
+
+async def test_a_tickets_fields_are_bounded_once_merged(desk: Desk) -> None:
+    # A review grew one ticket to 1.2 MB (and its events to 24 MB) with 20 requester PATCHes
+    # of 50 keys each: the merged fields now stay within 100 keys and 32 KiB.
+    ticket = await desk.open()
+    url, h = f"/v1/tickets/{ticket['id']}", desk.requester.headers
+    for batch in range(2):
+        fields = {f"k{batch}_{i}": i for i in range(50)}
+        r = await desk.client.patch(url, json={"fields": fields}, headers=h)
+        assert r.status_code == 200, r.text
+    r = await desk.client.patch(url, json={"fields": {"one_more": 1}}, headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["pointer"] == "/fields"
+    # Removing keys is always possible; then there is room again.
+    r = await desk.client.patch(url, json={"fields": {"k0_0": None}}, headers=h)
+    assert r.status_code == 200
+    r = await desk.client.patch(url, json={"fields": {"one_more": 1}}, headers=h)
+    assert r.status_code == 200
+    big = {f"b{i}": "x" * 1000 for i in range(40)}
+    other = await desk.open()
+    r = await desk.client.patch(f"/v1/tickets/{other['id']}", json={"fields": big}, headers=h)
+    assert r.status_code == 422 and "bytes" in r.json()["detail"]
+    r = await desk.client.post(
+        "/v1/tickets",
+        json={"title": "Big", "catalog_item": "itsm_incident", "fields": big},
+        headers=h,
+    )
+    assert r.status_code == 422
+    events = (await desk.client.get(f"{url}/events", headers=h)).json()["items"]
+    sizes = [len(str(e["data"])) for e in events if e["kind"] == "field_changed"]
+    assert max(sizes) < 2000  # each event holds its change, not the whole fields
 
 
 async def test_requesters_edit_only_their_words(desk: Desk) -> None:

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, found
@@ -100,6 +102,8 @@ async def create_ticket(
         ) from exc
     except TransitionRefused as exc:
         raise TransitionRefusedError.from_engine(exc) from exc
+    fields = _clean_fields(body.fields)
+    _check_fields_size(fields)
     values: NewTicket = {
         "title": body.title,
         "description": body.description,
@@ -110,7 +114,7 @@ async def create_ticket(
         "status_category": workflow.status_category(outcome.status),
         "priority": body.priority or item.default_priority,
         "requester_id": requester,
-        "fields": _clean_fields(body.fields),
+        "fields": fields,
     }
     events: list[Event] = [
         {
@@ -273,11 +277,21 @@ async def _patch(
     if "fields" in sent and body.fields is not None:
         merged = _clean_fields({**row["fields"], **body.fields})
         if merged != row["fields"]:
+            _check_fields_size(merged)
             changes["fields"] = merged
+            # Only what changed: the whole of both would make every small change as large as
+            # the ticket's fields (a review wrote 24 MB of events from 20 PATCHes).
+            changed = sorted(
+                k for k in {*row["fields"], *merged} if row["fields"].get(k) != merged.get(k)
+            )
             events.append(
                 {
                     "kind": "field_changed",
-                    "data": {"field": "fields", "old": row["fields"], "new": merged},
+                    "data": {
+                        "field": "fields",
+                        "old": {k: row["fields"][k] for k in changed if k in row["fields"]},
+                        "new": {k: merged[k] for k in changed if k in merged},
+                    },
                 }
             )
     if "assignee_id" in sent and body.assignee_id != row["assignee_id"]:
@@ -333,6 +347,22 @@ def _move(catalog: Catalog, row: TicketRow, item_name: str, events: list[Event])
         "status": status,
         "status_category": workflow.status_category(status),
     }
+
+
+# A ticket's custom fields, merged, stay within these: a PATCH may add 50 keys at a time, and
+# without a bound on the whole, a requester could grow a ticket without end.
+FIELDS_MAX_KEYS = 100
+FIELDS_MAX_BYTES = 32 * 1024
+
+
+def _check_fields_size(fields: dict[str, Any]) -> None:
+    size = len(orjson.dumps(fields))
+    if len(fields) > FIELDS_MAX_KEYS or size > FIELDS_MAX_BYTES:
+        raise InvalidInput(
+            f"A ticket's fields hold at most {FIELDS_MAX_KEYS} keys and {FIELDS_MAX_BYTES} bytes "
+            f"of JSON; these would hold {len(fields)} keys and {size} bytes.",
+            [("/fields", "too large once merged")],
+        )
 
 
 def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
