@@ -18,6 +18,7 @@ from flowdesk.app import create_app
 from flowdesk.auth.keys import generate_key
 from flowdesk.config import Settings
 from flowdesk.db.pool import asyncpg_dsn
+from tests.sql import execute
 from tests.support import new_tenant
 
 
@@ -136,3 +137,40 @@ async def test_a_server_at_its_connection_limit_is_503_not_500(database_url: str
     finally:
         await admin.execute(f"DROP ROLE IF EXISTS {role}")
         await admin.close()
+
+
+async def test_a_statement_timeout_is_not_called_unreachable(settings: Settings) -> None:
+    # Issue 16: a statement cut off by the statement timeout answered "The database is
+    # unreachable". The database is there: the request asked more of it than allowed.
+    impatient = settings.model_copy(update={"db_statement_timeout_ms": 200})
+    app = create_app(impatient)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+    ):
+        tenant = await new_tenant(app, client)
+        r = await client.post(
+            "/v1/tickets",
+            json={"title": "Slow", "catalog_item": "itsm_incident"},
+            headers=tenant.headers,
+        )
+        ticket = r.json()
+        await execute(
+            app,
+            "CREATE OR REPLACE FUNCTION test_slow_write() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$",
+            "CREATE TRIGGER test_slow_write BEFORE INSERT ON ticket_comments "
+            "FOR EACH ROW EXECUTE FUNCTION test_slow_write()",
+        )
+        try:
+            r = await client.post(
+                f"/v1/tickets/{ticket['id']}/comments",
+                json={"body": "hello", "visibility": "external"},
+                headers=tenant.headers,
+            )
+        finally:
+            await execute(app, "DROP TRIGGER test_slow_write ON ticket_comments")
+        assert r.status_code == 503, r.text
+        assert "statement timeout" in r.json()["detail"]
+        assert "unreachable" not in r.json()["detail"]

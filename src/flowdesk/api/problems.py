@@ -91,12 +91,21 @@ def is_database_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, (*_ASYNCPG_UNREACHABLE, OSError, TimeoutError))
 
 
-def database_unavailable_response() -> Response:
+def database_unavailable_response(exc: BaseException | None = None) -> Response:
+    """503 for a database that cannot answer now, saying which way: unreachable, or a
+    statement cut off by FLOWDESK_DB_STATEMENT_TIMEOUT_MS (the database is there, but the
+    request asked more of it than the timeout allows)."""
+    detail = "The database is unreachable; retry shortly."
+    if isinstance(exc, asyncpg.exceptions.QueryCanceledError):
+        detail = (
+            "The database did not finish within its statement timeout; retry shortly, "
+            "or ask for less."
+        )
     return problem_response(
         503,
         "service-unavailable",
         "Service unavailable",
-        "The database is unreachable; retry shortly.",
+        detail,
         headers={"Retry-After": "2"},
     )
 
@@ -132,7 +141,7 @@ def install_handlers(app: FastAPI) -> None:
         if not is_database_unreachable(exc):
             return await on_unexpected(request, exc)
         logger.warning("database unavailable: %s", exc)
-        return database_unavailable_response()
+        return database_unavailable_response(exc)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)

@@ -71,7 +71,7 @@ class ApiUsageMiddleware:
                 raise
             # Answered here: the endpoint would wait for the same database a second time.
             logger.warning("database unavailable: %s", exc)
-            await database_unavailable_response()(scope, receive, send)
+            await database_unavailable_response(exc)(scope, receive, send)
             return
         if principal is None:
             await self.app(scope, receive, send)
