@@ -3,10 +3,11 @@ string may carry a NUL byte (PostgreSQL text cannot store one)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, StringConstraints
 
 SHORT_NAME_LENGTH = 100
 SLUG_LENGTH = 63
@@ -63,8 +64,22 @@ def _storable(value: datetime) -> datetime:
     return value
 
 
-Timestamp = Annotated[datetime, AfterValidator(_storable)]
+def _written_out(value: object) -> object:
+    """A date or time is written as one (ISO 8601): pydantic would also read a number, or a
+    numeric string, as a Unix timestamp, so that `?updated_before=0.5` meant 1970."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value.strip())
+    ):
+        raise ValueError("must be written as an ISO 8601 date or date-time, not a number")
+    return value
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+Timestamp = Annotated[datetime, BeforeValidator(_written_out), AfterValidator(_storable)]
 """A point in time a query may compare with (a filter's bound)."""
+Day = Annotated[date, BeforeValidator(_written_out)]
+"""A calendar day (YYYY-MM-DD), never a number."""
 # A word or phrase from a URL's query string (a filter value, a search): the same NUL rule as
 # bodies, so `?status=%00` is a 422 rather than an error from PostgreSQL.
 QueryText = Annotated[str, StringConstraints(max_length=200), AfterValidator(no_nul)]

@@ -94,3 +94,27 @@ async def test_a_time_filter_past_what_can_be_stored_is_a_422(
     r = await client.get("/v1/tickets", params={name: moment}, headers=tenant.headers)
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["pointer"] == f"/query/{name}"
+
+
+async def test_dates_and_times_are_written_out_never_numbers(
+    client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    # Issue 16: `?updated_before=0.5` and `/v1/usage?to=0` were read as Unix timestamps.
+    h = tenant.headers
+    for params in (
+        {"updated_before": "0.5"},
+        {"created_after": "1700000000"},
+        {"created_before": "1e9"},
+    ):
+        r = await client.get("/v1/tickets", params=params, headers=h)
+        assert r.status_code == 422, (params, r.text)
+        assert r.json()["errors"][0]["pointer"] == f"/query/{next(iter(params))}"
+    for params in ({"to": "0"}, {"from": "20261201"}):
+        r = await client.get("/v1/usage", params=params, headers=h)
+        assert r.status_code == 422, (params, r.text)
+    r = await client.get(
+        "/v1/tickets", params={"updated_before": "2026-12-01T00:00:00Z"}, headers=h
+    )
+    assert r.status_code == 200
+    r = await client.get("/v1/usage", params={"from": "2026-11-01", "to": "2026-11-30"}, headers=h)
+    assert r.status_code == 200

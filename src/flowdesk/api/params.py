@@ -11,7 +11,6 @@ the parameters into the OpenAPI document as FastAPI would have
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
@@ -19,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from flowdesk.pagination import DEFAULT_LIMIT, PageRequest, Part, decode_cursor
-from flowdesk.schema_types import Limit
+from flowdesk.schema_types import Day, Limit
 
 Cursor = Annotated[str | None, Query(max_length=512)]
 """The opaque `cursor` of a list's next page (flowdesk.pagination)."""
@@ -36,9 +35,9 @@ def cursor_page(*parts: Part) -> Any:
 
 
 FromDay = Annotated[
-    date | None, Query(alias="from", description="First UTC day (default: 29 days before 'to').")
+    Day | None, Query(alias="from", description="First UTC day (default: 29 days before 'to').")
 ]
-ToDay = Annotated[date | None, Query(alias="to", description="Last UTC day (default: today).")]
+ToDay = Annotated[Day | None, Query(alias="to", description="Last UTC day (default: today).")]
 
 
 M = TypeVar("M", bound=BaseModel)
