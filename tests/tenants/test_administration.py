@@ -291,3 +291,17 @@ async def test_another_tenants_ids_are_404(
         assert r.status_code == 404, (method, url, r.text)
     # And nothing of theirs changed.
     assert (await client.get("/v1/me", headers=theirs.headers)).status_code == 200
+
+
+async def test_a_key_mints_no_key_that_can_do_more_than_itself(
+    client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    # Issue 16, case 8: a key scoped only `admin` minted keys with every scope.
+    admin_only = await tenant.key(tenant.admin.id, ["admin"])
+    h = {"Authorization": f"Bearer {admin_only}"}
+    body = {"user_id": tenant.admin.id, "name": "wider", "scopes": ["admin", "tickets:write"]}
+    r = await client.post("/v1/api-keys", json=body, headers=h)
+    assert r.status_code == 403, r.text
+    assert r.json()["scopes"] == ["tickets:write"]
+    r = await client.post("/v1/api-keys", json={**body, "scopes": ["admin"]}, headers=h)
+    assert r.status_code == 201, r.text
