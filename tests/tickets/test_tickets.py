@@ -21,8 +21,15 @@ async def test_create_defaults_and_numbering(desk: Desk) -> None:
     assert first["requester"] == {"id": desk.requester.id, "name": "Rita Requester"}
     assert first["assignee"] is None and first["resolution"] is None
     assert first["fields"] == {"floor": 3} and first["version"] == 1
-    second = await desk.open(catalog_item="itsm_service_request", priority="LOW")
+    second = await desk.open(by=desk.agent, catalog_item="itsm_service_request", priority="LOW")
     assert second["number"] == "TKT-000002" and second["priority"] == "LOW"
+    # A requester files at the item's default: the priority is the agents' (as in PATCH).
+    r = await desk.client.post(
+        "/v1/tickets",
+        json={"title": "Urgent!!", "catalog_item": "itsm_incident", "priority": "CRITICAL"},
+        headers=desk.requester.headers,
+    )
+    assert r.status_code == 403 and r.json()["fields"] == ["priority"]
 
 
 async def test_create_response_has_location_and_etag(desk: Desk) -> None:
@@ -295,11 +302,23 @@ async def test_desk_users_see_only_their_own_tickets(desk: Desk) -> None:
 
 async def test_list_filters_sorting_and_pages(desk: Desk, app: FastAPI) -> None:
     c, h = desk.client, desk.agent.headers
-    a = await desk.open(title="VPN drops every hour", priority="LOW")
+    # An agent files them for the requester: only agents set a priority.
+    agent, rita = desk.agent, desk.requester.id
+    a = await desk.open(agent, title="VPN drops every hour", priority="LOW", requester_id=rita)
     b = await desk.open(
-        title="Printer jams", catalog_item="itsm_service_request", priority="CRITICAL"
+        agent,
+        title="Printer jams",
+        catalog_item="itsm_service_request",
+        priority="CRITICAL",
+        requester_id=rita,
     )
-    d = await desk.open(title="Laptop will not boot", catalog_item="incident", priority="MEDIUM")
+    d = await desk.open(
+        agent,
+        title="Laptop will not boot",
+        catalog_item="incident",
+        priority="MEDIUM",
+        requester_id=rita,
+    )
     await desk.assign(b, desk.assignee)
     closed = await desk.open(title="Old VPN issue")
     await force_status(app, closed["id"], "closed", status_category="inactive")

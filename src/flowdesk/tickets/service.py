@@ -80,6 +80,12 @@ async def create_ticket(
             f"No catalog item '{body.catalog_item}'.",
             [("/catalog_item", f"one of: {', '.join(sorted(catalog.items))}")],
         )
+    if body.priority is not None and not principal.can(TICKETS_MANAGE):
+        # As PATCH: the priority is the agents' to set (the catalog item's default otherwise).
+        raise Forbidden(
+            f"Setting the priority needs the '{TICKETS_MANAGE}' permission.",
+            extra={"required_permission": TICKETS_MANAGE, "fields": ["priority"]},
+        )
     requester = principal.user_id
     if body.requester_id is not None and body.requester_id != principal.user_id:
         if not principal.can(TICKETS_MANAGE):
