@@ -203,7 +203,9 @@ class Relay:
             if not messages:
                 return 0
             plan = await _FanOut.read(conn, messages)
-            new = [d for m in messages for d in self._deliveries_of(m, plan)]
+            # Rendering is CPU work (a tenant's template may take its whole budget, up to about
+            # half a second): off the event loop, which serves requests in a serve process.
+            new = await asyncio.to_thread(self._deliveries_of_all, messages, plan)
             await repo.add_deliveries(conn, new, self._retry_window())
         if new:
             self._due.set()
@@ -211,6 +213,9 @@ class Relay:
 
     def _retry_window(self) -> int:
         return round(self._settings.delivery_retry_hours * 3600)
+
+    def _deliveries_of_all(self, messages: list[MessageRow], plan: _FanOut) -> list[NewDelivery]:
+        return [d for m in messages for d in self._deliveries_of(m, plan)]
 
     def _deliveries_of(self, message: MessageRow, plan: _FanOut) -> list[NewDelivery]:
         tenant = plan.tenants.get(message["tenant_id"])
