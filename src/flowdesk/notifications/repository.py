@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 from sqlalchemy import (
     Date,
@@ -73,6 +73,23 @@ def _of_keys(table: Table) -> Join:
     """`table` narrowed to the rows whose (tenant_id, id) are given (`_key_arrays`)."""
     keys = _pairs("tenant_ids", "ids")
     return table.join(keys, and_(table.c.tenant_id == keys.c.tenant_id, table.c.id == keys.c.id))
+
+
+class _Keyed(TypedDict):
+    tenant_id: uuid.UUID
+    id: uuid.UUID
+
+
+KeyedT = TypeVar("KeyedT", bound=_Keyed)
+Key = tuple[uuid.UUID, uuid.UUID]
+
+
+async def _by_key(
+    conn: Connection, row_type: type[KeyedT], query: Query, keys: Sequence[Key]
+) -> dict[Key, KeyedT]:
+    """The rows of a statement over `_of_keys`, by (tenant_id, id)."""
+    found = await rows(conn, row_type, query, **_key_arrays(keys))
+    return {(r["tenant_id"], r["id"]): r for r in found}
 
 
 def _key_arrays(keys: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> dict[str, list[uuid.UUID]]:
@@ -195,11 +212,8 @@ def _tickets() -> Query:
 _TICKETS = _tickets()
 
 
-async def tickets_by_key(
-    conn: Connection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
-) -> dict[tuple[uuid.UUID, uuid.UUID], TicketNoticeRow]:
-    found = await rows(conn, TicketNoticeRow, _TICKETS, **_key_arrays(keys))
-    return {(t["tenant_id"], t["id"]): t for t in found}
+async def tickets_by_key(conn: Connection, keys: Sequence[Key]) -> dict[Key, TicketNoticeRow]:
+    return await _by_key(conn, TicketNoticeRow, _TICKETS, keys)
 
 
 class CommentNoticeRow(TypedDict):
@@ -233,11 +247,8 @@ def _comments() -> Query:
 _COMMENTS = _comments()
 
 
-async def comments_by_key(
-    conn: Connection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
-) -> dict[tuple[uuid.UUID, uuid.UUID], CommentNoticeRow]:
-    found = await rows(conn, CommentNoticeRow, _COMMENTS, **_key_arrays(keys))
-    return {(c["tenant_id"], c["id"]): c for c in found}
+async def comments_by_key(conn: Connection, keys: Sequence[Key]) -> dict[Key, CommentNoticeRow]:
+    return await _by_key(conn, CommentNoticeRow, _COMMENTS, keys)
 
 
 class PersonRow(TypedDict):
@@ -258,12 +269,9 @@ def _people() -> Query:
 _PEOPLE = _people()
 
 
-async def people_by_key(
-    conn: Connection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
-) -> dict[tuple[uuid.UUID, uuid.UUID], PersonRow]:
+async def people_by_key(conn: Connection, keys: Sequence[Key]) -> dict[Key, PersonRow]:
     """The live users among `keys` ((tenant id, user id) pairs)."""
-    found = await rows(conn, PersonRow, _PEOPLE, **_key_arrays(keys))
-    return {(p["tenant_id"], p["id"]): p for p in found}
+    return await _by_key(conn, PersonRow, _PEOPLE, keys)
 
 
 def _holders(permissions: tuple[str, ...]) -> Query:
@@ -358,11 +366,8 @@ async def enabled_webhooks_of(
 _HOOKS_BY_KEY = Query(select(webhooks).select_from(_of_keys(webhooks)))
 
 
-async def webhooks_by_key(
-    conn: Connection, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
-) -> dict[tuple[uuid.UUID, uuid.UUID], WebhookRow]:
-    found = await rows(conn, WebhookRow, _HOOKS_BY_KEY, **_key_arrays(keys))
-    return {(h["tenant_id"], h["id"]): h for h in found}
+async def webhooks_by_key(conn: Connection, keys: Sequence[Key]) -> dict[Key, WebhookRow]:
+    return await _by_key(conn, WebhookRow, _HOOKS_BY_KEY, keys)
 
 
 _tenant = bindparam("tenant_id", type_=Uuid)
