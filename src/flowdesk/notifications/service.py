@@ -39,23 +39,12 @@ from flowdesk.workflow import Catalog
 
 
 def delivery_out(d: DeliveryRow) -> DeliveryOut:
-    return DeliveryOut(
-        id=d["id"],
-        event=d["event"],
-        channel=d["channel"],
-        recipient=d["recipient"],
-        webhook_id=d["webhook_id"],
-        ticket_id=d["ticket_id"],
-        state=d["state"],
-        attempts=d["attempts"],
-        next_attempt_at=d["next_attempt_at"] if d["state"] == "pending" else None,
-        give_up_at=d["give_up_at"],
-        last_error=d["last_error"],
-        message_id=d["message_id"],
-        subject=d["content"].get("subject") if d["channel"] == "email" else None,
-        created_at=d["created_at"],
-        updated_at=d["updated_at"],
-        sent_at=d["sent_at"],
+    return DeliveryOut.model_validate(
+        {
+            **d,
+            "next_attempt_at": d["next_attempt_at"] if d["state"] == "pending" else None,
+            "subject": d["content"].get("subject") if d["channel"] == "email" else None,
+        }
     )
 
 
@@ -121,27 +110,32 @@ def _known_event(event: str) -> str:
     return event
 
 
+def _template_out(
+    event: str, source: TemplateSource, *, custom: bool, in_use: bool, updated_at: datetime | None
+) -> TemplateOut:
+    return TemplateOut.model_validate(
+        {
+            "event": event,
+            "subject": source.subject,
+            "html": source.html,
+            "text": source.text,
+            "custom": custom,
+            "in_use": in_use,
+            "updated_at": updated_at,
+        }
+    )
+
+
 async def get_template(
     conn: Connection, tenant_id: uuid.UUID, event: str, *, custom_enabled: bool
 ) -> TemplateOut:
     """The tenant's template of the event, or the built-in one."""
     stored = await repo.template(conn, tenant_id, _known_event(event))
     if stored is None:
-        source = builtin(event)
-        return TemplateOut(
-            event=event,
-            subject=source.subject,
-            html=source.html,
-            text=source.text,
-            custom=False,
-            in_use=True,
-            updated_at=None,
-        )
-    return TemplateOut(
-        event=event,
-        subject=stored["subject"],
-        html=stored["html"],
-        text=stored["text"],
+        return _template_out(event, builtin(event), custom=False, in_use=True, updated_at=None)
+    return _template_out(
+        event,
+        template_source(event, stored),
         custom=True,
         in_use=custom_enabled,
         updated_at=stored["updated_at"],
@@ -154,19 +148,12 @@ async def put_template(
     """Store the tenant's template after checking it (422 with a pointer to the line of any
     problem); (the template, whether it is new)."""
     _known_event(event)
+    source = TemplateSource(body.subject, body.html, body.text)
     # Off the event loop: checking a large template takes a noticeable fraction of a second.
-    await asyncio.to_thread(validate, TemplateSource(body.subject, body.html, body.text))
+    await asyncio.to_thread(validate, source)
     existed = await repo.template(conn, tenant_id, event) is not None
     stored = await repo.put_template(conn, tenant_id, event, body.subject, body.html, body.text)
-    out = TemplateOut(
-        event=event,
-        subject=stored["subject"],
-        html=stored["html"],
-        text=stored["text"],
-        custom=True,
-        in_use=True,
-        updated_at=stored["updated_at"],
-    )
+    out = _template_out(event, source, custom=True, in_use=True, updated_at=stored["updated_at"])
     return out, not existed
 
 
