@@ -15,7 +15,7 @@ from typing import Any
 
 from flowdesk.auth import keys
 from flowdesk.db.query import Connection
-from flowdesk.errors import Conflict, InvalidInput, NotFound, found
+from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound, found
 from flowdesk.itsm.quotas import SeatGuard, check_agent_seats, grants_agent_seat, guard_agent_seats
 from flowdesk.itsm.repository import TenantRow
 from flowdesk.tenants import repository as repo
@@ -303,8 +303,18 @@ async def create_key(
     name: str,
     scopes: Sequence[str],
     expires_at: datetime | None,
+    *,
+    within: frozenset[str] | None = None,
 ) -> NewKey:
-    """A key for a live user of the tenant; its secret is in the result and nowhere else."""
+    """A key for a live user of the tenant; its secret is in the result and nowhere else.
+    `within`: the scopes of the key asking (a key never mints one that may do more than
+    itself); None for the operator (the CLI)."""
+    beyond = sorted(set(scopes) - within) if within is not None else []
+    if beyond:
+        raise Forbidden(
+            f"This key cannot give scopes it does not have: {', '.join(beyond)}.",
+            extra={"scopes": beyond},
+        )
     await get_user(conn, tenant_id, user_id)
     if expires_at is not None:
         if expires_at.tzinfo is None:
