@@ -8,7 +8,6 @@ only if the ticket is still at that version; otherwise the use case reads and de
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -35,7 +34,6 @@ from flowdesk.vocabulary import ADMIN, TICKETS_CREATE, TICKETS_MANAGE
 from flowdesk.workflow import (
     ApplyInputs,
     Catalog,
-    Status,
     StatusMapMissing,
     TicketFacts,
     TransitionRefused,
@@ -160,13 +158,13 @@ async def list_tickets(
     categories: list[str] = list(p.status_category or [])
     stale_in = None
     # As RT: a deleted ticket never shows in search results, even when its status is named.
-    leave_out = _statuses_where(catalog, lambda s: s.deleted)
+    leave_out = catalog.deleted
     if p.stale:
         stale_in = [(w.name, list(w.statuses)) for w in catalog.workflows.values()]
     elif not p.status:
         # As RT: inactive tickets are left out unless asked for, hidden statuses unless named.
         categories = categories or ["initial", "active"]
-        leave_out = _statuses_where(catalog, lambda s: s.hidden or s.deleted)
+        leave_out = catalog.unlisted
     query = ListQuery(
         statuses=p.status or (),
         categories=categories,
@@ -200,17 +198,6 @@ def _deleted(catalog: Catalog, row: TicketRow) -> bool:
     workflow = catalog.workflows.get(row["workflow"])
     status = workflow.statuses.get(row["status"]) if workflow else None
     return status is not None and status.deleted
-
-
-def _statuses_where(
-    catalog: Catalog, wanted: Callable[[Status], bool]
-) -> list[tuple[str, list[str]]]:
-    """(workflow, its statuses that are `wanted`) for each workflow that has any."""
-    found = [
-        (w.name, [s.name for s in w.statuses.values() if wanted(s)])
-        for w in catalog.workflows.values()
-    ]
-    return [(name, statuses) for name, statuses in found if statuses]
 
 
 def _sort_key(row: TicketRow, sort: str) -> object:

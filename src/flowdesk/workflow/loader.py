@@ -4,7 +4,7 @@ checked. Any error stops the load with every diagnostic (file:line:col: message)
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,7 +17,7 @@ from .catalog_spec import parse_implies, parse_item, parse_map
 from .checks import check_workflow
 from .compile import compile_workflow, merge_implies
 from .diagnostics import CatalogError, Diagnostic, Pos, Sink
-from .model import DEFAULT_RESOLUTIONS, Catalog, CatalogItem, Workflow
+from .model import DEFAULT_RESOLUTIONS, Catalog, CatalogItem, Status, Workflow
 from .spec import parse_workflow, transition_key
 from .yamlnodes import (
     boolean,
@@ -264,7 +264,20 @@ def compile_catalog(sources: Sequence[tuple[str, str]]) -> Catalog:
         warnings=tuple(sink.warnings),
         sources=tuple(f for f, _ in sources),
         resolutions=resolutions,
+        unlisted=_statuses_where(workflows, lambda s: s.hidden or s.deleted),
+        deleted=_statuses_where(workflows, lambda s: s.deleted),
     )
+
+
+def _statuses_where(
+    workflows: Mapping[str, Workflow], wanted: Callable[[Status], bool]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(workflow, its statuses that are `wanted`) for each workflow that has any."""
+    found = (
+        (w.name, tuple(s.name for s in w.statuses.values() if wanted(s)))
+        for w in workflows.values()
+    )
+    return tuple((name, statuses) for name, statuses in found if statuses)
 
 
 def _check_resolutions(

@@ -323,6 +323,10 @@ class Catalog:
     sources: tuple[str, ...] = ()
     # The resolutions a ticket may be given ("must be defined in the database", as Trac says).
     resolutions: tuple[str, ...] = ()
+    # Per workflow, the statuses a default ticket list leaves out (hidden or deleted) and those
+    # no list ever shows (deleted): made once at load, read by every list request.
+    unlisted: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    deleted: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def workflow(self, name: str) -> Workflow:
         try:
