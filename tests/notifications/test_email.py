@@ -348,6 +348,9 @@ async def test_the_monthly_quota_drops_mail_past_it_and_raises_one_alert(
     assert len(alerts) == 1 and alerts[0]["limit"] == 3
     r = await client.get("/v1/tenant", headers=tenant.headers)
     assert r.json()["quota_usage"]["max_emails_month"] == {"limit": 3, "current": 3}
+    # The platform operator sees the same count.
+    r = await operator.get(f"/tenants/{tenant.slug}")
+    assert r.json()["quota_usage"]["max_emails_month"] == {"limit": 3, "current": 3}
 
     # A dropped mail is never retried by the relay; an admin may, once the quota allows.
     dropped = await fetchval(
