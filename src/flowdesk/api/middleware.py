@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from os import urandom
 
@@ -17,6 +18,10 @@ class _ClientGone(Exception):
     """The client disconnected before its body arrived: nothing to answer."""
 
 
+class _TooLarge(Exception):
+    """The body is over the limit."""
+
+
 class RequestMiddleware:
     """The per-request basics, in one ASGI layer (each layer costs a wrapper per message on
     the hot path, measured in bench/):
@@ -25,12 +30,16 @@ class RequestMiddleware:
       on the response;
     - the body limit: 413 for a body over `max_bytes`, by Content-Length up front or by
       counting a stream. The body is read here (it is at most 64 KiB by default) and replayed
-      to the app, so an oversized stream is refused before any endpoint sees a byte of it.
+      to the app, so an oversized stream is refused before any endpoint sees a byte of it;
+    - the body deadline: a body not in within `body_seconds` of the headers gets 408 and the
+      connection is closed (a slow client holds no worker's request, nor a pooled connection,
+      for longer). The headers have their deadline in flowdesk.api.protocol.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, body_seconds: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_seconds = body_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,8 +63,11 @@ class RequestMiddleware:
                 body = await self._read_body(scope, receive)
             except _ClientGone:
                 return
-            if body is None:
+            except _TooLarge:
                 await self._reject(scope, receive, send_with_id)
+                return
+            except TimeoutError:
+                await self._timed_out(scope, receive, send_with_id)
                 return
             replayed = False
 
@@ -70,11 +82,19 @@ class RequestMiddleware:
         finally:
             request_id_var.reset(token)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The whole body, or None when it is over the limit."""
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole body; _TooLarge when it is over the limit, TimeoutError when it is late."""
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return None
+            raise _TooLarge
+        if declared == "0" or (declared is None and _header(scope, b"transfer-encoding") is None):
+            # No body (most requests): its one empty message is already there, and no timer
+            # is worth arming for it.
+            return await self._receive_body(receive)
+        async with asyncio.timeout(self.body_seconds):
+            return await self._receive_body(receive)
+
+    async def _receive_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -84,7 +104,7 @@ class RequestMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                return None
+                raise _TooLarge
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -95,6 +115,17 @@ class RequestMiddleware:
             "payload-too-large",
             "Payload too large",
             f"The request body exceeds {self.max_bytes} bytes.",
+        )
+        await response(scope, receive, send)
+
+    async def _timed_out(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # `Connection: close`: what is left of the body must not be read as the next request.
+        response = problem_response(
+            408,
+            "request-timeout",
+            "Request timeout",
+            f"The request body did not arrive within {self.body_seconds:g} seconds.",
+            headers={"connection": "close"},
         )
         await response(scope, receive, send)
 
