@@ -10,6 +10,11 @@ last_used_at is noted at most once per `key_touch_interval_seconds` per key, and
 the background: the noted uses are flushed in one statement every `key_use_flush_seconds`
 and at shutdown, so no request waits for a write to record that it was made. A crash loses
 at most one flush interval of notes (the next use notes the key again).
+
+A bearer token that is a JWT (three dot-separated parts, no `fdk_` prefix) is an OpenID
+Connect sign-in: handed to flowdesk.auth.oidc, whose caches this authenticator forgets along
+with its own. Both callers (the endpoints' dependency and the usage middleware) thus take
+either credential alike (docs/adr/0009-oidc-sign-in.md).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flowdesk.auth import keys
+from flowdesk.auth.identity import SeatGuard, ungarded
+from flowdesk.auth.oidc import TokenAuthenticator, looks_like_jwt
 from flowdesk.auth.permissions import effective_permissions, user_permissions
 from flowdesk.auth.principal import Principal
 from flowdesk.auth.repository import KeyRow, fetch_key, record_key_use
@@ -46,7 +53,13 @@ class _Cached:
 
 class Authenticator:
     def __init__(
-        self, db: Database, *, ttl: TtlPolicy, touch_interval: int, flush_seconds: float
+        self,
+        db: Database,
+        *,
+        ttl: TtlPolicy,
+        touch_interval: int,
+        flush_seconds: float,
+        seats: SeatGuard = ungarded,
     ) -> None:
         self._db = db
         self._touch_interval = touch_interval
@@ -54,20 +67,27 @@ class Authenticator:
             ttl=ttl, max_entries=_MAX_CACHED_KEYS
         )
         self._uses: dict[tuple[uuid.UUID, uuid.UUID], datetime] = {}
+        # Sign-in may join groups: within the agent seats of the tenant's licence (`seats`).
+        self.tokens = TokenAuthenticator(db, ttl=ttl, seats=seats)
         self._flusher = Periodic("key-use-flush", flush_seconds, self.flush_uses, jitter=0)
 
     def forget_all(self) -> None:
         self._cache.forget_all()
+        self.tokens.forget_all()
 
     def forget_tenant(self, tenant_id: uuid.UUID) -> None:
-        """Forget the tenant's keys (a key, user, group or licence of it changed)."""
+        """Forget the tenant's keys and signed-in tokens (a key, user, group, identity
+        provider or licence of it changed)."""
         self._cache.forget_tenant(tenant_id)
+        self.tokens.forget_tenant(tenant_id)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         key = _bearer_token(authorization)
         # One body for every failure, so a caller learns nothing about which keys exist.
         if key is None:
             raise Unauthorized()
+        if not key.startswith(keys.KEY_PREFIX) and looks_like_jwt(key):
+            return await self.tokens.authenticate(key)
         digest = keys.hash_key(key)
         cached = self._cache.get(digest)
         if cached is None:
@@ -137,6 +157,7 @@ class Authenticator:
     async def stop(self) -> None:
         await self._flusher.stop()
         await self.flush_uses()
+        await self.tokens.close()
 
 
 def _bearer_token(authorization: str | None) -> str | None:

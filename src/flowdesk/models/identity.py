@@ -1,4 +1,5 @@
-"""Users, groups (which grant permissions), group membership and API keys.
+"""Users, groups (which grant permissions), group membership, API keys, and the OpenID
+providers a tenant trusts with the identities signed in through them.
 
 Every table leads its primary key and each foreign key with tenant_id, so that rows of one
 tenant can never reference another tenant's, and the schema can be distributed by tenant.
@@ -19,7 +20,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from flowdesk.db.base import metadata
 from flowdesk.models.columns import created_at, tenant_id, updated_at, uuid_id
@@ -98,4 +99,53 @@ api_keys = Table(
     # Authentication looks a key up by its hash before the tenant is known.
     Index("uq_api_keys_key_hash", "key_hash", unique=True),
     Index("ix_api_keys_tenant_id_user_id", "tenant_id", "user_id"),
+)
+
+identity_providers = Table(
+    "identity_providers",
+    metadata,
+    tenant_id(),
+    Column("name", String(100), primary_key=True),
+    Column("issuer", Text, nullable=False),
+    Column("audience", Text, nullable=False),
+    # None: the jwks_uri of the issuer's discovery document.
+    Column("jwks_uri", Text),
+    Column("email_claim", String(100), nullable=False),
+    Column("name_claim", String(100), nullable=False),
+    Column("groups_claim", String(100)),
+    # A groups-claim value -> the id of the group it makes the user a member of.
+    Column("group_map", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # The group a first sign-in joins. Its deletion clears this column only (tenant_id stays:
+    # PostgreSQL 15's column list).
+    Column("default_group_id", Uuid),
+    created_at(),
+    updated_at(),
+    ForeignKeyConstraint(
+        ["tenant_id", "default_group_id"],
+        ["groups.tenant_id", "groups.id"],
+        ondelete="SET NULL (default_group_id)",
+    ),
+    # A token's (iss, aud) names one provider of one tenant: sign-in looks it up by these,
+    # before the tenant is known. Two tenants may share an issuer with distinct audiences.
+    Index("uq_identity_providers_issuer_audience", "issuer", "audience", unique=True),
+)
+
+user_identities = Table(
+    "user_identities",
+    metadata,
+    tenant_id(),
+    Column("issuer", Text, primary_key=True),
+    Column("subject", Text, primary_key=True),
+    Column("user_id", Uuid, nullable=False),
+    # The sign-in key: an api_keys row nobody holds, which this identity's requests are
+    # metered and rate-limited under (docs/adr/0009-oidc-sign-in.md).
+    Column("key_id", Uuid, nullable=False),
+    created_at(),
+    ForeignKeyConstraint(
+        ["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"
+    ),
+    ForeignKeyConstraint(
+        ["tenant_id", "key_id"], ["api_keys.tenant_id", "api_keys.id"], ondelete="CASCADE"
+    ),
+    Index("ix_user_identities_tenant_id_user_id", "tenant_id", "user_id"),
 )
