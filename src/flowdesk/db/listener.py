@@ -1,4 +1,6 @@
-"""Hearing of access changes from PostgreSQL (LISTEN flowdesk_access), for the caches.
+"""Hearing of changes from PostgreSQL (LISTEN/NOTIFY) on one connection per process: access
+changes for the caches (channel flowdesk_access), and any other channel a part of the process
+listens on (`listen`: the ticket changes of the live streams, flowdesk.tickets.live).
 
 Triggers (migration 0004) send `NOTIFY flowdesk_access, '<tenant id>'` on commit of any change
 to a tenant's keys, users, groups, memberships, licence, flags or rate policy, whoever makes it.
@@ -10,6 +12,9 @@ reaches every worker within milliseconds of its commit. When it is down, nothing
 the caches fall back to their own short TTL (`ttl_policy`), and once it is back they forget
 everything (what changed in between was not heard). A connection that died silently (a
 partition, a server that vanished without a FIN) is caught by a ping every `ping_seconds`.
+
+Another channel's listener is told of each payload (`notified`) and, each time the connection
+is (re)established, that whatever was sent while nobody listened was not heard (`resumed`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,14 @@ class Subscriber(Protocol):
     def forget_all(self) -> None: ...
 
 
+class ChannelListener(Protocol):
+    def notified(self, payload: str) -> None:
+        """A payload sent on the channel (called in the event loop: it must not block)."""
+
+    def resumed(self) -> None:
+        """The connection is (again) listening: what was sent before this was not heard."""
+
+
 class AccessListener:
     def __init__(
         self,
@@ -57,6 +70,7 @@ class AccessListener:
         self._ping_seconds = ping_seconds
         self._connect_timeout = connect_timeout
         self._subscribers: list[Subscriber] = []
+        self._channels: dict[str, ChannelListener] = {}
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -65,6 +79,13 @@ class AccessListener:
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
+
+    def listen(self, channel: str, listener: ChannelListener) -> None:
+        """Hear `channel` on the same connection (one listener per channel; before start)."""
+        assert channel != CHANNEL, channel
+        assert channel not in self._channels, channel
+        assert self._task is None, "channels are added before the listener starts"
+        self._channels[channel] = listener
 
     @property
     def listening(self) -> bool:
@@ -122,12 +143,16 @@ class AccessListener:
         self._conn = conn
         conn.add_termination_listener(lambda _conn: self._lost.set())
         await conn.add_listener(CHANNEL, self._on_notify)
+        for channel, listener in self._channels.items():
+            await conn.add_listener(channel, _dispatch_to(listener))
         # Whatever changed while nobody listened is unknown: start from empty caches. Entries
         # fetched from now on are covered by the listener.
         for subscriber in self._subscribers:
             subscriber.forget_all()
         self._listening_since = time.monotonic()
-        logger.info("access listener: listening on %s", CHANNEL)
+        for listener in self._channels.values():
+            listener.resumed()
+        logger.info("access listener: listening on %s", ", ".join([CHANNEL, *self._channels]))
 
     async def _watch(self) -> None:
         """Returns (by raising) when the connection is lost or stops answering."""
@@ -158,3 +183,13 @@ class AccessListener:
                 await asyncio.wait_for(conn.close(), self._connect_timeout)
             if not conn.is_closed():
                 conn.terminate()
+
+
+def _dispatch_to(listener: ChannelListener) -> Callable[[object, int, str, object], None]:
+    def on_notify(_conn: object, _pid: int, channel: str, payload: object) -> None:
+        try:
+            listener.notified(str(payload))
+        except Exception:  # one bad payload must not stop the connection's other callbacks
+            logger.exception("listener on %s failed on a payload", channel)
+
+    return on_notify
