@@ -591,19 +591,24 @@ class NotifyBench:
         conn = await asyncpg.connect(self.dsn)
         try:
             for _ in range(20):
-                skipped = await conn.fetchval(
-                    """
-                    WITH m AS (
-                        UPDATE outbox SET delivered_at = now()
-                        WHERE delivered_at IS NULL RETURNING 1
-                    ), d AS (
-                        UPDATE deliveries SET state = 'dropped', updated_at = now(),
-                                              last_error = 'skipped by the benchmark'
-                        WHERE state = 'pending' RETURNING 1
+                try:
+                    skipped = await conn.fetchval(
+                        """
+                        WITH m AS (
+                            UPDATE outbox SET delivered_at = now()
+                            WHERE delivered_at IS NULL RETURNING 1
+                        ), d AS (
+                            UPDATE deliveries SET state = 'dropped', updated_at = now(),
+                                                  last_error = 'skipped by the benchmark'
+                            WHERE state = 'pending' RETURNING 1
+                        )
+                        SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM d)
+                        """
                     )
-                    SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM d)
-                    """
-                )
+                except asyncpg.DeadlockDetectedError:
+                    # A running relay locks the same rows in another order: try again.
+                    await asyncio.sleep(0.3)
+                    continue
                 if not relaying or not skipped:
                     return
                 await asyncio.sleep(0.3)
