@@ -29,6 +29,7 @@ from flowdesk.app import create_app
 from flowdesk.config import Settings
 from flowdesk.db import embedded, migrate
 from tests.support import PLATFORM_TOKEN, Operator, TenantCtx, new_tenant
+from tests.tickets.conftest import AGENT, Desk
 
 
 def _plain_dsn(url: str) -> str:
@@ -112,6 +113,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         platform_token=PLATFORM_TOKEN,
         # The background tasks are driven by hand in the tests that need them.
         quota_check_seconds=0,
+        timer_tick_seconds=0,
         usage_flush_seconds=3600,
         key_use_flush_seconds=3600,
     )
@@ -146,3 +148,15 @@ async def other_tenant(app: FastAPI, client: httpx.AsyncClient) -> TenantCtx:
 def operator(client: httpx.AsyncClient) -> Operator:
     """The platform operator, with the platform token."""
     return Operator(client)
+
+
+@pytest.fixture
+async def desk(client: httpx.AsyncClient, tenant: TenantCtx) -> Desk:
+    """A service desk in `tenant`: a requester, the assignee and another agent."""
+    return Desk(
+        client=client,
+        tenant=tenant,
+        requester=await tenant.user("tickets:create", name="Rita Requester"),
+        assignee=await tenant.user(*AGENT, name="Ada Assignee"),
+        agent=await tenant.user(*AGENT, name="Otto Other"),
+    )

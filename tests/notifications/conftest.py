@@ -19,7 +19,6 @@ from flowdesk.db import migrate
 from tests.notifications.smtp import Handler, SmtpServer
 from tests.sql import fetchval
 from tests.support import TenantCtx, new_tenant
-from tests.tickets.conftest import AGENT, Desk
 
 MAIL_FROM = "Example Desk <desk@example.com>"
 PORTAL = "https://desk.example.com"
@@ -66,17 +65,6 @@ async def app(notify_settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(notify_settings)
     async with application.router.lifespan_context(application):
         yield application
-
-
-@pytest.fixture
-async def desk(client: httpx.AsyncClient, tenant: TenantCtx) -> Desk:
-    return Desk(
-        client=client,
-        tenant=tenant,
-        requester=await tenant.user("tickets:create", name="Rita Requester"),
-        assignee=await tenant.user(*AGENT, name="Ada Assignee"),
-        agent=await tenant.user(*AGENT, name="Otto Other"),
-    )
 
 
 @pytest.fixture

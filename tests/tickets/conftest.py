@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from flowdesk.app import create_app
@@ -53,17 +52,6 @@ class Desk:
         return await self.client.post(
             f"/v1/tickets/{ticket['id']}/transitions", json=body, headers=by.headers
         )
-
-
-@pytest.fixture
-async def desk(client: httpx.AsyncClient, tenant: TenantCtx) -> Desk:
-    return Desk(
-        client=client,
-        tenant=tenant,
-        requester=await tenant.user("tickets:create", name="Rita Requester"),
-        assignee=await tenant.user(*AGENT, name="Ada Assignee"),
-        agent=await tenant.user(*AGENT, name="Otto Other"),
-    )
 
 
 async def force_status(app: FastAPI, ticket_id: str, status: str, **extra: Any) -> None:
