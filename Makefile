@@ -9,6 +9,7 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test coverage lint format typecheck openapi openapi-check check bench bench-notifications \
+	bench-streams \
 	lock clean
 
 $(BIN)/python:
@@ -66,6 +67,13 @@ bench: $(RUN_STAMP)
 bench-notifications: $(RUN_STAMP)
 	VENV_PY=$(BIN)/python bash bench/setup.sh
 	$(BIN)/python bench/notifications.py
+
+# Live updates: 1,000 event streams on one worker under the create load (delivery latency,
+# RSS) and what the NOTIFY costs a create; about 3 minutes (BENCH_QUICK=1: one). See
+# bench/README.md.
+bench-streams: $(RUN_STAMP)
+	VENV_PY=$(BIN)/python bash bench/setup.sh
+	$(BIN)/python bench/streams.py
 
 # Re-resolve the newest versions into constraints.txt (in a scratch venv, so nothing stale
 # from .venv leaks in).

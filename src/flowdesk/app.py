@@ -13,12 +13,18 @@ from fastapi import FastAPI, Request
 from starlette.routing import BaseRoute
 
 from flowdesk import __version__
+from flowdesk.api.assets import router as assets_router
 from flowdesk.api.auth import BEARER_SCHEME
+from flowdesk.api.cors import CorsMiddleware
+from flowdesk.api.identity_providers import router as identity_providers_router
+from flowdesk.api.metrics import PoolSampler, install_metrics
 from flowdesk.api.middleware import RequestMiddleware
 from flowdesk.api.notifications import router as notifications_router
 from flowdesk.api.platform import router as platform_router
 from flowdesk.api.problems import install_handlers
 from flowdesk.api.public import router as public_router
+from flowdesk.api.stream import router as stream_router
+from flowdesk.api.stream import streams_end_on_shutdown
 from flowdesk.api.tenants import router as tenants_router
 from flowdesk.api.tickets import router as tickets_router
 from flowdesk.api.usage import router as usage_router
@@ -30,13 +36,18 @@ from flowdesk.config import Settings, get_settings
 from flowdesk.db import embedded
 from flowdesk.db.listener import AccessListener
 from flowdesk.db.pool import Database, asyncpg_dsn
+from flowdesk.db.readiness import ReadinessProbe
 from flowdesk.errors import ServiceUnavailable
 from flowdesk.idempotency.repository import purge_expired
 from flowdesk.itsm.controls import ControlsCache, default_policy
-from flowdesk.itsm.quotas import quota_check_job
+from flowdesk.itsm.quotas import quota_check_job, within_agent_seats
 from flowdesk.notifications.relay import Relay, purge_job
 from flowdesk.periodic import Periodic
 from flowdesk.runtime import Runtime, runtime_of
+from flowdesk.tenants.origins import OriginRegistry
+from flowdesk.tickets.live import CHANNEL as TICKETS_CHANNEL
+from flowdesk.tickets.live import LiveHub
+from flowdesk.tickets.timers import timer_job
 from flowdesk.usage.meter import UsageMeter
 from flowdesk.usage.ratelimit import RateLimiter
 from flowdesk.workflow import Catalog, load_catalog
@@ -110,6 +121,7 @@ async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime
             ttl=listener.ttl_policy(settings.auth_cache_seconds),
             touch_interval=settings.key_touch_interval_seconds,
             flush_seconds=settings.key_use_flush_seconds,
+            seats=within_agent_seats,
         )
         controls = ControlsCache(
             db,
@@ -118,6 +130,12 @@ async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime
         )
         listener.subscribe(authenticator)
         listener.subscribe(controls)
+        # CORS's tenant origins, and the live streams' ticket changes, heard on the same
+        # connection.
+        origins = OriginRegistry(db, ttl=listener.ttl_policy(settings.auth_cache_seconds))
+        listener.subscribe(origins)
+        live = LiveHub(db, max_per_key=settings.stream_max_per_key)
+        listener.listen(TICKETS_CHANNEL, live)
         runtime = Runtime(
             settings=settings,
             catalog=catalog,
@@ -129,7 +147,11 @@ async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime
             rate_limiter=RateLimiter(settings.redis_url),
             usage_meter=UsageMeter(db, settings.usage_flush_seconds),
             relay=Relay(db, settings, catalog),
+            live=live,
+            origins=origins,
+            readiness=ReadinessProbe(asyncpg_dsn(url), timeout=settings.db_connect_timeout),
         )
+        started.push_async_callback(runtime.readiness.close)
         listener.start()
         started.push_async_callback(listener.stop)
         started.push_async_callback(runtime.rate_limiter.close)
@@ -146,11 +168,16 @@ async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime
                 "idempotency-purge", settings.idempotency_purge_seconds, lambda: purge_expired(db)
             ),
             quota_check_job(db, settings.quota_check_seconds),
+            timer_job(db, catalog, settings.timer_tick_seconds),
             purge_job(db, settings),
+            PoolSampler(runtime),
         )
         for job in jobs:
             job.start()
             started.push_async_callback(job.stop)
+        live.start()
+        started.push_async_callback(live.stop)
+        started.callback(live.close_all)  # first: open streams end before anything stops
         yield runtime
 
 
@@ -191,9 +218,12 @@ def _routes() -> list[BaseRoute]:
     routers = (
         tickets_router,
         public_router,
+        assets_router,
         tenants_router,
+        identity_providers_router,
         workflows_router,
         notifications_router,
+        stream_router,
         usage_router,
         platform_router,
     )
@@ -210,7 +240,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with serving(settings, catalog) as runtime:
             app.state.runtime = runtime
-            with _startup_heap_frozen():
+            with _startup_heap_frozen(), streams_end_on_shutdown(runtime.live):
                 yield
 
     app = FastAPI(
@@ -236,11 +266,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         "/readyz", tags=["health"], summary="The database is reachable", openapi_extra=_NO_AUTH
     )
     async def readyz(request: Request) -> dict[str, str]:
-        try:
-            async with runtime_of(request).db.connection() as conn:
-                await conn.execute("SELECT 1")
-        except Exception as exc:
-            raise ServiceUnavailable("The database is unreachable.") from exc
+        # Over a connection of its own, not the request pool's (flowdesk.db.readiness).
+        if not await runtime_of(request).readiness.ready():
+            raise ServiceUnavailable("The database is unreachable.")
         return {"status": "ready"}
 
     # The last added runs first: the request id is set before anything logs, and an oversized
@@ -250,5 +278,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         limited_paths=settings.rate_limit_paths,
         metered_paths=settings.metered_paths,
     )
-    app.add_middleware(RequestMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestMiddleware,
+        max_bytes=settings.max_body_bytes,
+        body_seconds=settings.body_timeout_seconds,
+    )
+    app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
+    install_metrics(app, settings)  # outermost: counts what the layers inside refuse
     return app

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from flowdesk.origins import normalise_origins
 
 
 class Settings(BaseSettings):
@@ -59,6 +61,27 @@ class Settings(BaseSettings):
     # timeout (60 s), so that the balancer, not the server, closes them and no request is lost
     # to a connection closed under it.
     keepalive_seconds: int = Field(default=75, ge=1)
+    # Slow and huge clients (docs/deployment.md; a reverse proxy in front is still expected).
+    # Per worker: requests beyond this many open connections or tasks get uvicorn's 503.
+    limit_concurrency: int = Field(default=1000, ge=1)
+    # A request's line and header fields: at most this many bytes and fields (else 431).
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    max_header_fields: int = Field(default=100, ge=1)
+    # A request's line and headers must be in within this many seconds of the connection's
+    # opening or of the request's first byte: a silent connection is closed, a trickle is 408.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The request body must be in within this many seconds of its headers (else 408).
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # The peers whose X-Forwarded-For and X-Forwarded-Proto are believed (the reverse proxy):
+    # comma-separated addresses or networks, "*" for any (only behind a private network).
+    forwarded_allow_ips: str = "127.0.0.1,::1"
+    # Log lines as text or as one JSON object per line.
+    log_format: Literal["text", "json"] = "text"
+    # GET /metrics (Prometheus) with `Authorization: Bearer` the metrics token or the
+    # platform token; off by default. Pool gauges are sampled this often per worker.
+    metrics_enabled: bool = False
+    metrics_token: SecretStr | None = None
+    metrics_sample_seconds: float = Field(default=5.0, gt=0)
     # Expired Idempotency-Key records (kept 24 h) are deleted this often (0: never).
     idempotency_purge_seconds: float = Field(default=600.0, ge=0)
     # Redis shared by replicas for rate limits (redis://host:6379/0); unset: in-process limits.
@@ -85,6 +108,9 @@ class Settings(BaseSettings):
     # The background quota check runs this often in each process (0: never); an advisory lock
     # lets one process at a time do it.
     quota_check_seconds: float = Field(default=300.0, ge=0)
+    # Due timers of the catalog (a status's `timeout`) are looked for this often in each
+    # process (0: never); the due rows are claimed, so the processes never move one twice.
+    timer_tick_seconds: float = Field(default=60.0, ge=0)
     # Notifications (flowdesk.notifications). Mails go through this SMTP server
     # (smtp://user:pass@host:587?starttls=true, smtps://…:465); unset, they are written to the
     # Maildir data_dir/mail, which `flowdesk mail list` reads.
@@ -118,6 +144,16 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     webhook_disable_after_hours: float = Field(default=72.0, gt=0)
 
+    # CORS (flowdesk.api.cors): the browser origins (scheme://host[:port], comma-separated in
+    # the environment) whose SPAs may call flowdesk whatever the tenant; each tenant may allow
+    # more of its own (PATCH /v1/tenant, allowed_origins).
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Live updates (GET /v1/events/stream): a comment is sent this often on an idle stream, so
+    # that proxies keep it open and a dead client is noticed; and at most this many streams
+    # per API key (or token) per process, beyond which a new one is refused with 429.
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    stream_max_per_key: int = Field(default=5, ge=1)
+
     # Seeds a demo tenant (and prints its admin key) on an empty embedded database.
     seed_demo: bool = True
 
@@ -127,6 +163,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        return normalise_origins(value)
 
     @field_validator("workflow_files", mode="before")
     @classmethod

@@ -14,8 +14,11 @@ from flowdesk.auth.service import Authenticator
 from flowdesk.config import Settings
 from flowdesk.db.listener import AccessListener
 from flowdesk.db.pool import Database
+from flowdesk.db.readiness import ReadinessProbe
 from flowdesk.itsm.controls import ControlsCache
 from flowdesk.notifications.relay import Relay
+from flowdesk.tenants.origins import OriginRegistry
+from flowdesk.tickets.live import LiveHub
 from flowdesk.usage.meter import UsageMeter
 from flowdesk.usage.ratelimit import RateLimiter
 from flowdesk.workflow import Catalog
@@ -33,6 +36,9 @@ class Runtime:
     rate_limiter: RateLimiter
     usage_meter: UsageMeter
     relay: Relay
+    live: LiveHub
+    origins: OriginRegistry
+    readiness: ReadinessProbe
 
 
 def runtime_of(conn: HTTPConnection) -> Runtime:

@@ -49,11 +49,13 @@ async def test_a_ticket_life_mails_the_people_seed_004_names(
     assert number in str(ack["Subject"])
     assert "VPN drops every hour" in body_text(ack)
 
-    # Assigned: the assignee (the admin assigned, so the admin hears nothing).
+    # Assigned: the assignee (the admin assigned, so the admin hears nothing); the open
+    # ticket started with it (itsm_default's on_assign), which the reporter hears of.
     await desk.assign(ticket, assignee)
     await settled(app, desk.tenant.id)
     assert len(mailer.handler.to(assignee.email)) == 2
     assert number in str(mailer.handler.to(assignee.email)[1]["Subject"])
+    assert len(mailer.handler.to(requester.email)) == 2
 
     # An internal note reaches no requester; an external reply does.
     url = f"/v1/tickets/{ticket['id']}/comments"
@@ -70,16 +72,13 @@ async def test_a_ticket_life_mails_the_people_seed_004_names(
     )
     assert r.status_code == 201, r.text
     await settled(app, desk.tenant.id)
-    assert len(mailer.handler.to(requester.email)) == 2
-    reply = mailer.handler.to(requester.email)[1]
+    assert len(mailer.handler.to(requester.email)) == 3
+    reply = mailer.handler.to(requester.email)[2]
     assert "Please try the new profile" in body_text(reply)
     assert "DHCP" not in body_text(reply)
 
-    # Start (a status change), then resolve: the reporter gets the resolved mail, not also a
-    # status-changed one for the same change; then close.
-    assert (await desk.move(ticket, assignee, action="start")).status_code == 200
-    await settled(app, desk.tenant.id)
-    assert len(mailer.handler.to(requester.email)) == 3
+    # Resolve: the reporter gets the resolved mail, not also a status-changed one for the
+    # same change; then close.
     assert (await desk.move(ticket, assignee, action="resolve")).status_code == 200
     await settled(app, desk.tenant.id)
     assert len(mailer.handler.to(requester.email)) == 4
@@ -215,12 +214,13 @@ async def test_custom_templates_with_every_placeholder(
     )
     assert r.status_code == 201
     await settled(app, desk.tenant.id)
-    assert len(mailer.handler.to(desk.requester.email)) == 2
-    mail = mailer.handler.to(desk.requester.email)[1]
+    # The acknowledgement, the start the assignment made (on_assign), and the reply.
+    assert len(mailer.handler.to(desk.requester.email)) == 3
+    mail = mailer.handler.to(desk.requester.email)[2]
     n = ticket["number"]
-    assert str(mail["Subject"]) == f"[{n}] <b>Printer</b> is open"
+    assert str(mail["Subject"]) == f"[{n}] <b>Printer</b> is in progress"
     assert body_text(mail).strip() == (
-        f"{n}|<b>Printer</b>|open|Ada Assignee|Rita Requester|Try <turning> it off"
+        f"{n}|<b>Printer</b>|in progress|Ada Assignee|Rita Requester|Try <turning> it off"
         f"|{PORTAL}/tickets/{n}"
     )
     # HTML escapes what people wrote.

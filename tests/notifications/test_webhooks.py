@@ -260,6 +260,15 @@ async def test_ticket_events_arrive_signed(desk: Desk, app: FastAPI) -> None:
         with pytest.raises(WebhookVerificationError):
             Webhook(closed_only["secret"]).verify(seen.body, seen.headers)
 
+        # Started before it is assigned (an assignment would start the open ticket itself).
+        r = await desk.move(ticket, desk.agent, action="start")
+        assert r.status_code == 200, r.text
+        await settled(app, tenant.id)
+        moved = verified(receiver.requests[-1], secret)
+        assert moved["type"] == "ticket.status_changed"
+        assert moved["data"]["from"] == ticket["status"]
+        assert moved["data"]["to"] == r.json()["status"] == moved["data"]["ticket"]["status"]
+
         await desk.assign(ticket, desk.assignee)
         await settled(app, tenant.id)
         assigned = verified(receiver.requests[-1], secret)
@@ -280,14 +289,6 @@ async def test_ticket_events_arrive_signed(desk: Desk, app: FastAPI) -> None:
         assert commented["data"]["comment"]["visibility"] == "external"
         assert commented["data"]["comment"]["id"] == r.json()["id"]
 
-        r = await desk.move(ticket, desk.assignee, action="start")
-        assert r.status_code == 200, r.text
-        await settled(app, tenant.id)
-        moved = verified(receiver.requests[-1], secret)
-        assert moved["type"] == "ticket.status_changed"
-        assert moved["data"]["from"] == ticket["status"]
-        assert moved["data"]["to"] == r.json()["status"] == moved["data"]["ticket"]["status"]
-
     # One request per event, each its own message; nothing for the endpoint that wants only
     # closures.
     assert [s.target for s in receiver.requests] == ["/all"] * 4
@@ -298,9 +299,9 @@ async def test_ticket_events_arrive_signed(desk: Desk, app: FastAPI) -> None:
     assert {d["recipient"] for d in log} == {d["webhook_id"] for d in log} == {hook["id"]}
     assert sorted(d["message_id"] for d in log) == sorted(ids)
     assert [d["event"] for d in log] == [
-        "ticket.status_changed",
         "ticket.comment_added",
         "ticket.assigned",
+        "ticket.status_changed",
         "ticket.created",
     ]
     assert {d["ticket_id"] for d in log} == {ticket["id"]}

@@ -71,12 +71,13 @@ async def test_audit_trail_records_every_change_with_actor(desk: Desk) -> None:
     await desk.assign(ticket, desk.assignee)
     await desk.client.patch(url, json={"priority": "LOW"}, headers=desk.agent.headers)
     await desk.move(
-        ticket, desk.assignee, action="start", comment="Starting now", comment_visibility="internal"
+        ticket, desk.assignee, action="resolve", comment="Fixed", comment_visibility="internal"
     )
     events = (await desk.client.get(f"{url}/events", headers=desk.agent.headers)).json()["items"]
     assert [e["kind"] for e in events] == [
         "created",
         "assigned",
+        "transitioned",
         "field_changed",
         "transitioned",
         "commented",
@@ -85,11 +86,14 @@ async def test_audit_trail_records_every_change_with_actor(desk: Desk) -> None:
     assert actors == [
         desk.requester.id,
         desk.admin.id,
+        desk.admin.id,
         desk.agent.id,
         desk.assignee.id,
         desk.assignee.id,
     ]
-    assert events[3]["data"] == {"action": "start", "from": "open", "to": "in_progress"}
+    # Assigning the open ticket started it (itsm_default's on_assign), in the same write.
+    assert events[2]["data"] == {"action": "on_assign", "from": "open", "to": "in_progress"}
+    assert events[4]["data"] == {"action": "resolve", "from": "in_progress", "to": "resolved"}
     # Pages of the trail.
     page = (
         await desk.client.get(f"{url}/events", params={"limit": 2}, headers=desk.agent.headers)
@@ -150,8 +154,7 @@ async def test_links_and_approvals(desk: Desk) -> None:
 async def test_outbox_messages_are_written_with_the_change(desk: Desk, app: FastAPI) -> None:
 
     ticket = await desk.open()
-    await desk.assign(ticket, desk.assignee)
-    await desk.move(ticket, desk.agent, action="start")
+    await desk.assign(ticket, desk.assignee)  # starts the open ticket (on_assign)
     await desk.move(ticket, desk.agent, action="resolve")
     await desk.client.post(
         f"/v1/tickets/{ticket['id']}/comments", json={"body": "Fixed?"}, headers=desk.agent.headers
@@ -175,3 +178,21 @@ async def test_outbox_messages_are_written_with_the_change(desk: Desk, app: Fast
     ]
     assert rows[1][1]["assignee_id"] == desk.assignee.id
     assert rows[5][1]["visibility"] == "external"
+
+
+async def test_a_requester_sees_no_number_of_a_linked_ticket_they_cannot_read(
+    desk: Desk,
+) -> None:
+    mine = await desk.open()
+    also_mine = await desk.open()
+    theirs = await desk.open(desk.agent, title="An agent's own ticket")
+    url = f"/v1/tickets/{mine['id']}/links"
+    for target in (also_mine, theirs):
+        r = await desk.client.post(
+            url, json={"kind": "relates_to", "target": target["number"]}, headers=desk.agent.headers
+        )
+        assert r.status_code == 201, r.text
+    as_agent = (await desk.client.get(url, headers=desk.agent.headers)).json()
+    assert [link["target_number"] for link in as_agent] == [also_mine["number"], theirs["number"]]
+    as_requester = (await desk.client.get(url, headers=desk.requester.headers)).json()
+    assert [link["target_number"] for link in as_requester] == [also_mine["number"], None]

@@ -85,7 +85,7 @@ async def test_no_write_outlives_a_failed_audit_record(
     writes = [
         ("POST", "/v1/tickets", {"title": "x", "catalog_item": "itsm_incident"}, agent),
         ("PATCH", base, {"title": "A new title", "priority": "HIGH"}, agent),
-        ("POST", f"{base}/transitions", {"action": "start", "comment": "On it"}, agent),
+        ("POST", f"{base}/transitions", {"action": "resolve", "comment": "Fixed"}, agent),
         ("POST", f"{base}/comments", {"body": "Hello", "visibility": "external"}, agent),
         ("POST", f"{base}/links", {"kind": "blocked_by", "target": other["number"]}, agent),
         ("DELETE", f"{base}/links/{link.json()['id']}", None, agent),

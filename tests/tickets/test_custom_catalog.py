@@ -81,7 +81,15 @@ async def test_hidden_statuses_only_when_named(custom_client: httpx.AsyncClient)
     assert await titles(status=["deleted", "open"]) == {"trashed", "kept"}
     workflow = (await c.get("/v1/workflows/desk_with_trash", headers=h)).json()
     assert [s for s in workflow["statuses"] if s["hidden"]] == [
-        {"name": "deleted", "label": "deleted", "category": "inactive", "hidden": True}
+        {
+            "name": "deleted",
+            "label": "deleted",
+            "category": "inactive",
+            "hidden": True,
+            "milestone": None,
+            "final": False,
+            "timeout": None,
+        }
     ]
 
 
@@ -116,15 +124,30 @@ async def test_extends_and_explicit_maps(custom_client: httpx.AsyncClient) -> No
         headers=requester.headers,
     )
     itsm = r.json()
-    await c.post(
-        f"/v1/tickets/{itsm['id']}/transitions", json={"action": "cancel"}, headers=assignee.headers
-    )
     r = await c.patch(
         f"/v1/tickets/{itsm['id']}", json={"catalog_item": "incident"}, headers=assignee.headers
     )
     assert r.status_code == 200, r.text
     assert (r.json()["workflow"], r.json()["status"], r.json()["status_category"]) == (
         "incident_response",
-        "CLOSED",
-        "inactive",
+        "OPEN",
+        "initial",
     )
+    # A cancelled ITSM ticket is final: it does not move anywhere any more.
+    r = await c.post(
+        "/v1/tickets",
+        json={"title": "Mail down again", "catalog_item": "itsm_incident"},
+        headers=requester.headers,
+    )
+    cancelled = r.json()
+    await c.post(
+        f"/v1/tickets/{cancelled['id']}/transitions",
+        json={"action": "cancel"},
+        headers=assignee.headers,
+    )
+    r = await c.patch(
+        f"/v1/tickets/{cancelled['id']}",
+        json={"catalog_item": "incident"},
+        headers=assignee.headers,
+    )
+    assert r.status_code == 409 and r.json()["type"] == "/problems/ticket-closed", r.text

@@ -29,7 +29,7 @@ async def test_every_ticket_answer_is_what_ticket_out_writes(desk: Desk) -> None
     assert_documented(assigned)
     assert assigned["assignee"] == {"id": desk.assignee.id, "name": "Ada Assignee"}
 
-    r = await desk.move(assigned, desk.assignee, action="start")
+    r = await desk.move(assigned, desk.assignee, action="resolve")
     assert r.status_code == 200, r.text
     assert_documented(r.json())
 

@@ -33,8 +33,10 @@ async def test_itsm_only_agents_move_and_closing_needs_close(desk: Desk) -> None
     assert r.status_code == 200 and r.json()["status"] == "resolved"
     r = await desk.move(ticket, desk.agent, to="closed")
     assert r.json()["status"] == "closed" and r.json()["status_category"] == "inactive"
+    # Closed is final: only an admin's reset leads out.
     listed = (await desk.client.get(url, headers=desk.agent.headers)).json()
-    assert listed == {"status": "closed", "version": 4, "items": []}
+    assert (listed["status"], listed["version"]) == ("closed", 4)
+    assert [(o["action"], o["allowed"]) for o in listed["items"]] == [("_reset", False)]
 
 
 async def test_platform_request_conditions_and_detours(desk: Desk) -> None:

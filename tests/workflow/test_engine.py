@@ -44,12 +44,14 @@ def allowed(catalog: Catalog, wf: str, facts: TicketFacts, actor: Actor) -> dict
         ),
         (
             "resolved",
-            {"close": False, "reopen": False, "cancel": True},
-            {"close": True, "reopen": True, "cancel": True},
-            {},
+            {"close": False, "reopen": False, "cancel": True, "confirm": False, "reject": False},
+            {"close": True, "reopen": True, "cancel": True, "confirm": False, "reject": False},
+            # The reporter's answer to the proposed solution: theirs alone.
+            {"confirm": True, "reject": True},
         ),
-        ("closed", {}, {}, {}),
-        ("cancelled", {}, {}, {}),
+        # Final: only an admin's reset leads out.
+        ("closed", {"_reset": False}, {"_reset": False}, {}),
+        ("cancelled", {"_reset": False}, {"_reset": False}, {}),
     ],
 )
 def test_itsm_only_agents_and_close_permission(
@@ -62,7 +64,8 @@ def test_itsm_only_agents_and_close_permission(
     facts = TicketFacts(status=status, requester="rita")
     assert allowed(shipped, "itsm_default", facts, MANAGER) == manager
     assert allowed(shipped, "itsm_default", facts, CLOSER) == closer
-    assert set(allowed(shipped, "itsm_default", facts, CUSTOMER).values()) <= {False}
+    as_customer = allowed(shipped, "itsm_default", facts, CUSTOMER)
+    assert {a for a, ok in as_customer.items() if ok} == {a for a, ok in customer.items() if ok}
 
 
 def test_itsm_refusal_names_the_missing_permission(shipped: Catalog) -> None:

@@ -24,6 +24,8 @@ from fastapi import Depends, Request
 from flowdesk.api.auth import current_principal, ensure_scope
 from flowdesk.api.licence import controls_of, ensure_flag
 from flowdesk.auth.principal import Principal
+from flowdesk.itsm.controls import TenantControls
+from flowdesk.tickets.facts import AssetLinks
 from flowdesk.vocabulary import TICKETS_READ, TICKETS_WRITE
 
 
@@ -35,9 +37,21 @@ def portal_flag(principal: Principal) -> str:
 async def _gate(request: Request, scope: str, flag: str | None) -> Principal:
     """One flat dependency per endpoint (no nested Depends): the hot path pays for one."""
     principal = await current_principal(request)
-    ensure_flag(await controls_of(request, principal), flag or portal_flag(principal))
+    controls = await controls_of(request, principal)
+    ensure_flag(controls, flag or portal_flag(principal))
     ensure_scope(principal, scope)
+    request.state.controls = controls
     return principal
+
+
+def asset_links(request: Request) -> AssetLinks:
+    """Which asset links the tenant's flags store and show, from the gate's controls."""
+    controls = getattr(request.state, "controls", None)
+    if not isinstance(controls, TenantControls):
+        return AssetLinks()
+    return AssetLinks(
+        assets=controls.enabled("asset_integration"), movements=controls.enabled("movement_link")
+    )
 
 
 Gate: TypeAlias = Callable[[Request], Awaitable[Principal]]

@@ -6,12 +6,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import AfterValidator
 
 from flowdesk.api.db import Tx, after_commit
+from flowdesk.api.identity_providers import NamePath, forget_after_commit
 from flowdesk.api.params import FromDay, ToDay, cursor_page
 from flowdesk.api.platform_auth import PlatformOperator
+from flowdesk.auth import identity
+from flowdesk.auth.identity_schemas import (
+    IdentityProviderIn,
+    IdentityProviderList,
+    IdentityProviderOut,
+)
 from flowdesk.itsm import service
 from flowdesk.itsm.controls import default_policy
 from flowdesk.itsm.quotas import run_quota_check
@@ -175,6 +182,71 @@ async def tenant_usage(
 ) -> UsageReport:
     tenant = await service.tenant_by_slug(conn, slug)
     return await usage_report(conn, tenant["id"], first, last, api_key_id)
+
+
+# --- a tenant's identity providers (as /v1/tenant/identity-providers, for the operator) -----
+
+
+@router.get(
+    "/tenants/{slug}/identity-providers",
+    response_model=IdentityProviderList,
+    summary="A tenant's OpenID providers",
+)
+async def list_identity_providers(
+    slug: str, operator: PlatformOperator, conn: Tx
+) -> IdentityProviderList:
+    tenant = await service.tenant_by_slug(conn, slug)
+    found = await identity.list_providers(conn, tenant["id"])
+    return IdentityProviderList(items=[IdentityProviderOut.of(p) for p in found])
+
+
+@router.get(
+    "/tenants/{slug}/identity-providers/{name}",
+    response_model=IdentityProviderOut,
+    summary="A tenant's OpenID provider",
+)
+async def get_identity_provider(
+    slug: str, name: NamePath, operator: PlatformOperator, conn: Tx
+) -> IdentityProviderOut:
+    tenant = await service.tenant_by_slug(conn, slug)
+    return IdentityProviderOut.of(await identity.get_provider(conn, tenant["id"], name))
+
+
+@router.put(
+    "/tenants/{slug}/identity-providers/{name}",
+    response_model=IdentityProviderOut,
+    summary="Make a tenant trust an OpenID provider, or change how it is trusted",
+    responses={
+        409: {"description": "Another provider (of any tenant) has this issuer and audience"},
+        422: {"description": "An issuer or JWKS URL not https off loopback, or a foreign group"},
+    },
+)
+async def put_identity_provider(
+    slug: str,
+    name: NamePath,
+    body: IdentityProviderIn,
+    operator: PlatformOperator,
+    request: Request,
+    conn: Tx,
+) -> IdentityProviderOut:
+    tenant = await service.tenant_by_slug(conn, slug)
+    saved = await identity.put_provider(conn, tenant["id"], name, body.settings())
+    forget_after_commit(request, tenant["id"])
+    return IdentityProviderOut.of(saved)
+
+
+@router.delete(
+    "/tenants/{slug}/identity-providers/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Make a tenant stop trusting an OpenID provider",
+)
+async def delete_identity_provider(
+    slug: str, name: NamePath, operator: PlatformOperator, request: Request, conn: Tx
+) -> Response:
+    tenant = await service.tenant_by_slug(conn, slug)
+    await identity.delete_provider(conn, tenant["id"], name)
+    forget_after_commit(request, tenant["id"])
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _alert_out(alert: AlertRow) -> QuotaAlertOut:

@@ -1,11 +1,14 @@
-"""/public/v1/tickets: the ticket endpoints of the public API.
+"""/public/v1: the ticket and asset endpoints of the public API.
 
-They are the /v1 ticket routes made by the same factory (flowdesk.api.tickets.add_ticket_routes:
-the same service code, validation, errors, ETags, idempotency and pagination), behind another
-gate: the licence, the `public_api` flag and the key's scope, instead of the portal flags.
-Rate limits and metering apply by path (flowdesk.api.usage_middleware).
+They are the /v1 routes made by the same factories (flowdesk.api.tickets.add_ticket_routes,
+flowdesk.api.assets.add_asset_routes: the same service code, validation, errors, ETags,
+idempotency and pagination), behind another gate: the licence, the `public_api` flag and the
+key's scope, instead of the portal flags. Rate limits and metering apply by path
+(flowdesk.api.usage_middleware).
 
-Scopes (seed 004): GET list and GET one need tickets:read; POST and PATCH need tickets:write.
+Scopes (seed 004): reads need tickets:read; writes (POST, PATCH, PUT, DELETE: tickets,
+transitions, comments, links, approvals, assets) need tickets:write. A write from a key
+without tickets:read answers with the ticket's id, number and version only.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from flowdesk.api.assets import add_asset_routes
 from flowdesk.api.gates import public_read_gate, public_write_gate
 from flowdesk.api.tickets import add_ticket_routes
 
@@ -35,3 +39,4 @@ _PUBLIC_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 add_ticket_routes(router, public_read_gate, public_write_gate, _PUBLIC_RESPONSES)
+add_asset_routes(router, public_read_gate, public_write_gate, _PUBLIC_RESPONSES)

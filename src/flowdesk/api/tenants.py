@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from flowdesk.api.auth import AdminPrincipal, Authenticated
 from flowdesk.api.db import Tx, after_commit
@@ -24,7 +25,7 @@ from flowdesk.pagination import (
     next_cursor,
 )
 from flowdesk.runtime import runtime_of
-from flowdesk.schema_types import SHORT_NAME_LENGTH
+from flowdesk.schema_types import SHORT_NAME_LENGTH, QueryText
 from flowdesk.tenants import service
 from flowdesk.tenants.repository import GroupRow
 from flowdesk.tenants.schemas import (
@@ -94,9 +95,11 @@ async def get_tenant(request: Request, principal: AdminPrincipal, conn: Tx) -> T
 async def patch_tenant(
     body: TenantPatch, request: Request, principal: AdminPrincipal, conn: Tx
 ) -> TenantOut:
-    tenant = await service.update_tenant(
-        conn, principal.tenant_id, body.model_dump(exclude_unset=True)
-    )
+    values = body.model_dump(exclude_unset=True)
+    tenant = await service.update_tenant(conn, principal.tenant_id, values)
+    if "allowed_origins" in values:  # in effect on this worker at once (others: the listener)
+        origins = runtime_of(request).origins
+        after_commit(request, lambda: origins.forget_tenant(principal.tenant_id))
     return await describe(conn, tenant, default_policy(runtime_of(request).settings))
 
 
@@ -116,9 +119,12 @@ async def list_users(
     principal: AdminPrincipal,
     conn: Tx,
     page: PageRequest = cursor_page(cursor_time, cursor_uuid),
+    q: Annotated[
+        QueryText | None, Query(description="Name or e-mail contains (in any case)")
+    ] = None,
 ) -> Page[UserOut]:
     limit = page.limit
-    rows = await service.list_users(conn, principal.tenant_id, limit, page.after)
+    rows = await service.list_users(conn, principal.tenant_id, limit, page.after, q)
     return Page[UserOut](
         items=[UserOut.model_validate(dict(u)) for u in rows[:limit]],
         next_cursor=next_cursor(rows, limit, lambda u: [u["created_at"], u["id"]]),

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel
 
 from flowdesk.api.etag import if_match, not_modified, version_etag
-from flowdesk.api.gates import Gate, TicketReader, TicketWriter, read_gate, write_gate
+from flowdesk.api.gates import Gate, TicketReader, asset_links, read_gate, write_gate
 from flowdesk.api.headers import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, documented
 from flowdesk.api.idempotency import idempotent
 from flowdesk.api.params import cursor_page, documented_query, read_query
@@ -29,9 +29,11 @@ from flowdesk.pagination import (
     decode_cursor,
 )
 from flowdesk.runtime import runtime_of
-from flowdesk.tickets import activity, service, transitions
-from flowdesk.tickets.facts import TicketJson, dump_json
+from flowdesk.schema_types import QueryText
+from flowdesk.tickets import activity, agents, service, transitions
+from flowdesk.tickets.facts import TicketJson, dump_json, receipt
 from flowdesk.tickets.schemas import (
+    AgentOut,
     ApprovalIn,
     ApprovalOut,
     CatalogItemOut,
@@ -40,18 +42,24 @@ from flowdesk.tickets.schemas import (
     EventOut,
     LinkIn,
     LinkOut,
+    TicketCountQuery,
+    TicketCountsOut,
     TicketCreate,
     TicketListQuery,
     TicketOut,
     TicketPatch,
+    TicketReceipt,
     TransitionIn,
     TransitionsOut,
 )
+from flowdesk.vocabulary import TICKETS_READ
 from flowdesk.workflow import Catalog
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
 
 Cursor = Annotated[str | None, Query(max_length=512)]
+# The longest user name (flowdesk.schema_types.Name): the agents' cursor holds one.
+USER_NAME_LENGTH = 200
 
 
 def _catalog(request: Request) -> Catalog:
@@ -70,13 +78,23 @@ def _sort_key(value: object) -> int | datetime:
 
 
 def ticket_response(
-    ticket: TicketJson, status_code: int = 200, *, location: str | None = None
+    request: Request,
+    principal: Principal,
+    ticket: TicketJson,
+    status_code: int = 200,
+    *,
+    location: str | None = None,
 ) -> Response:
+    """The ticket as the caller may see it: its asset links as the tenant's flags allow, or
+    only its id, number and version for a key that may write but not read tickets."""
     headers = {"ETag": version_etag(ticket["version"])}
     if location:
         headers["Location"] = location
+    shown = (
+        asset_links(request).shown(ticket) if TICKETS_READ in principal.scopes else receipt(ticket)
+    )
     return Response(
-        dump_json(ticket), status_code=status_code, media_type="application/json", headers=headers
+        dump_json(shown), status_code=status_code, media_type="application/json", headers=headers
     )
 
 
@@ -107,6 +125,49 @@ async def catalog_items(request: Request, principal: TicketReader) -> list[Catal
     ]
 
 
+async def file_ticket(
+    request: Request, principal: Principal, body: TicketCreate, prefix: str
+) -> Response:
+    """POST /v1/tickets (and an asset's "Report issue"): 201 with the ticket and its Location
+    under `prefix`, idempotent by the request's Idempotency-Key."""
+    async with connection(request) as conn:
+
+        async def handler() -> Response:
+            ticket = await service.create_ticket(
+                conn, _catalog(request), principal, body, asset_links(request)
+            )
+            location = f"{prefix}/tickets/{ticket['id']}"
+            return ticket_response(request, principal, ticket, 201, location=location)
+
+        return await idempotent(request, principal, conn, handler)
+
+
+async def ticket_page(
+    request: Request, principal: Principal, *, asset_id: uuid.UUID | None = None
+) -> Response:
+    """A page of GET /v1/tickets (or of an asset's tickets) for this request's query."""
+    query = read_query(request, TicketListQuery)
+    after = decode_cursor(query.cursor, cursor_text(len("-priority")), _sort_key, cursor_uuid)
+    if after is not None:
+        cursor_sort, key, ident = after
+        if cursor_sort != query.sort:
+            raise InvalidInput(
+                "The cursor belongs to another sort order.", [("/query/cursor", "sort changed")]
+            )
+        if isinstance(key, int) != (query.sort.lstrip("-") == "priority"):
+            raise InvalidInput("The cursor is not valid.", [("/query/cursor", "malformed")])
+        after = (key, ident)
+    # Serialised here: the items are built as JSON-ready dicts (flowdesk.tickets.facts), and
+    # letting FastAPI validate the page against the response model would double its cost.
+    async with connection(request) as conn:
+        listed = await service.list_tickets(
+            conn, _catalog(request), principal, query, after, asset_id=asset_id
+        )
+    links = asset_links(request)
+    listed["items"] = [links.shown(t) for t in listed["items"]]
+    return Response(dump_json(listed), media_type="application/json")
+
+
 def add_ticket_routes(
     router: APIRouter,
     read_gate: Gate,
@@ -121,7 +182,7 @@ def add_ticket_routes(
     @router.post(
         "/tickets",
         status_code=status.HTTP_201_CREATED,
-        response_model=TicketOut,
+        response_model=TicketOut | TicketReceipt,
         summary="Open a ticket",
         responses=extra,
         openapi_extra=documented(IDEMPOTENCY_KEY),
@@ -129,15 +190,7 @@ def add_ticket_routes(
     async def create_ticket(
         body: TicketCreate, request: Request, principal: Principal = Depends(write_gate)
     ) -> Response:
-        async with connection(request) as conn:
-
-            async def handler() -> Response:
-                ticket = await service.create_ticket(conn, _catalog(request), principal, body)
-                return ticket_response(
-                    ticket, 201, location=f"{router.prefix}/tickets/{ticket['id']}"
-                )
-
-            return await idempotent(request, principal, conn, handler)
+        return await file_ticket(request, principal, body, router.prefix)
 
     @router.get(
         "/tickets",
@@ -147,22 +200,25 @@ def add_ticket_routes(
         openapi_extra=documented_query(TicketListQuery),
     )
     async def list_tickets(request: Request, principal: Principal = Depends(read_gate)) -> Response:
-        query = read_query(request, TicketListQuery)
-        after = decode_cursor(query.cursor, cursor_text(len("-priority")), _sort_key, cursor_uuid)
-        if after is not None:
-            cursor_sort, key, ident = after
-            if cursor_sort != query.sort:
-                raise InvalidInput(
-                    "The cursor belongs to another sort order.", [("/query/cursor", "sort changed")]
-                )
-            if isinstance(key, int) != (query.sort.lstrip("-") == "priority"):
-                raise InvalidInput("The cursor is not valid.", [("/query/cursor", "malformed")])
-            after = (key, ident)
-        # Serialised here: the items are built as JSON-ready dicts (flowdesk.tickets.facts), and
-        # letting FastAPI validate the page against the response model would double its cost.
+        return await ticket_page(request, principal)
+
+    # Before /tickets/{ref}, which would otherwise take "counts" for a ticket reference.
+    @router.get(
+        "/tickets/counts",
+        response_model=TicketCountsOut,
+        summary="How many tickets the list would show, by status, category, assignee or priority",
+        description="The filters of the ticket list, with the same defaults and the same "
+        "visibility (a requester counts their own tickets); `sort`, `limit` and `cursor` "
+        "are ignored. Every page of the list is counted.",
+        responses=extra,
+        openapi_extra=documented_query(TicketCountQuery),
+    )
+    async def count_tickets(
+        request: Request, principal: Principal = Depends(read_gate)
+    ) -> TicketCountsOut:
+        query = read_query(request, TicketCountQuery)
         async with connection(request) as conn:
-            listed = await service.list_tickets(conn, _catalog(request), principal, query, after)
-        return Response(dump_json(listed), media_type="application/json")
+            return await service.count_tickets(conn, _catalog(request), principal, query)
 
     @router.get(
         "/tickets/{ref}",
@@ -180,12 +236,12 @@ def add_ticket_routes(
         if not_modified(if_none_match, ticket["version"]):
             etag = version_etag(ticket["version"])
             return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-        return ticket_response(ticket)
+        return ticket_response(request, principal, ticket)
 
     @router.patch(
         "/tickets/{ref}",
         responses={**_TICKET, **extra},
-        response_model=TicketOut,
+        response_model=TicketOut | TicketReceipt,
         summary="Change a ticket (not its status)",
         openapi_extra=documented(IF_MATCH),
     )
@@ -197,138 +253,181 @@ def add_ticket_routes(
             ticket = await service.update_ticket(
                 conn, _catalog(request), principal, ref, body, check
             )
-        return ticket_response(ticket)
+        return ticket_response(request, principal, ticket)
+
+    @router.get(
+        "/tickets/{ref}/transitions",
+        response_model=TransitionsOut,
+        summary="What the caller may do now, and why not",
+        responses=extra,
+    )
+    async def get_transitions(
+        ref: str, request: Request, principal: Principal = Depends(read_gate)
+    ) -> TransitionsOut:
+        async with connection(request) as conn:
+            return await transitions.list_transitions(conn, _catalog(request), principal, ref)
+
+    @router.post(
+        "/tickets/{ref}/transitions",
+        responses={**_TICKET, **extra},
+        response_model=TicketOut | TicketReceipt,
+        summary="Move a ticket",
+        openapi_extra=documented(IF_MATCH, IDEMPOTENCY_KEY),
+    )
+    async def post_transition(
+        ref: str,
+        body: TransitionIn,
+        request: Request,
+        principal: Principal = Depends(write_gate),
+    ) -> Response:
+        check = if_match(IF_MATCH.read(request))
+        async with connection(request) as conn:
+
+            async def handler() -> Response:
+                ticket = await transitions.transition(
+                    conn, _catalog(request), principal, ref, body, check
+                )
+                return ticket_response(request, principal, ticket)
+
+            return await idempotent(request, principal, conn, handler)
+
+    @router.post(
+        "/tickets/{ref}/comments",
+        status_code=201,
+        response_model=CommentOut,
+        summary="Comment (internal or external)",
+        responses=extra,
+        openapi_extra=documented(IDEMPOTENCY_KEY),
+    )
+    async def post_comment(
+        ref: str, body: CommentIn, request: Request, principal: Principal = Depends(write_gate)
+    ) -> Response:
+        async with connection(request) as conn:
+
+            async def handler() -> Response:
+                return _json(
+                    await activity.add_comment(conn, _catalog(request), principal, ref, body), 201
+                )
+
+            return await idempotent(request, principal, conn, handler)
+
+    @router.get(
+        "/tickets/{ref}/comments",
+        response_model=Page[CommentOut],
+        summary="Comments (requesters see external ones)",
+        responses=extra,
+    )
+    async def get_comments(
+        ref: str,
+        request: Request,
+        principal: Principal = Depends(read_gate),
+        page: PageRequest = cursor_page(cursor_time, cursor_uuid),
+    ) -> Page[CommentOut]:
+        async with connection(request) as conn:
+            return await activity.list_comments(
+                conn, _catalog(request), principal, ref, page.after, page.limit
+            )
+
+    @router.get(
+        "/tickets/{ref}/events",
+        response_model=Page[EventOut],
+        summary="The audit trail",
+        responses=extra,
+    )
+    async def get_events(
+        ref: str,
+        request: Request,
+        principal: Principal = Depends(read_gate),
+        page: PageRequest = cursor_page(cursor_int),
+    ) -> Page[EventOut]:
+        async with connection(request) as conn:
+            return await activity.list_events(
+                conn, _catalog(request), principal, ref, page.after_key, page.limit
+            )
+
+    @router.get(
+        "/tickets/{ref}/links",
+        response_model=list[LinkOut],
+        summary="Links to other tickets",
+        responses=extra,
+    )
+    async def get_links(
+        ref: str, request: Request, principal: Principal = Depends(read_gate)
+    ) -> list[LinkOut]:
+        async with connection(request) as conn:
+            return await activity.list_links(conn, _catalog(request), principal, ref)
+
+    @router.post(
+        "/tickets/{ref}/links",
+        status_code=201,
+        response_model=LinkOut,
+        summary="Link to another ticket (e.g. blocked_by)",
+        responses=extra,
+    )
+    async def post_link(
+        ref: str, body: LinkIn, request: Request, principal: Principal = Depends(write_gate)
+    ) -> LinkOut:
+        async with connection(request) as conn:
+            return await activity.add_link(
+                conn, _catalog(request), principal, ref, body.kind, body.target
+            )
+
+    @router.delete(
+        "/tickets/{ref}/links/{link_id}",
+        status_code=204,
+        summary="Remove a link",
+        responses=extra,
+    )
+    async def delete_link(
+        ref: str, link_id: uuid.UUID, request: Request, principal: Principal = Depends(write_gate)
+    ) -> Response:
+        async with connection(request) as conn:
+            await activity.delete_link(conn, _catalog(request), principal, ref, link_id)
+        return Response(status_code=204)
+
+    @router.get(
+        "/tickets/{ref}/approvals",
+        response_model=list[ApprovalOut],
+        summary="Recorded approvals",
+        responses=extra,
+    )
+    async def get_approvals(
+        ref: str, request: Request, principal: Principal = Depends(read_gate)
+    ) -> list[ApprovalOut]:
+        async with connection(request) as conn:
+            return await activity.list_approvals(conn, _catalog(request), principal, ref)
+
+    @router.post(
+        "/tickets/{ref}/approvals",
+        status_code=201,
+        response_model=ApprovalOut,
+        summary="Record an approval (agents)",
+        responses=extra,
+    )
+    async def post_approval(
+        ref: str, body: ApprovalIn, request: Request, principal: Principal = Depends(write_gate)
+    ) -> ApprovalOut:
+        async with connection(request) as conn:
+            return await activity.add_approval(conn, _catalog(request), principal, ref, body.name)
 
 
 add_ticket_routes(router, read_gate, write_gate)
 
 
 @router.get(
-    "/tickets/{ref}/transitions",
-    response_model=TransitionsOut,
-    summary="What the caller may do now, and why not",
+    "/agents",
+    response_model=Page[AgentOut],
+    summary="Whom a ticket can be assigned to (agents only)",
+    description="Live users holding tickets:manage through their groups (admin implies it), "
+    "by name. `q` matches a substring of the name or e-mail in any case. Agents only: a "
+    "requester gets 403, since the list shows e-mail addresses.",
+    responses={403: {"description": "The caller is not an agent (or lacks tickets:read)"}},
 )
-async def get_transitions(ref: str, request: Request, principal: TicketReader) -> TransitionsOut:
-    async with connection(request) as conn:
-        return await transitions.list_transitions(conn, _catalog(request), principal, ref)
-
-
-@router.post(
-    "/tickets/{ref}/transitions",
-    responses=_TICKET,
-    response_model=TicketOut,
-    summary="Move a ticket",
-    openapi_extra=documented(IF_MATCH, IDEMPOTENCY_KEY),
-)
-async def post_transition(
-    ref: str, body: TransitionIn, request: Request, principal: TicketWriter
-) -> Response:
-    check = if_match(IF_MATCH.read(request))
-    async with connection(request) as conn:
-
-        async def handler() -> Response:
-            ticket = await transitions.transition(
-                conn, _catalog(request), principal, ref, body, check
-            )
-            return ticket_response(ticket)
-
-        return await idempotent(request, principal, conn, handler)
-
-
-@router.post(
-    "/tickets/{ref}/comments",
-    status_code=201,
-    response_model=CommentOut,
-    summary="Comment (internal or external)",
-    openapi_extra=documented(IDEMPOTENCY_KEY),
-)
-async def post_comment(
-    ref: str, body: CommentIn, request: Request, principal: TicketWriter
-) -> Response:
-    async with connection(request) as conn:
-
-        async def handler() -> Response:
-            return _json(
-                await activity.add_comment(conn, _catalog(request), principal, ref, body), 201
-            )
-
-        return await idempotent(request, principal, conn, handler)
-
-
-@router.get(
-    "/tickets/{ref}/comments",
-    response_model=Page[CommentOut],
-    summary="Comments (requesters see external ones)",
-)
-async def get_comments(
-    ref: str,
+async def list_agents(
     request: Request,
     principal: TicketReader,
-    page: PageRequest = cursor_page(cursor_time, cursor_uuid),
-) -> Page[CommentOut]:
+    q: Annotated[QueryText | None, Query(description="Name or e-mail contains")] = None,
+    page: PageRequest = cursor_page(cursor_text(USER_NAME_LENGTH), cursor_uuid),
+) -> Page[AgentOut]:
     async with connection(request) as conn:
-        return await activity.list_comments(
-            conn, _catalog(request), principal, ref, page.after, page.limit
-        )
-
-
-@router.get("/tickets/{ref}/events", response_model=Page[EventOut], summary="The audit trail")
-async def get_events(
-    ref: str,
-    request: Request,
-    principal: TicketReader,
-    page: PageRequest = cursor_page(cursor_int),
-) -> Page[EventOut]:
-    async with connection(request) as conn:
-        return await activity.list_events(
-            conn, _catalog(request), principal, ref, page.after_key, page.limit
-        )
-
-
-@router.get("/tickets/{ref}/links", response_model=list[LinkOut], summary="Links to other tickets")
-async def get_links(ref: str, request: Request, principal: TicketReader) -> list[LinkOut]:
-    async with connection(request) as conn:
-        return await activity.list_links(conn, _catalog(request), principal, ref)
-
-
-@router.post(
-    "/tickets/{ref}/links",
-    status_code=201,
-    response_model=LinkOut,
-    summary="Link to another ticket (e.g. blocked_by)",
-)
-async def post_link(ref: str, body: LinkIn, request: Request, principal: TicketWriter) -> LinkOut:
-    async with connection(request) as conn:
-        return await activity.add_link(
-            conn, _catalog(request), principal, ref, body.kind, body.target
-        )
-
-
-@router.delete("/tickets/{ref}/links/{link_id}", status_code=204, summary="Remove a link")
-async def delete_link(
-    ref: str, link_id: uuid.UUID, request: Request, principal: TicketWriter
-) -> Response:
-    async with connection(request) as conn:
-        await activity.delete_link(conn, _catalog(request), principal, ref, link_id)
-    return Response(status_code=204)
-
-
-@router.get(
-    "/tickets/{ref}/approvals", response_model=list[ApprovalOut], summary="Recorded approvals"
-)
-async def get_approvals(ref: str, request: Request, principal: TicketReader) -> list[ApprovalOut]:
-    async with connection(request) as conn:
-        return await activity.list_approvals(conn, _catalog(request), principal, ref)
-
-
-@router.post(
-    "/tickets/{ref}/approvals",
-    status_code=201,
-    response_model=ApprovalOut,
-    summary="Record an approval (agents)",
-)
-async def post_approval(
-    ref: str, body: ApprovalIn, request: Request, principal: TicketWriter
-) -> ApprovalOut:
-    async with connection(request) as conn:
-        return await activity.add_approval(conn, _catalog(request), principal, ref, body.name)
+        return await agents.list_agents(conn, principal, q, page.after, page.limit)

@@ -15,11 +15,19 @@ from flowdesk.workflow import Catalog, Workflow, render_dot, render_mermaid
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
 
 
+class TimeoutOut(BaseModel):
+    after_seconds: int
+    action: str
+
+
 class StatusOut(BaseModel):
     name: str
     label: str
     category: str
     hidden: bool
+    milestone: str | None = Field(description="resolved or closed: entering it does that")
+    final: bool = Field(description="Nothing changes a ticket here but an admin's reset")
+    timeout: TimeoutOut | None = Field(description="The system takes `action` after this long")
 
 
 class ConditionOut(BaseModel):
@@ -53,6 +61,8 @@ class WorkflowOut(WorkflowSummary):
     create_statuses: list[str]
     default_create_status: str
     actions: list[ActionOut]
+    on_reply: dict[str, str] = Field(description="A requester's reply moves status → status")
+    on_assign: dict[str, str] = Field(description="An assignment moves status → status")
 
 
 def _catalog(request: Request) -> Catalog:
@@ -78,9 +88,23 @@ async def get_workflow(name: str, request: Request, principal: TicketReader) -> 
         name=w.name,
         display_name=w.display_name,
         statuses=[
-            StatusOut(name=s.name, label=s.label or s.name, category=s.category, hidden=s.hidden)
+            StatusOut(
+                name=s.name,
+                label=s.label or s.name,
+                category=s.category,
+                hidden=s.hidden,
+                milestone=s.milestone,
+                final=s.final,
+                timeout=TimeoutOut(
+                    after_seconds=int(s.timeout.after.total_seconds()), action=s.timeout.action
+                )
+                if s.timeout
+                else None,
+            )
             for s in w.statuses.values()
         ],
+        on_reply=dict(w.on_reply),
+        on_assign=dict(w.on_assign),
         create_statuses=list(w.create_statuses),
         default_create_status=w.default_create_status,
         actions=[

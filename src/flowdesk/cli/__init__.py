@@ -5,8 +5,8 @@ flowdesk.cli.itsm and flowdesk.workflow.cli, which share flowdesk.cli.common wit
 from __future__ import annotations
 
 import json
-import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -20,9 +20,12 @@ from flowdesk.cli.common import (
     prepared_database,
     run_in_transaction,
 )
+from flowdesk.cli.identity import identity_provider_cli
 from flowdesk.cli.itsm import license_command, quotas_cli
 from flowdesk.cli.notifications import mail, worker
-from flowdesk.logs import RequestIdFilter
+from flowdesk.cli.timers import timers_cli
+from flowdesk.logs import configure as configure_logging
+from flowdesk.logs import logging_config
 from flowdesk.workflow.cli import workflows_cli
 
 if TYPE_CHECKING:  # imported when a command runs: the workflow commands stay quick
@@ -37,11 +40,9 @@ DEMO_SLUG = "demo"
 @click.version_option(package_name="flowdesk")
 def main() -> None:
     """flowdesk: multi-tenant service-desk ticketing with workflows as configuration."""
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s [%(request_id)s] %(message)s"
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RequestIdFilter())
+    # Read here from the environment rather than through the settings: the workflow commands
+    # stay quick. `serve` hands the same configuration to uvicorn's workers.
+    configure_logging(os.environ.get("FLOWDESK_LOG_FORMAT", "text").strip().lower())
 
 
 @main.command()
@@ -57,6 +58,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
     settings = load_settings(host=host, port=port, workers=workers)
+    if settings.metrics_enabled:
+        _prepare_metrics_dir(settings)
     _check_catalog(settings)
     url = prepared_database(settings)
     # Only the embedded (development) database gets a demo tenant; a production database is
@@ -78,13 +81,30 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with a header deadline and a header budget (docs/deployment.md).
+        http="flowdesk.api.protocol:LimitedHttpToolsProtocol",
+        log_config=logging_config(settings.log_format),
         log_level=settings.log_level,
         access_log=settings.access_log,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        limit_concurrency=settings.limit_concurrency,
+        # The same header budget, were uvicorn's h11 protocol ever chosen instead.
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_graceful_shutdown=10,
         timeout_keep_alive=settings.keepalive_seconds,
     )
+
+
+def _prepare_metrics_dir(settings: Settings) -> None:
+    """Prometheus's multiprocess mode: every worker writes its samples to files in one
+    directory, which /metrics adds up. Emptied at start (the files of a previous run would
+    count again), and set in the environment before prometheus_client is first imported here
+    or in a worker (it chooses its mode at import)."""
+    directory = (settings.data_dir / "prometheus").resolve()
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def _check_catalog(settings: Settings) -> None:
@@ -250,6 +270,8 @@ def keys_create(slug: str, email: str, scopes: str, name: str) -> None:
 
 main.add_command(workflows_cli, "workflows")
 tenants.add_command(license_command, "license")
+tenants.add_command(identity_provider_cli, "identity-provider")
 main.add_command(quotas_cli, "quotas")
+main.add_command(timers_cli, "timers")
 main.add_command(worker, "worker")
 main.add_command(mail, "mail")

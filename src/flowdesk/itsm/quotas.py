@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from flowdesk.db.pool import Database
@@ -89,6 +89,23 @@ async def check_agent_seats(conn: Connection, guard: SeatGuard, detail: dict[str
     if after <= guard.before or after <= guard.limit:
         return
     raise AgentSeatsExceeded(guard, after, detail)
+
+
+async def within_agent_seats(
+    conn: Connection, tenant_id: uuid.UUID, grant: Callable[[], Awaitable[None]]
+) -> bool:
+    """Run `grant` (memberships added, e.g. by an identity provider's sign-in) in a savepoint
+    and keep it only if it adds no agent seat beyond `max_agents`: False when it was rolled
+    back, the refusal recorded as a `refused` alert. Call inside a transaction."""
+    guard = await guard_agent_seats(conn, tenant_id)
+    try:
+        async with conn.transaction():
+            await grant()
+            await check_agent_seats(conn, guard, {"change": "sign-in"})
+    except AgentSeatsExceeded as refused:
+        await refused.record(conn)
+        return False
+    return True
 
 
 async def reconcile_agent_alert(

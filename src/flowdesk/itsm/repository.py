@@ -61,6 +61,7 @@ class TenantRow(TypedDict):
     rate_limit_window_seconds: int | None
     queue_email: str | None
     mail_from_name: str | None
+    allowed_origins: list[str]
     created_at: datetime
     updated_at: datetime
 

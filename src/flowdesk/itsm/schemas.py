@@ -56,6 +56,10 @@ class TenantOut(BaseModel):
     mail_from_name: str | None = Field(
         description="The display name of the tenant's notification mails (null: the service's)."
     )
+    allowed_origins: list[str] = Field(
+        description="Browser origins whose SPAs may call flowdesk with this tenant's "
+        "credentials (CORS), besides the deployment's."
+    )
     licence: LicenceOut = Field(description="The ITSM add-on licence (set by the operator).")
     flags: dict[str, bool] = Field(description="Every ITSM feature flag with its value.")
     quotas: dict[str, int | None] = Field(description="Quota limits; null is unlimited.")

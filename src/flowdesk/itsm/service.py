@@ -84,6 +84,7 @@ async def describe(
         ticket_prefix=tenant["ticket_prefix"],
         queue_email=tenant["queue_email"],
         mail_from_name=tenant["mail_from_name"],
+        allowed_origins=tenant["allowed_origins"],
         licence=LicenceOut(
             active=tenant["licence_active"],
             activated_at=tenant["licence_activated_at"],

@@ -2,7 +2,15 @@
 statement is built from. One module per aggregate."""
 
 from flowdesk.db.base import metadata
-from flowdesk.models.identity import api_keys, group_members, groups, users
+from flowdesk.models.assets import asset_movements, assets
+from flowdesk.models.identity import (
+    api_keys,
+    group_members,
+    groups,
+    identity_providers,
+    user_identities,
+    users,
+)
 from flowdesk.models.itsm import licence_events, quota_alerts
 from flowdesk.models.notifications import (
     deliveries,
@@ -13,6 +21,7 @@ from flowdesk.models.notifications import (
 from flowdesk.models.tenants import tenants
 from flowdesk.models.tickets import (
     idempotency_keys,
+    live_tenants,
     outbox,
     ticket_approvals,
     ticket_comments,
@@ -26,12 +35,16 @@ from flowdesk.models.usage import api_usage
 __all__ = [
     "api_keys",
     "api_usage",
+    "asset_movements",
+    "assets",
     "deliveries",
     "email_usage",
     "group_members",
     "groups",
     "idempotency_keys",
+    "identity_providers",
     "licence_events",
+    "live_tenants",
     "metadata",
     "notification_templates",
     "outbox",
@@ -43,6 +56,7 @@ __all__ = [
     "ticket_events",
     "ticket_links",
     "tickets",
+    "user_identities",
     "users",
     "webhooks",
 ]

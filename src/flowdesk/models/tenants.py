@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, String, Table, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Boolean, Column, DateTime, Integer, String, Table, Text, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from flowdesk.db.base import metadata
 from flowdesk.models.columns import created_at, updated_at, uuid_id
@@ -28,6 +28,9 @@ tenants = Table(
     Column("queue_email", String(254)),
     # The display name of notification mails' From (the address is the deployment's).
     Column("mail_from_name", String(200)),
+    # The browser origins whose SPAs may call flowdesk with this tenant's keys and tokens, in
+    # the form browsers send (flowdesk.origins); the deployment's own come on top (CORS).
+    Column("allowed_origins", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
     created_at(),
     updated_at(),
 )

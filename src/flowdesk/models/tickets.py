@@ -75,8 +75,23 @@ tickets = Table(
     Column("version", Integer, nullable=False, server_default=text("1")),
     created_at(),
     updated_at(),
+    # The lifecycle's moments, on the database's clock (flowdesk.tickets.lifecycle): when the
+    # ticket first left its initial category (RT's Started), was resolved, was closed.
+    Column("started_at", DateTime(timezone=True)),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    # When the current status's timeout moves the ticket (`timeout` in the catalog); NULL in
+    # a status without one.
+    Column("timer_due_at", DateTime(timezone=True)),
+    # Seed 004's asset integration: the asset (and movement) the ticket was filed about.
+    Column("asset_id", Uuid),
+    Column("movement_id", Uuid),
     ForeignKeyConstraint(["tenant_id", "requester_id"], ["users.tenant_id", "users.id"]),
     ForeignKeyConstraint(["tenant_id", "assignee_id"], ["users.tenant_id", "users.id"]),
+    ForeignKeyConstraint(["tenant_id", "asset_id"], ["assets.tenant_id", "assets.id"]),
+    ForeignKeyConstraint(
+        ["tenant_id", "movement_id"], ["asset_movements.tenant_id", "asset_movements.id"]
+    ),
     Index("uq_tickets_tenant_id_number", "tenant_id", "number", unique=True),
     Index("ix_tickets_tenant_id_created_at", "tenant_id", "created_at", "id"),
     Index("ix_tickets_tenant_id_updated_at", "tenant_id", "updated_at", "id"),
@@ -84,6 +99,18 @@ tickets = Table(
     Index("ix_tickets_tenant_id_requester_id", "tenant_id", "requester_id", "created_at"),
     Index("ix_tickets_tenant_id_assignee_id", "tenant_id", "assignee_id", "created_at"),
     Index("ix_tickets_search", "search", postgresql_using="gin"),
+    Index(
+        "ix_tickets_tenant_id_asset_id",
+        "tenant_id",
+        "asset_id",
+        "created_at",
+        "id",
+        postgresql_where=text("asset_id IS NOT NULL"),
+    ),
+    # The timer tick reads only what is due, whatever the number of open tickets.
+    Index(
+        "ix_tickets_timer_due_at", "timer_due_at", postgresql_where=text("timer_due_at IS NOT NULL")
+    ),
 )
 
 
@@ -124,6 +151,8 @@ ticket_events = Table(
     _ticket_fk(),
     ForeignKeyConstraint(["tenant_id", "actor_id"], ["users.tenant_id", "users.id"]),
     Index("ix_ticket_events_tenant_id_ticket_id", "tenant_id", "ticket_id", "id"),
+    # A tenant's events after one: the replay of a live stream (flowdesk.tickets.live).
+    Index("ix_ticket_events_tenant_id_id", "tenant_id", "id"),
 )
 
 ticket_links = Table(
@@ -154,6 +183,16 @@ ticket_approvals = Table(
     _ticket_fk(),
     ForeignKeyConstraint(["tenant_id", "approver_id"], ["users.tenant_id", "users.id"]),
     Index("ix_ticket_approvals_tenant_id_ticket_id", "tenant_id", "ticket_id"),
+)
+
+# The tenants someone watches live (GET /v1/events/stream) on some process: only their ticket
+# events are NOTIFYed (migration 0008's trigger), since a notifying commit costs every writer
+# (flowdesk.tickets.live). Processes with open streams keep their tenants' rows in the future.
+live_tenants = Table(
+    "live_tenants",
+    metadata,
+    tenant_id(),
+    Column("listening_until", DateTime(timezone=True), nullable=False),
 )
 
 # Events to deliver (notifications, webhooks), written in the statement of the change so that

@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from flowdesk.db import like
 from flowdesk.db.query import Connection, Query, row, rows, value
 from flowdesk.errors import Conflict
 from flowdesk.itsm.repository import TenantRow
@@ -275,10 +276,21 @@ async def user_by_email(conn: Connection, tenant_id: uuid.UUID, email: str) -> U
 
 
 async def users_page(
-    conn: Connection, tenant_id: uuid.UUID, limit: int, after: tuple[datetime, uuid.UUID] | None
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    q: str | None = None,
 ) -> list[UserRow]:
-    """Live users by creation, `limit + 1` of them (the extra one says a page follows)."""
+    """Live users by creation, `limit + 1` of them (the extra one says a page follows); with
+    `q`, those whose name or e-mail contains it in any case (`%` and `_` literal)."""
     stmt = select(*_USER).where(_mine(users), users.c.deleted_at.is_(None))
+    if q:
+        pattern = bindparam("pattern", like.contains(q), type_=String)
+        stmt = stmt.where(
+            users.c.name.ilike(pattern, escape=like.ESCAPE)
+            | users.c.email.ilike(pattern, escape=like.ESCAPE)
+        )
     if after is not None:
         stmt = stmt.where(tuple_(users.c.created_at, users.c.id) > tuple_(*after))
     stmt = stmt.order_by(users.c.created_at, users.c.id).limit(limit + 1)

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from flowdesk.origins import MAX_TENANT_ORIGINS, Origin
 from flowdesk.schema_types import (
     INPUT_CONFIG,
     SHORT_NAME_LENGTH,
@@ -35,6 +36,12 @@ class TenantPatch(BaseModel):
     mail_from_name: Name | None = Field(
         default=None,
         description="The display name of the tenant's mails' From; null: the service's.",
+    )
+    allowed_origins: list[Origin] | None = Field(
+        default=None,
+        max_length=MAX_TENANT_ORIGINS,
+        description="The browser origins (scheme://host[:port]; https unless loopback) whose "
+        "SPAs may call flowdesk with this tenant's credentials (CORS); [] for none.",
     )
 
 

@@ -91,13 +91,18 @@ async def update_tenant(
     """Change the tenant's own settings (name, ticket prefix, the agent queue's address, the
     display name of its mails). The last two may be cleared with null; the first two not."""
     cleared = [
-        name for name in ("name", "ticket_prefix") if name in values and values[name] is None
+        name
+        for name in ("name", "ticket_prefix", "allowed_origins")
+        if name in values and values[name] is None
     ]
     if cleared:
         raise InvalidInput(
-            "The tenant's name and ticket prefix cannot be removed.",
+            "The tenant's name, ticket prefix and allowed origins cannot be removed "
+            "(allowed_origins: [] allows none).",
             [(f"/{n}", "must not be null") for n in cleared],
         )
+    if "allowed_origins" in values:  # as browsers send them, once each (flowdesk.origins)
+        values = {**values, "allowed_origins": list(dict.fromkeys(values["allowed_origins"]))}
     if not values:
         return await get_tenant(conn, tenant_id)
     return found(await repo.update_tenant(conn, tenant_id, values), "No such tenant.")
@@ -117,10 +122,15 @@ async def user_by_email(conn: Connection, tenant_id: uuid.UUID, email: str) -> U
 
 
 async def list_users(
-    conn: Connection, tenant_id: uuid.UUID, limit: int, after: tuple[datetime, uuid.UUID] | None
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    q: str | None = None,
 ) -> list[UserRow]:
-    """A page of live users by creation, and one more when another page follows."""
-    return await repo.users_page(conn, tenant_id, limit, after)
+    """A page of live users by creation, and one more when another page follows; with `q`,
+    those whose name or e-mail contains it."""
+    return await repo.users_page(conn, tenant_id, limit, after, q)
 
 
 async def create_user(

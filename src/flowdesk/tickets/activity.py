@@ -13,8 +13,16 @@ from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
 from flowdesk.pagination import Page, next_cursor
-from flowdesk.tickets.facts import format_number
-from flowdesk.tickets.repository import ApprovalRow, CommentRow, Event, Message, TicketRow
+from flowdesk.tickets import lifecycle
+from flowdesk.tickets.facts import format_number, visible_to
+from flowdesk.tickets.repository import (
+    ApprovalRow,
+    CommentRow,
+    Event,
+    Message,
+    TicketRepository,
+    TicketRow,
+)
 from flowdesk.tickets.schemas import (
     ApprovalOut,
     CommentIn,
@@ -52,11 +60,11 @@ async def add_comment(
     commented: Event = {"kind": "commented", "visibility": body.visibility, "data": said}
     announced: Message = {"topic": "ticket.comment_added", "payload": said}
     for _ in range(ATTEMPTS):
-        repo, row = await locate(conn, catalog, principal, ref)
+        repo, row = await _changeable(conn, catalog, principal, ref)
         target = _auto_open(catalog, principal, row, body)
         if target is None:
             comment = await repo.add_comment(
-                row["id"],
+                row,
                 principal.user_id,
                 body.body,
                 body.visibility,
@@ -64,25 +72,18 @@ async def add_comment(
                 [announced],
                 comment_id,
             )
+            if comment is None:
+                continue  # the status changed meanwhile: decide again
             return _comment_out(comment)
         # RT's AutoOpen: the requester's reply moves the ticket on, in the same statement.
         moved = {"action": ON_REPLY, "from": row["status"], "to": target}
+        changes, status_changed = lifecycle.moving(catalog.workflow(row["workflow"]), row, target)
         written = await repo.update(
             row,
-            {
-                "status": target,
-                "status_category": catalog.workflow(row["workflow"]).status_category(target),
-                "previous_status": row["status"],
-            },
+            changes,
             principal.user_id,
             [{"kind": "transitioned", "data": moved}, commented],
-            [
-                {
-                    "topic": "ticket.status_changed",
-                    "payload": {"from": row["status"], "to": target},
-                },
-                announced,
-            ],
+            [*status_changed, announced],
             (comment_id, body.body, body.visibility),
         )
         if written is not None:
@@ -163,12 +164,16 @@ async def list_links(
     conn: Connection, catalog: Catalog, principal: Principal, ref: str
 ) -> list[LinkOut]:
     repo, row = await locate(conn, catalog, principal, ref)
+    # A requester learns nothing of a linked ticket they cannot read, not even its number.
+    seen_by = visible_to(principal)
     return [
         LinkOut(
             id=r["id"],
             kind=r["kind"],
             target_id=r["target_id"],
-            target_number=format_number(r["target_prefix"], r["target_number"]),
+            target_number=format_number(r["target_prefix"], r["target_number"])
+            if seen_by in (None, r["target_requester_id"])
+            else None,
             created_at=r["created_at"],
         )
         for r in await repo.links(row["id"])
@@ -178,54 +183,88 @@ async def list_links(
 async def add_link(
     conn: Connection, catalog: Catalog, principal: Principal, ref: str, kind: str, target_ref: str
 ) -> LinkOut:
-    repo, row = await locate(conn, catalog, principal, ref)
-    _require_agent(principal, "Linking tickets")
-    try:
-        _, target = await locate(conn, catalog, principal, target_ref)
-    except NotFound as exc:
-        raise InvalidInput(f"No ticket '{target_ref}'.", [("/target", "no such ticket")]) from exc
-    if target["id"] == row["id"]:
-        raise InvalidInput("A ticket cannot link to itself.", [("/target", "same ticket")])
-    link_id = await repo.add_link(
-        row["id"],
-        kind,
-        target["id"],
-        principal.user_id,
-        [{"kind": "linked", "data": {"kind": kind, "target_id": target["id"]}}],
-    )
-    if link_id is None:
-        raise Conflict(f"That '{kind}' link already exists.")
-    links = await list_links(conn, catalog, principal, ref)
-    return next(link for link in links if link.id == link_id)
+    for _ in range(ATTEMPTS):
+        repo, row = await _changeable(conn, catalog, principal, ref, agents_only="Linking tickets")
+        try:
+            _, target = await locate(conn, catalog, principal, target_ref)
+        except NotFound as exc:
+            raise InvalidInput(
+                f"No ticket '{target_ref}'.", [("/target", "no such ticket")]
+            ) from exc
+        if target["id"] == row["id"]:
+            raise InvalidInput("A ticket cannot link to itself.", [("/target", "same ticket")])
+        link_id = await repo.add_link(
+            row,
+            kind,
+            target["id"],
+            principal.user_id,
+            [{"kind": "linked", "data": {"kind": kind, "target_id": target["id"]}}],
+        )
+        if link_id is not None:
+            links = await list_links(conn, catalog, principal, ref)
+            return next(link for link in links if link.id == link_id)
+        if not await _moved_on(conn, catalog, principal, ref, row):
+            raise Conflict(f"That '{kind}' link already exists.")
+    raise Conflict("The ticket kept changing while the link was added; retry it.")
 
 
 async def delete_link(
     conn: Connection, catalog: Catalog, principal: Principal, ref: str, link_id: uuid.UUID
 ) -> None:
+    for _ in range(ATTEMPTS):
+        repo, row = await _changeable(
+            conn, catalog, principal, ref, agents_only="Unlinking tickets"
+        )
+        # Links never change, so what this read finds is what the delete removes; a link
+        # removed meanwhile deletes nothing and records nothing.
+        link = next((k for k in await repo.links(row["id"]) if k["id"] == link_id), None)
+        if link is None:
+            raise NotFound(f"No link {link_id} on this ticket.")
+        unlinked: Event = {
+            "kind": "unlinked",
+            "data": {"kind": link["kind"], "target_id": link["target_id"]},
+        }
+        if await repo.delete_link(row, link_id, principal.user_id, [unlinked]):
+            return
+        if not await _moved_on(conn, catalog, principal, ref, row):
+            raise NotFound(f"No link {link_id} on this ticket.")
+    raise Conflict("The ticket kept changing while the link was removed; retry it.")
+
+
+async def _changeable(
+    conn: Connection, catalog: Catalog, principal: Principal, ref: str, *, agents_only: str = ""
+) -> tuple[TicketRepository, TicketRow]:
+    """The ticket (404 first: another's ticket is not found rather than forbidden), then who
+    may write to it (`agents_only` names the write), then whether it may change at all."""
     repo, row = await locate(conn, catalog, principal, ref)
-    _require_agent(principal, "Unlinking tickets")
-    # Links never change, so what this read finds is what the delete removes; a link
-    # removed meanwhile deletes nothing and records nothing.
-    link = next((k for k in await repo.links(row["id"]) if k["id"] == link_id), None)
-    removed = link is not None and await repo.delete_link(
-        row["id"],
-        link_id,
-        principal.user_id,
-        [{"kind": "unlinked", "data": {"kind": link["kind"], "target_id": link["target_id"]}}],
-    )
-    if not removed:
-        raise NotFound(f"No link {link_id} on this ticket.")
+    if agents_only:
+        _require_agent(principal, agents_only)
+    lifecycle.ensure_changeable(catalog, row)
+    return repo, row
+
+
+async def _moved_on(
+    conn: Connection, catalog: Catalog, principal: Principal, ref: str, seen: TicketRow
+) -> bool:
+    """Whether a write that wrote nothing did so because the ticket changed status after
+    `seen` was read (then the caller decides again, on the fresh row)."""
+    _, row = await locate(conn, catalog, principal, ref)
+    return row["status"] != seen["status"]
 
 
 async def add_approval(
     conn: Connection, catalog: Catalog, principal: Principal, ref: str, name: str
 ) -> ApprovalOut:
-    repo, row = await locate(conn, catalog, principal, ref)
-    _require_agent(principal, "Recording an approval")
-    approval = await repo.add_approval(
-        row["id"], name, principal.user_id, [{"kind": "approved", "data": {"name": name}}]
-    )
-    return _approval_out(approval)
+    for _ in range(ATTEMPTS):
+        repo, row = await _changeable(
+            conn, catalog, principal, ref, agents_only="Recording an approval"
+        )
+        approval = await repo.add_approval(
+            row, name, principal.user_id, [{"kind": "approved", "data": {"name": name}}]
+        )
+        if approval is not None:
+            return _approval_out(approval)
+    raise Conflict("The ticket kept changing while the approval was recorded; retry it.")
 
 
 def _approval_out(a: ApprovalRow) -> ApprovalOut:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import orjson
@@ -112,8 +113,58 @@ def ticket_json(row: TicketRow) -> TicketJson:
         "fields": row["fields"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
+        "started_at": row["started_at"],
+        "resolved_at": row["resolved_at"],
+        "closed_at": row["closed_at"],
+        "asset": _asset(row),
+        "movement": _movement(row),
         "version": row["version"],
     }
+
+
+def _asset(row: TicketRow) -> dict[str, Any] | None:
+    if row["asset_id"] is None or row["asset_name"] is None:
+        return None
+    return {
+        "id": row["asset_id"],
+        "external_ref": row["asset_external_ref"],
+        "tag": row["asset_tag"],
+        "name": row["asset_name"],
+        "type": row["asset_type"],
+        "deleted": row["asset_deleted_at"] is not None,
+    }
+
+
+def _movement(row: TicketRow) -> dict[str, Any] | None:
+    if row["movement_id"] is None or row["movement_moved_at"] is None:
+        return None
+    return {
+        "id": row["movement_id"],
+        "from_location": row["movement_from"],
+        "to_location": row["movement_to"],
+        "moved_at": row["movement_moved_at"],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AssetLinks:
+    """Which of a ticket's asset links the tenant's flags let it store and show (seed 004:
+    with the flag off, "the asset link is ignored"); links stored meanwhile stay stored."""
+
+    assets: bool = False
+    movements: bool = False
+
+    def shown(self, ticket: TicketJson) -> TicketJson:
+        if not self.assets:
+            ticket["asset"] = None
+        if not self.movements:
+            ticket["movement"] = None
+        return ticket
+
+
+def receipt(ticket: TicketJson) -> TicketJson:
+    """A write's answer to a key that may not read tickets (TicketReceipt)."""
+    return {"id": ticket["id"], "number": ticket["number"], "version": ticket["version"]}
 
 
 def dump_json(value: Any) -> bytes:

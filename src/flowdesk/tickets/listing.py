@@ -1,20 +1,26 @@
-"""Listing tickets: filters, full-text search, sorting and keyset pages, scoped to one tenant
-and, for a desk user, to the tickets that user requested.
+"""Listing and counting tickets: filters, full-text search, sorting and keyset pages, scoped to
+one tenant and, for a desk user, to the tickets that user requested.
 
-The page query is built with SQLAlchemy Core once per *shape* (which filters are present, the
-sort, whether a cursor follows) and compiled once; the values travel as parameters, lists as
-arrays, so a filter's text does not depend on how many values it has. A queue screen uses a
-handful of shapes, so after the first requests every list runs a statement compiled before
-(building the query per request cost a third of a list request's CPU: bench/request_cpu.py).
+`where` is the one place a list's filters and its visibility become SQL: the page of
+GET /v1/tickets and the counts of GET /v1/tickets/counts are both built on it, so a badge
+counts exactly the tickets its tab lists. A new filter goes into `Filters`, `_FilterShape`,
+`_filter_values` and `where`, and both endpoints have it.
+
+Statements are built with SQLAlchemy Core once per *shape* (which filters are present, the
+sort, whether a cursor follows; for counts, the grouping) and compiled once; the values travel
+as parameters, lists as arrays, so a filter's text does not depend on how many values it has.
+A queue screen uses a handful of shapes, so after the first requests every list runs a
+statement compiled before (building the query per request cost a third of a list request's
+CPU: bench/request_cpu.py).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, TypedDict
 
 from sqlalchemy import (
     ColumnElement,
@@ -33,13 +39,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from flowdesk.db.query import Connection, Query, rows
-from flowdesk.models import tickets, users
+from flowdesk.models import tickets
 from flowdesk.tickets.repository import TicketRow
-from flowdesk.tickets.statements import TICKET_COLUMNS
+from flowdesk.tickets.statements import TICKET_COLUMNS, with_names
 
 
 @dataclass(frozen=True, slots=True)
-class ListQuery:
+class Filters:
+    """Which tickets: what GET /v1/tickets and its counts filter on (the caller's visibility
+    comes on top, from the requester a desk user is limited to)."""
+
     statuses: Sequence[str] = ()
     categories: Sequence[str] = ()
     # Listing defaults: RT leaves inactive tickets out unless asked, and hidden statuses
@@ -55,9 +64,24 @@ class ListQuery:
     created_before: datetime | None = None
     updated_after: datetime | None = None
     updated_before: datetime | None = None
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+    resolved_after: datetime | None = None
+    resolved_before: datetime | None = None
+    closed_after: datetime | None = None
+    closed_before: datetime | None = None
     q: str | None = None
+    # The tickets linked to this asset (its "Tickets" history).
+    asset: uuid.UUID | None = None
     # Tickets whose status their workflow no longer has: (workflow, its statuses) pairs.
     stale_in: Sequence[tuple[str, Sequence[str]]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """A page of the filtered tickets: the sort, and the key of the previous page's last row."""
+
+    filters: Filters = field(default_factory=Filters)
     sort: str = "-created"
     after: tuple[Any, uuid.UUID] | None = None
     limit: int = 50
@@ -65,6 +89,13 @@ class ListQuery:
 
 # The sort orders' columns.
 SORT_COLUMNS = {"created": "created_at", "updated": "updated_at", "priority": "priority_rank"}
+# What counts can be grouped by: (the `group_by` value, the column).
+GROUP_COLUMNS: Final = {
+    "status": "status",
+    "status_category": "status_category",
+    "assignee": "assignee_id",
+    "priority": "priority",
+}
 
 _TEXTS = ARRAY(Text)
 # Filters of one value or one list: (the query's field, the column, how it compares).
@@ -80,12 +111,18 @@ _RANGES = (
     ("created_before", "created_at", "<"),
     ("updated_after", "updated_at", ">="),
     ("updated_before", "updated_at", "<"),
+    ("started_after", "started_at", ">="),
+    ("started_before", "started_at", "<"),
+    ("resolved_after", "resolved_at", ">="),
+    ("resolved_before", "resolved_at", "<"),
+    ("closed_after", "closed_at", ">="),
+    ("closed_before", "closed_at", "<"),
 )
 
 
 @dataclass(frozen=True, slots=True)
-class _Shape:
-    """What decides the statement's text: which filters are present, not their values."""
+class _FilterShape:
+    """What decides the WHERE clause's text: which filters are present, not their values."""
 
     desk: bool
     any_of: tuple[bool, ...]
@@ -95,51 +132,59 @@ class _Shape:
     requester: bool
     ranges: tuple[bool, ...]
     q: bool
+    asset: bool
     stale: int | None
-    sort: str
-    after: bool
 
     @classmethod
-    def of(cls, query: ListQuery, desk: bool) -> _Shape:
+    def of(cls, filters: Filters, desk: bool) -> _FilterShape:
         return cls(
             desk=desk,
-            any_of=tuple(bool(getattr(query, field)) for field, _ in _ANY_OF),
-            hidden=len(query.exclude_hidden),
-            unassigned=query.unassigned,
-            assignee=query.assignee is not None,
-            requester=query.requester is not None,
-            ranges=tuple(getattr(query, field) is not None for field, _, _ in _RANGES),
-            q=bool(query.q),
-            stale=None if query.stale_in is None else len(query.stale_in),
-            sort=query.sort,
-            after=query.after is not None,
+            any_of=tuple(bool(getattr(filters, name)) for name, _ in _ANY_OF),
+            hidden=len(filters.exclude_hidden),
+            unassigned=filters.unassigned,
+            assignee=filters.assignee is not None,
+            requester=filters.requester is not None,
+            ranges=tuple(getattr(filters, name) is not None for name, _, _ in _RANGES),
+            q=bool(filters.q),
+            asset=filters.asset is not None,
+            stale=None if filters.stale_in is None else len(filters.stale_in),
         )
 
 
-def _values(query: ListQuery, tenant_id: uuid.UUID, desk: uuid.UUID | None) -> dict[str, Any]:
-    values: dict[str, Any] = {"tenant_id": tenant_id, "limit": query.limit + 1}
+@dataclass(frozen=True, slots=True)
+class _PageShape:
+    filters: _FilterShape
+    sort: str
+    after: bool
+
+
+def _filter_values(
+    filters: Filters, tenant_id: uuid.UUID, desk: uuid.UUID | None
+) -> dict[str, Any]:
+    """The parameters of `where`'s clause for these filters."""
+    values: dict[str, Any] = {"tenant_id": tenant_id}
     if desk is not None:
         values["desk_requester"] = desk
-    for field, _ in _ANY_OF:
-        if getattr(query, field):
-            values[field] = list(getattr(query, field))
-    for i, (workflow, statuses) in enumerate(query.exclude_hidden):
+    for name, _ in _ANY_OF:
+        if getattr(filters, name):
+            values[name] = list(getattr(filters, name))
+    for i, (workflow, statuses) in enumerate(filters.exclude_hidden):
         values[f"hidden_workflow_{i}"] = workflow
         values[f"hidden_statuses_{i}"] = list(statuses)
-    for i, (workflow, statuses) in enumerate(query.stale_in or ()):
+    for i, (workflow, statuses) in enumerate(filters.stale_in or ()):
         values[f"known_workflow_{i}"] = workflow
         values[f"known_statuses_{i}"] = list(statuses)
-    if query.assignee is not None:
-        values["assignee"] = query.assignee
-    if query.requester is not None:
-        values["requester"] = query.requester
-    for field, _, _ in _RANGES:
-        if getattr(query, field) is not None:
-            values[field] = getattr(query, field)
-    if query.q:
-        values["q"] = query.q
-    if query.after is not None:
-        values["after_key"], values["after_id"] = query.after
+    if filters.assignee is not None:
+        values["assignee"] = filters.assignee
+    if filters.requester is not None:
+        values["requester"] = filters.requester
+    for name, _, _ in _RANGES:
+        if getattr(filters, name) is not None:
+            values[name] = getattr(filters, name)
+    if filters.q:
+        values["q"] = filters.q
+    if filters.asset is not None:
+        values["asset"] = filters.asset
     return values
 
 
@@ -150,77 +195,130 @@ def _in_workflow(prefix: str, i: int) -> ColumnElement[bool]:
     )
 
 
-def _statement(shape: _Shape) -> Query:
-    where: list[ColumnElement[bool]] = [tickets.c.tenant_id == bindparam("tenant_id", type_=Uuid)]
+def where(shape: _FilterShape) -> list[ColumnElement[bool]]:
+    """The conditions on `tickets` of every list and count: the tenant, what a desk user may
+    see, and the filters present in `shape` (their values are `_filter_values`)."""
+    conditions: list[ColumnElement[bool]] = [
+        tickets.c.tenant_id == bindparam("tenant_id", type_=Uuid)
+    ]
     if shape.desk:
         # Desk users (no tickets:manage) see only the tickets they requested.
-        where.append(tickets.c.requester_id == bindparam("desk_requester", type_=Uuid))
-    for (field, name), present in zip(_ANY_OF, shape.any_of, strict=True):
+        conditions.append(tickets.c.requester_id == bindparam("desk_requester", type_=Uuid))
+    for (name, column), present in zip(_ANY_OF, shape.any_of, strict=True):
         if present:
-            where.append(tickets.c[name] == func.any(bindparam(field, type_=_TEXTS)))
+            conditions.append(tickets.c[column] == func.any(bindparam(name, type_=_TEXTS)))
     for i in range(shape.hidden):
-        where.append(not_(_in_workflow("hidden", i)))
+        conditions.append(not_(_in_workflow("hidden", i)))
     if shape.unassigned:
-        where.append(tickets.c.assignee_id.is_(None))
+        conditions.append(tickets.c.assignee_id.is_(None))
     elif shape.assignee:
-        where.append(tickets.c.assignee_id == bindparam("assignee", type_=Uuid))
+        conditions.append(tickets.c.assignee_id == bindparam("assignee", type_=Uuid))
     if shape.requester:
-        where.append(tickets.c.requester_id == bindparam("requester", type_=Uuid))
-    for (field, name, op), present in zip(_RANGES, shape.ranges, strict=True):
+        conditions.append(tickets.c.requester_id == bindparam("requester", type_=Uuid))
+    for (name, column, op), present in zip(_RANGES, shape.ranges, strict=True):
         if present:
-            where.append(tickets.c[name].op(op)(bindparam(field, type_=tickets.c[name].type)))
+            conditions.append(
+                tickets.c[column].op(op)(bindparam(name, type_=tickets.c[column].type))
+            )
     if shape.q:
-        where.append(
+        conditions.append(
             tickets.c.search.op("@@")(
                 func.websearch_to_tsquery(
                     literal_column("'english'::regconfig"), bindparam("q", type_=Text)
                 )
             )
         )
+    if shape.asset:
+        conditions.append(tickets.c.asset_id == bindparam("asset", type_=Uuid))
     if shape.stale is not None:
         known = [_in_workflow("known", i) for i in range(shape.stale)]
         if known:  # with no workflow at all, every ticket is stale
-            where.append(not_(or_(*known)))
+            conditions.append(not_(or_(*known)))
+    return conditions
+
+
+def _page_statement(shape: _PageShape) -> Query:
+    conditions = where(shape.filters)
     descending = shape.sort.startswith("-")
     column = tickets.c[SORT_COLUMNS[shape.sort.lstrip("-")]]
     if shape.after:
         key = tuple_(column, tickets.c.id)
         bound = tuple_(bindparam("after_key", type_=column.type), bindparam("after_id", type_=Uuid))
-        where.append(key < bound if descending else key > bound)
+        conditions.append(key < bound if descending else key > bound)
     order = (column.desc(), tickets.c.id.desc()) if descending else (column, tickets.c.id)
     # The page is chosen from tickets alone, then the names are joined to its rows: with the
     # joins at the same level, PostgreSQL read and sorted all of a busy tenant's tickets.
     page = (
         select(*TICKET_COLUMNS)
-        .where(*where)
+        .where(*conditions)
         .order_by(*order)
         .limit(bindparam("limit", type_=Integer))
         .subquery("page")
     )
-    r, a = users.alias("r"), users.alias("a")
     page_column = page.c[column.name]
     return Query(
-        select(*page.c, r.c.name.label("requester_name"), a.c.name.label("assignee_name"))
-        .select_from(
-            page.join(
-                r, and_(r.c.tenant_id == page.c.tenant_id, r.c.id == page.c.requester_id)
-            ).outerjoin(a, and_(a.c.tenant_id == page.c.tenant_id, a.c.id == page.c.assignee_id))
-        )
-        .order_by(
+        with_names(page).order_by(
             *((page_column.desc(), page.c.id.desc()) if descending else (page_column, page.c.id))
         )
     )
 
 
-_STATEMENTS: dict[_Shape, Query] = {}
+_PAGES: dict[_PageShape, Query] = {}
 
 
 async def page(
     conn: Connection, tenant_id: uuid.UUID, requester_only: uuid.UUID | None, query: ListQuery
 ) -> list[TicketRow]:
     """One page of tickets (limit + 1 rows: the extra one tells whether a next page exists)."""
-    shape = _Shape.of(query, requester_only is not None)
-    statement = _STATEMENTS.get(shape)
+    shape = _PageShape(
+        _FilterShape.of(query.filters, requester_only is not None),
+        query.sort,
+        query.after is not None,
+    )
+    statement = _PAGES.get(shape)
     if statement is None:
-        statement = _STATEMENTS[shape] = _statement(shape)
-    return await rows(conn, TicketRow, statement, **_values(query, tenant_id, requester_only))
+        statement = _PAGES[shape] = _page_statement(shape)
+    values = _filter_values(query.filters, tenant_id, requester_only)
+    values["limit"] = query.limit + 1
+    if query.after is not None:
+        values["after_key"], values["after_id"] = query.after
+    return await rows(conn, TicketRow, statement, **values)
+
+
+class CountRow(TypedDict):
+    key: Any
+    count: int
+
+
+def _count_statement(shape: _FilterShape, group_by: str) -> Query:
+    # One pass over the filtered tickets (the same rows a list would page through), grouped
+    # in memory: no join, and no column beyond the filters' and the key's is read.
+    column = tickets.c[GROUP_COLUMNS[group_by]]
+    count = func.count().label("count")
+    return Query(
+        select(column.label("key"), count)
+        .where(*where(shape))
+        .group_by(column)
+        .order_by(count.desc(), column.asc().nulls_last())
+    )
+
+
+_COUNTS: dict[tuple[_FilterShape, str], Query] = {}
+
+
+async def counts(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    requester_only: uuid.UUID | None,
+    filters: Filters,
+    group_by: str,
+) -> list[CountRow]:
+    """How many of the filtered tickets the caller may see have each value of `group_by`
+    (values no ticket has are absent), most first."""
+    shape = (_FilterShape.of(filters, requester_only is not None), group_by)
+    statement = _COUNTS.get(shape)
+    if statement is None:
+        statement = _COUNTS[shape] = _count_statement(*shape)
+    return await rows(
+        conn, CountRow, statement, **_filter_values(filters, tenant_id, requester_only)
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NotRequired, TypedDict
 
 from flowdesk.db.query import Connection, Query, row, rows, value
@@ -54,8 +54,22 @@ class TicketRow(TypedDict):
     version: int
     created_at: datetime
     updated_at: datetime
+    started_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    timer_due_at: datetime | None
+    asset_id: uuid.UUID | None
+    movement_id: uuid.UUID | None
     requester_name: str
     assignee_name: str | None
+    asset_external_ref: str | None
+    asset_tag: str | None
+    asset_name: str | None
+    asset_type: str | None
+    asset_deleted_at: datetime | None
+    movement_from: str | None
+    movement_to: str | None
+    movement_moved_at: datetime | None
 
 
 class DirectoryRow(TypedDict):
@@ -66,6 +80,12 @@ class DirectoryRow(TypedDict):
 class HolderRow(TypedDict):
     user_id: uuid.UUID
     permissions: list[str]
+
+
+class AgentRow(TypedDict):
+    id: uuid.UUID
+    name: str
+    email: str
 
 
 class CommentRow(TypedDict):
@@ -92,6 +112,7 @@ class LinkRow(TypedDict):
     target_id: uuid.UUID
     target_prefix: str
     target_number: int
+    target_requester_id: uuid.UUID
     created_at: datetime
 
 
@@ -132,6 +153,19 @@ class NewTicket(TypedDict):
     priority: str
     requester_id: uuid.UUID
     fields: dict[str, Any]
+    asset_id: uuid.UUID | None
+    movement_id: uuid.UUID | None
+    # The lifecycle columns (flowdesk.tickets.lifecycle): True stamps now, a delay arms the
+    # status's timer.
+    started_at: bool | None
+    resolved_at: bool | None
+    closed_at: bool | None
+    timer_due_at: timedelta | None
+
+
+class LinkTargets(TypedDict):
+    asset_live: bool | None
+    movement_asset_id: uuid.UUID | None
 
 
 class _Id(TypedDict):
@@ -176,11 +210,26 @@ class TicketRepository:
             requester_only=self.requester_only,
         )
 
+    async def link_targets(
+        self, asset_id: uuid.UUID | None, movement_id: uuid.UUID | None
+    ) -> LinkTargets:
+        found = await row(
+            self.conn,
+            LinkTargets,
+            sql.LINK_TARGETS,
+            tenant_id=self.tenant_id,
+            asset_id=asset_id,
+            movement_id=movement_id,
+        )
+        assert found is not None  # a SELECT without FROM has its one row
+        return found
+
     async def insert(
         self, values: NewTicket, actor_id: uuid.UUID, events: list[Event], outbox: list[Message]
     ) -> TicketRow | None:
-        """The new ticket, or None when its requester is not a live user of the tenant (then
-        no number was taken)."""
+        """The new ticket, or None when its requester is not a live user of the tenant, or
+        its asset not a live asset, or its movement not one of that asset (then no number
+        was taken)."""
         return await row(
             self.conn,
             TicketRow,
@@ -196,7 +245,7 @@ class TicketRepository:
         self,
         current: TicketRow,
         changes: dict[str, Any],
-        actor_id: uuid.UUID,
+        actor_id: uuid.UUID | None,
         events: list[Event],
         outbox: list[Message],
         comment: tuple[uuid.UUID, str, str] | None = None,
@@ -259,24 +308,45 @@ class TicketRepository:
         found = await value(self.conn, sql.IS_AGENT, tenant_id=self.tenant_id, user_id=user_id)
         return found is not None
 
+    async def agents(
+        self, pattern: str | None, after: tuple[str, uuid.UUID] | None, limit: int
+    ) -> list[AgentRow]:
+        """The users `is_agent` holds true of, by name, whose name or e-mail matches the LIKE
+        `pattern` (flowdesk.db.like; None for all): `limit + 1` of them after `after`."""
+        after_name, after_id = after or (None, None)
+        return await rows(
+            self.conn,
+            AgentRow,
+            sql.AGENTS,
+            tenant_id=self.tenant_id,
+            pattern=pattern,
+            after_name=after_name,
+            after_id=after_id,
+            limit=limit + 1,
+        )
+
     # --- comments and the record ---------------------------------------------------------
+
+    # Comments, links and approvals are written only while the ticket is still in the status
+    # of `ticket`, the row the decision was made on; None when it moved on meanwhile.
 
     async def add_comment(
         self,
-        ticket_id: uuid.UUID,
+        ticket: TicketRow,
         author_id: uuid.UUID,
         body: str,
         visibility: str,
         events: list[Event],
         outbox: list[Message],
         comment_id: uuid.UUID,
-    ) -> CommentRow:
-        added = await row(
+    ) -> CommentRow | None:
+        return await row(
             self.conn,
             CommentRow,
             sql.ADD_COMMENT,
             tenant_id=self.tenant_id,
-            id=ticket_id,
+            id=ticket["id"],
+            status=ticket["status"],
             comment_id=comment_id,
             actor_id=author_id,
             body=body,
@@ -284,8 +354,6 @@ class TicketRepository:
             events=events,
             outbox=outbox,
         )
-        assert added is not None  # an insert that cannot conflict returns its row
-        return added
 
     async def comments(
         self,
@@ -339,20 +407,21 @@ class TicketRepository:
 
     async def add_link(
         self,
-        ticket_id: uuid.UUID,
+        ticket: TicketRow,
         kind: str,
         target_id: uuid.UUID,
         actor_id: uuid.UUID,
         events: list[Event],
     ) -> uuid.UUID | None:
         """The new link's id (recorded with `events`), or None when the same link already
-        exists (then nothing is written)."""
+        exists or the ticket moved on (then nothing is written)."""
         added = await row(
             self.conn,
             _LinkId,
             sql.ADD_LINK,
             tenant_id=self.tenant_id,
-            id=ticket_id,
+            id=ticket["id"],
+            status=ticket["status"],
             kind=kind,
             target_id=target_id,
             actor_id=actor_id,
@@ -362,7 +431,7 @@ class TicketRepository:
         return None if added is None else added["link_id"]
 
     async def delete_link(
-        self, ticket_id: uuid.UUID, link_id: uuid.UUID, actor_id: uuid.UUID, events: list[Event]
+        self, ticket: TicketRow, link_id: uuid.UUID, actor_id: uuid.UUID, events: list[Event]
     ) -> bool:
         """Whether the link was there (and is now gone, recorded with `events`)."""
         removed = await row(
@@ -370,7 +439,8 @@ class TicketRepository:
             _Id,
             sql.DELETE_LINK,
             tenant_id=self.tenant_id,
-            id=ticket_id,
+            id=ticket["id"],
+            status=ticket["status"],
             link_id=link_id,
             actor_id=actor_id,
             events=events,
@@ -379,21 +449,20 @@ class TicketRepository:
         return removed is not None
 
     async def add_approval(
-        self, ticket_id: uuid.UUID, name: str, approver_id: uuid.UUID, events: list[Event]
-    ) -> ApprovalRow:
-        added = await row(
+        self, ticket: TicketRow, name: str, approver_id: uuid.UUID, events: list[Event]
+    ) -> ApprovalRow | None:
+        return await row(
             self.conn,
             ApprovalRow,
             sql.ADD_APPROVAL,
             tenant_id=self.tenant_id,
-            id=ticket_id,
+            id=ticket["id"],
+            status=ticket["status"],
             name=name,
             actor_id=approver_id,
             events=events,
             outbox=[],
         )
-        assert added is not None  # an insert that cannot conflict returns its row
-        return added
 
     async def approvals(self, ticket_id: uuid.UUID) -> list[ApprovalRow]:
         return await rows(

@@ -60,6 +60,15 @@ class TicketCreate(BaseModel):
     status: Name | None = Field(
         default=None, description="A create status the workflow permits; default: its default."
     )
+    asset_id: uuid.UUID | None = Field(
+        default=None,
+        description="The asset the ticket is about (stored only while `asset_integration` is on).",
+    )
+    movement_id: uuid.UUID | None = Field(
+        default=None,
+        description="The asset movement the ticket is about (stored only while `movement_link` "
+        "is on); links its asset too when none is given.",
+    )
 
 
 class TicketPatch(BaseModel):
@@ -79,6 +88,24 @@ class TicketPatch(BaseModel):
     )
 
 
+class AssetRef(BaseModel):
+    """The asset a ticket is linked to, as it was when last seen (`deleted` once removed)."""
+
+    id: uuid.UUID
+    external_ref: str
+    tag: str | None
+    name: str
+    type: str
+    deleted: bool
+
+
+class MovementRef(BaseModel):
+    id: uuid.UUID
+    from_location: str | None
+    to_location: str | None
+    moved_at: datetime
+
+
 class TicketOut(BaseModel):
     id: uuid.UUID
     number: str
@@ -96,6 +123,23 @@ class TicketOut(BaseModel):
     fields: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    started_at: datetime | None = Field(description="When it first left its initial status.")
+    resolved_at: datetime | None = Field(description="When it was resolved (until reopened).")
+    closed_at: datetime | None = Field(description="When it was closed (until reopened).")
+    asset: AssetRef | None = Field(
+        description="The linked asset; null also while `asset_integration` is off."
+    )
+    movement: MovementRef | None = Field(
+        description="The linked asset movement; null also while `movement_link` is off."
+    )
+    version: int
+
+
+class TicketReceipt(BaseModel):
+    """What a write answers to a key without tickets:read: that it happened, not the ticket."""
+
+    id: uuid.UUID
+    number: str
     version: int
 
 
@@ -190,7 +234,9 @@ class LinkOut(BaseModel):
     id: uuid.UUID
     kind: str
     target_id: uuid.UUID
-    target_number: str
+    target_number: str | None = Field(
+        description="null when the caller may not see the linked ticket (a requester's view)"
+    )
     created_at: datetime
 
 
@@ -210,8 +256,8 @@ TicketSort = Literal["created", "-created", "updated", "-updated", "priority", "
 QueryValues = Annotated[list[QueryText] | None, Field(max_length=20)]
 
 
-class TicketListQuery(BaseModel):
-    """The query of GET /v1/tickets: which tickets, in which order, which page. Unknown
+class TicketFilterQuery(BaseModel):
+    """Which tickets: the filters GET /v1/tickets and GET /v1/tickets/counts share. Unknown
     parameters are ignored, as for every other endpoint."""
 
     status: QueryValues = None
@@ -227,12 +273,61 @@ class TicketListQuery(BaseModel):
     created_before: Timestamp | None = None
     updated_after: Timestamp | None = None
     updated_before: Timestamp | None = None
+    started_after: Timestamp | None = None
+    started_before: Timestamp | None = None
+    resolved_after: Timestamp | None = None
+    resolved_before: Timestamp | None = None
+    closed_after: Timestamp | None = None
+    closed_before: Timestamp | None = None
     q: Annotated[
         QueryText | None, Field(description="Full-text search in title and description")
     ] = None
     stale: Annotated[
         bool, Field(description="Only tickets whose status their workflow no longer has")
     ] = False
+
+
+class TicketListQuery(TicketFilterQuery):
+    """The query of GET /v1/tickets: which tickets, in which order, which page."""
+
     sort: TicketSort = "-created"
     limit: Limit = DEFAULT_LIMIT
     cursor: Annotated[str | None, Field(max_length=512)] = None
+
+
+CountGroup = Literal["status", "status_category", "assignee", "priority"]
+
+
+class TicketCountQuery(TicketFilterQuery):
+    """The query of GET /v1/tickets/counts: the list's filters, and what to count by. The
+    list's `sort`, `limit` and `cursor` mean nothing here and are ignored, as any unknown
+    parameter is."""
+
+    group_by: CountGroup
+
+
+class TicketCount(BaseModel):
+    key: str | None = Field(
+        description="The status, status category or priority as tickets show it, or the "
+        "assignee's user id (null: unassigned)"
+    )
+    count: int
+
+
+class TicketCountsOut(BaseModel):
+    group_by: CountGroup
+    counts: list[TicketCount] = Field(
+        description="One entry per value some matching ticket has (none for a count of 0), "
+        "most tickets first, then by key"
+    )
+    total: int = Field(description="How many tickets match the filters (the counts' sum)")
+
+
+class AgentOut(BaseModel):
+    """Someone a ticket can be assigned to. The e-mail is there because only agents read
+    this list (a colleague's address is how an agent reaches them); requesters never get
+    another user's address from flowdesk."""
+
+    id: uuid.UUID
+    name: str
+    email: str

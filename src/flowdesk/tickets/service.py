@@ -8,6 +8,7 @@ only if the ticket is still at that version; otherwise the use case reads and de
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -16,9 +17,10 @@ from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, found
 from flowdesk.pagination import next_cursor
-from flowdesk.tickets import listing
+from flowdesk.tickets import lifecycle, listing
 from flowdesk.tickets.errors import StaleVersion, StatusMapMissingError, TransitionRefusedError
 from flowdesk.tickets.facts import (
+    AssetLinks,
     TicketJson,
     actor_of,
     parse_ref,
@@ -26,11 +28,19 @@ from flowdesk.tickets.facts import (
     ticket_json,
     visible_to,
 )
-from flowdesk.tickets.listing import ListQuery
+from flowdesk.tickets.listing import Filters, ListQuery
 from flowdesk.tickets.repository import Event, Message, NewTicket, TicketRepository, TicketRow
-from flowdesk.tickets.schemas import TicketCreate, TicketListQuery, TicketPatch
+from flowdesk.tickets.schemas import (
+    TicketCount,
+    TicketCountQuery,
+    TicketCountsOut,
+    TicketCreate,
+    TicketFilterQuery,
+    TicketListQuery,
+    TicketPatch,
+)
 from flowdesk.tickets.versions import VersionCheck, any_version
-from flowdesk.vocabulary import ADMIN, TICKETS_CREATE, TICKETS_MANAGE
+from flowdesk.vocabulary import ADMIN, CATEGORIES, TICKETS_CREATE, TICKETS_MANAGE
 from flowdesk.workflow import (
     ApplyInputs,
     Catalog,
@@ -41,6 +51,9 @@ from flowdesk.workflow import (
     action_for_target,
     apply,
 )
+
+# The action an automatic move on assignment is recorded as (`on_assign` in the catalog).
+ON_ASSIGN = "on_assign"
 
 # Fields a requester may change on their own ticket; everything else is the agents'.
 REQUESTER_EDITABLE = frozenset({"title", "description", "fields"})
@@ -65,8 +78,14 @@ async def locate(
 
 
 async def create_ticket(
-    conn: Connection, catalog: Catalog, principal: Principal, body: TicketCreate
+    conn: Connection,
+    catalog: Catalog,
+    principal: Principal,
+    body: TicketCreate,
+    links: AssetLinks = AssetLinks(),
 ) -> TicketJson:
+    """A new ticket. Its asset and movement links are stored only as far as `links` (the
+    tenant's flags) allow; the rest are ignored, as seed 004 says."""
     if not principal.can(TICKETS_CREATE):
         raise Forbidden(
             f"Creating tickets needs the '{TICKETS_CREATE}' permission.",
@@ -108,6 +127,9 @@ async def create_ticket(
         raise TransitionRefusedError.from_engine(exc) from exc
     fields = _clean_fields(body.fields)
     _check_fields_size(fields)
+    repo = repository_for(conn, principal)
+    asset_id, movement_id = await _asset_links(repo, body, links)
+    moment = lifecycle.entering(workflow, None, outcome.status)
     values: NewTicket = {
         "title": body.title,
         "description": body.description,
@@ -119,24 +141,69 @@ async def create_ticket(
         "priority": body.priority or item.default_priority,
         "requester_id": requester,
         "fields": fields,
+        "asset_id": asset_id,
+        "movement_id": movement_id,
+        "started_at": moment.get("started_at"),
+        "resolved_at": moment.get("resolved_at"),
+        "closed_at": moment.get("closed_at"),
+        "timer_due_at": moment.get("timer_due_at"),
     }
-    events: list[Event] = [
-        {
-            "kind": "created",
-            "data": {
-                "status": outcome.status,
-                "priority": values["priority"],
-                "catalog_item": item.name,
-            },
-        }
-    ]
+    created: dict[str, Any] = {
+        "status": outcome.status,
+        "priority": values["priority"],
+        "catalog_item": item.name,
+    }
+    if asset_id is not None:
+        created["asset_id"] = asset_id
+    if movement_id is not None:
+        created["movement_id"] = movement_id
+    events: list[Event] = [{"kind": "created", "data": created}]
     outbox: list[Message] = [{"topic": "ticket.created", "payload": {}}]
-    row = await repository_for(conn, principal).insert(values, principal.user_id, events, outbox)
+    row = await repo.insert(values, principal.user_id, events, outbox)
     if row is None:
+        # The links were checked above; one may have gone meanwhile (an asset deleted).
+        await _asset_links(repo, body, links)
         raise InvalidInput(
             "The requester is not a user of this tenant.", [("/requester_id", "no such user")]
         )
     return ticket_json(row)
+
+
+async def _asset_links(
+    repo: TicketRepository, body: TicketCreate, links: AssetLinks
+) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """The asset and movement the new ticket links, checked: 422 for an asset that is not
+    (or no longer) in the registry, a movement that is not, or one of another asset."""
+    asset_id = body.asset_id if links.assets else None
+    movement_id = body.movement_id if links.movements else None
+    if asset_id is None and movement_id is None:
+        return None, None
+    found = await repo.link_targets(asset_id, movement_id)
+    if movement_id is not None:
+        of_asset = found["movement_asset_id"]
+        if of_asset is None:
+            raise InvalidInput("No such asset movement.", [("/movement_id", "no such movement")])
+        if asset_id is not None and of_asset != asset_id:
+            raise InvalidInput(
+                "The movement is not one of the asset's.",
+                [("/movement_id", "a movement of another asset")],
+            )
+        if asset_id is None and links.assets:
+            # A movement names its asset: the ticket is about that asset too.
+            asset_id = of_asset
+            found = await repo.link_targets(asset_id, None)
+    if asset_id is not None and not found["asset_live"]:
+        gone = found["asset_live"] is False
+        raise InvalidInput(
+            "The asset was deleted." if gone else "No such asset.",
+            [
+                (
+                    "/asset_id" if body.asset_id else "/movement_id",
+                    "deleted" if gone else "no such asset",
+                )
+            ],
+        )
+    return asset_id, movement_id
 
 
 async def get_ticket(
@@ -146,15 +213,9 @@ async def get_ticket(
     return ticket_json(row)
 
 
-async def list_tickets(
-    conn: Connection,
-    catalog: Catalog,
-    principal: Principal,
-    p: TicketListQuery,
-    after: tuple[Any, uuid.UUID] | None,
-) -> dict[str, Any]:
-    """A page of the tickets the caller may see that the query asks for, after the row whose
-    sort key is `after` (the query's cursor, read back)."""
+def filters_of(catalog: Catalog, principal: Principal, p: TicketFilterQuery) -> Filters:
+    """The filters a list or count query asks for, with the listing defaults: the one
+    reading of them, so that a count counts what the list with the same query lists."""
     categories: list[str] = list(p.status_category or [])
     stale_in = None
     # As RT: a deleted ticket never shows in search results, even when its status is named.
@@ -165,7 +226,7 @@ async def list_tickets(
         # As RT: inactive tickets are left out unless asked for, hidden statuses unless named.
         categories = categories or ["initial", "active"]
         leave_out = catalog.unlisted
-    query = ListQuery(
+    return Filters(
         statuses=p.status or (),
         categories=categories,
         exclude_hidden=leave_out,
@@ -181,17 +242,62 @@ async def list_tickets(
         created_before=p.created_before,
         updated_after=p.updated_after,
         updated_before=p.updated_before,
+        started_after=p.started_after,
+        started_before=p.started_before,
+        resolved_after=p.resolved_after,
+        resolved_before=p.resolved_before,
+        closed_after=p.closed_after,
+        closed_before=p.closed_before,
         q=p.q,
         stale_in=stale_in,
-        sort=p.sort,
-        after=after,
-        limit=p.limit,
     )
+
+
+async def list_tickets(
+    conn: Connection,
+    catalog: Catalog,
+    principal: Principal,
+    p: TicketListQuery,
+    after: tuple[Any, uuid.UUID] | None,
+    *,
+    asset_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """A page of the tickets the caller may see that the query asks for, after the row whose
+    sort key is `after` (the query's cursor, read back); with `asset_id`, the asset's
+    "Tickets" history, closed tickets included unless the query narrows it."""
+    filters = filters_of(catalog, principal, p)
+    if asset_id is not None:
+        narrowed = bool(p.status or p.status_category)
+        filters = replace(
+            filters,
+            asset=asset_id,
+            categories=list(p.status_category or ()) if narrowed else list(CATEGORIES),
+        )
+    query = ListQuery(filters, sort=p.sort, after=after, limit=p.limit)
     rows = await listing.page(conn, principal.tenant_id, visible_to(principal), query)
     items = [ticket_json(r) for r in rows[: p.limit]]
     cursor = next_cursor(rows, p.limit, lambda r: [p.sort, _sort_key(r, p.sort), r["id"]])
     # The shape of Page[TicketOut], which documents it.
     return {"items": items, "next_cursor": cursor}
+
+
+async def count_tickets(
+    conn: Connection, catalog: Catalog, principal: Principal, p: TicketCountQuery
+) -> TicketCountsOut:
+    """How many of the tickets GET /v1/tickets would list for this query (every page of it)
+    have each value of `p.group_by`."""
+    found = await listing.counts(
+        conn,
+        principal.tenant_id,
+        visible_to(principal),
+        filters_of(catalog, principal, p),
+        p.group_by,
+    )
+    counts = [
+        TicketCount(key=None if r["key"] is None else str(r["key"]), count=r["count"])
+        for r in found
+    ]
+    return TicketCountsOut(group_by=p.group_by, counts=counts, total=sum(c.count for c in counts))
 
 
 def _deleted(catalog: Catalog, row: TicketRow) -> bool:
@@ -237,6 +343,7 @@ async def update_ticket(
             )
     for _ in range(ATTEMPTS):
         repo, row = await locate(conn, catalog, principal, ref)
+        lifecycle.ensure_changeable(catalog, row)
         if not if_match(row["version"]):
             raise StaleVersion(row["version"])
         changes, events, outbox = await _patch(repo, catalog, row, body)
@@ -301,6 +408,7 @@ async def _patch(
             outbox.append(
                 {"topic": "ticket.assigned", "payload": {"assignee_id": body.assignee_id}}
             )
+            changes |= _on_assign(catalog, row, events, outbox)
     if (
         "catalog_item" in sent
         and body.catalog_item is not None
@@ -308,6 +416,23 @@ async def _patch(
     ):
         changes |= _move(catalog, row, body.catalog_item, events)
     return changes, events, outbox
+
+
+def _on_assign(
+    catalog: Catalog, row: TicketRow, events: list[Event], outbox: list[Message]
+) -> dict[str, Any]:
+    """The move an assignment makes where the workflow says so (`on_assign`: itsm_default's
+    open ticket starts when an agent takes it), recorded as a transition in the same write."""
+    workflow = catalog.workflows.get(row["workflow"])
+    target = workflow.on_assign.get(row["status"]) if workflow else None
+    if workflow is None or target is None:
+        return {}
+    events.append(
+        {"kind": "transitioned", "data": {"action": ON_ASSIGN, "from": row["status"], "to": target}}
+    )
+    changes, announced = lifecycle.moving(workflow, row, target)
+    outbox += announced
+    return changes
 
 
 def _move(catalog: Catalog, row: TicketRow, item_name: str, events: list[Event]) -> dict[str, Any]:
@@ -334,11 +459,10 @@ def _move(catalog: Catalog, row: TicketRow, item_name: str, events: list[Event])
         }
     )
     return {
+        **lifecycle.entering(workflow, row, status),
         "catalog_item": item.name,
         "type": item.type,
         "workflow": workflow.name,
-        "status": status,
-        "status_category": workflow.status_category(status),
     }
 
 

@@ -17,16 +17,20 @@ from sqlalchemy import (
     CTE,
     Boolean,
     ColumnElement,
+    FromClause,
     Integer,
+    Interval,
     Select,
     String,
     Text,
     Uuid,
     and_,
     bindparam,
+    case,
     delete,
     func,
     literal,
+    null,
     or_,
     select,
     tuple_,
@@ -36,8 +40,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 
+from flowdesk.db.like import ESCAPE
 from flowdesk.db.query import Query
 from flowdesk.models import (
+    asset_movements,
+    assets,
     group_members,
     groups,
     outbox,
@@ -96,17 +103,43 @@ def _audited(written: CTE) -> tuple[CTE, CTE]:
     return events.cte("events"), messages.cte("messages")
 
 
-def _with_names(written: CTE) -> Select[Any]:
-    """The ticket's row with the names of its requester and assignee: one statement reads
-    or writes a ticket and answers with everything its JSON shows."""
+def with_names(written: FromClause) -> Select[Any]:
+    """The tickets' rows with the names of their requester and assignee and a summary of
+    their asset and movement: one statement reads or writes a ticket (or a page of them) and
+    answers with everything its JSON shows."""
     r, a = users.alias("r"), users.alias("a")
+    s, m = assets.alias("s"), asset_movements.alias("m")
     return select(
-        *written.c, r.c.name.label("requester_name"), a.c.name.label("assignee_name")
+        *written.c,
+        r.c.name.label("requester_name"),
+        a.c.name.label("assignee_name"),
+        s.c.external_ref.label("asset_external_ref"),
+        s.c.tag.label("asset_tag"),
+        s.c.name.label("asset_name"),
+        s.c.type.label("asset_type"),
+        s.c.deleted_at.label("asset_deleted_at"),
+        m.c.from_location.label("movement_from"),
+        m.c.to_location.label("movement_to"),
+        m.c.moved_at.label("movement_moved_at"),
     ).select_from(
         written.join(
             r, and_(r.c.tenant_id == written.c.tenant_id, r.c.id == written.c.requester_id)
-        ).outerjoin(a, and_(a.c.tenant_id == written.c.tenant_id, a.c.id == written.c.assignee_id))
+        )
+        .outerjoin(a, and_(a.c.tenant_id == written.c.tenant_id, a.c.id == written.c.assignee_id))
+        .outerjoin(s, and_(s.c.tenant_id == written.c.tenant_id, s.c.id == written.c.asset_id))
+        .outerjoin(m, and_(m.c.tenant_id == written.c.tenant_id, m.c.id == written.c.movement_id))
     )
+
+
+def lifecycle_value(column: str, name: str) -> ColumnElement[Any]:
+    """The value a write gives a lifecycle column (flowdesk.tickets.lifecycle): the moments
+    are the statement's now() or NULL, the timer now() plus the status's timeout."""
+    if column == "timer_due_at":
+        return func.now() + bindparam(name, type_=Interval)
+    return case((bindparam(name, type_=Boolean), func.now()), else_=null())
+
+
+LIFECYCLE_COLUMNS = frozenset({"started_at", "resolved_at", "closed_at", "timer_due_at"})
 
 
 def _audited_select(written: CTE, final: Select[Any]) -> Query:
@@ -123,7 +156,7 @@ def _get(key: ColumnElement[bool]) -> Query:
         .where(tickets.c.tenant_id == _tenant, key, _visible())
         .cte("written")
     )
-    return Query(_with_names(written))
+    return Query(with_names(written))
 
 
 GET_BY_ID = _get(tickets.c.id == _ticket)
@@ -137,6 +170,38 @@ GET_BY_NUMBER = _get(
 # --- creating a ticket -----------------------------------------------------------------------
 
 
+def _linked_asset() -> Select[Any]:
+    """One row when the asset and movement a new ticket links (either may be NULL) are live
+    and belong together, none otherwise. The asset's row is held FOR SHARE until the ticket
+    is written, so a concurrent delete either waits for it (and then sees an open ticket) or
+    goes first (and this finds no live asset): never an open ticket on a deleted asset."""
+    asset_id = bindparam("asset_id", type_=Uuid)
+    movement_id = bindparam("movement_id", type_=Uuid)
+    live_asset = (
+        select(assets.c.id)
+        .where(
+            assets.c.tenant_id == _tenant, assets.c.id == asset_id, assets.c.deleted_at.is_(None)
+        )
+        .with_for_update(read=True)
+        .scalar_subquery()
+    )
+    movement_of = (
+        select(asset_movements.c.asset_id)
+        .where(asset_movements.c.tenant_id == _tenant, asset_movements.c.id == movement_id)
+        .scalar_subquery()
+    )
+    return select(asset_id.label("asset_id"), movement_id.label("movement_id")).where(
+        or_(asset_id.is_(None), live_asset.is_not(None)),
+        or_(
+            movement_id.is_(None),
+            and_(
+                movement_of.is_not(None),
+                or_(asset_id.is_(None), movement_of == asset_id),
+            ),
+        ),
+    )
+
+
 def _create() -> Query:
     requester_id = bindparam("requester_id", type_=Uuid)
     requester = (
@@ -146,15 +211,22 @@ def _create() -> Query:
         )
         .cte("requester")
     )
-    # The number is taken only for a live requester, so a refused create takes none (no gap).
+    linked = _linked_asset().cte("linked")
+    # The number is taken only for a live requester and a live asset (when one is linked),
+    # so a refused create takes none (no gap).
     counter = (
         update(ticket_counters)
         .values(last_number=ticket_counters.c.last_number + 1)
-        .where(ticket_counters.c.tenant_id == _tenant, requester.c.id.is_not(None))
+        .where(
+            ticket_counters.c.tenant_id == _tenant,
+            requester.c.id.is_not(None),
+            select(linked.c.asset_id).exists(),
+        )
         .returning(ticket_counters.c.last_number)
         .cte("counter")
     )
     given = ("title", "description", "type", "catalog_item", "workflow", "status")
+    lifecycle = sorted(LIFECYCLE_COLUMNS)
     written = (
         insert(tickets)
         .from_select(
@@ -167,6 +239,9 @@ def _create() -> Query:
                 "priority",
                 "requester_id",
                 "fields",
+                "asset_id",
+                "movement_id",
+                *lifecycle,
             ],
             select(
                 _tenant,
@@ -177,15 +252,38 @@ def _create() -> Query:
                 bindparam("priority", type_=String),
                 requester_id,
                 bindparam("fields", type_=JSONB),
-            ).select_from(counter.join(tenants, tenants.c.id == _tenant)),
+                linked.c.asset_id,
+                linked.c.movement_id,
+                *(lifecycle_value(c, c) for c in lifecycle),
+            ).select_from(
+                counter.join(tenants, tenants.c.id == _tenant).join(linked, literal(True))
+            ),
         )
         .returning(*TICKET_COLUMNS)
         .cte("written")
     )
-    return _audited_select(written, _with_names(written))
+    return _audited_select(written, with_names(written))
 
 
 CREATE = _create()
+
+# What a new ticket's asset links name: whether the asset is live (NULL: no such asset), and
+# the asset of the movement (NULL: no such movement).
+LINK_TARGETS = Query(
+    select(
+        select(assets.c.deleted_at.is_(None))
+        .where(assets.c.tenant_id == _tenant, assets.c.id == bindparam("asset_id", type_=Uuid))
+        .scalar_subquery()
+        .label("asset_live"),
+        select(asset_movements.c.asset_id)
+        .where(
+            asset_movements.c.tenant_id == _tenant,
+            asset_movements.c.id == bindparam("movement_id", type_=Uuid),
+        )
+        .scalar_subquery()
+        .label("movement_asset_id"),
+    )
+)
 
 # --- updating a ticket -----------------------------------------------------------------------
 
@@ -205,6 +303,7 @@ UPDATABLE = frozenset(
         "status_category",
         "previous_status",
         "resolution",
+        *LIFECYCLE_COLUMNS,
     }
 )
 
@@ -213,7 +312,12 @@ def update_statement(columns: Sequence[str]) -> Query:
     """The optimistic update of these columns: it applies only while the ticket is still at
     the version the decision was made on. An optional comment is added with it."""
     assert UPDATABLE.issuperset(columns), columns
-    values: dict[str, Any] = {c: bindparam(f"set_{c}", type_=tickets.c[c].type) for c in columns}
+    values: dict[str, Any] = {
+        c: lifecycle_value(c, f"set_{c}")
+        if c in LIFECYCLE_COLUMNS
+        else bindparam(f"set_{c}", type_=tickets.c[c].type)
+        for c in columns
+    }
     written = (
         update(tickets)
         .values(**values, version=tickets.c.version + 1, updated_at=func.now())
@@ -237,22 +341,43 @@ def update_statement(columns: Sequence[str]) -> Query:
             bindparam("comment_visibility", type_=String),
         ).where(body.is_not(None)),
     )
-    return _audited_select(written, _with_names(written).add_cte(comment.cte("comment")))
+    return _audited_select(written, with_names(written).add_cte(comment.cte("comment")))
 
 
 # --- comments, the audit trail ---------------------------------------------------------------
 
 
+def _still_in_status() -> CTE:
+    """The ticket while it is still in the status the decision was made on, held FOR SHARE
+    until the write commits. Comments, links and approvals do not move a ticket's version,
+    so this is what keeps them off a ticket closed meanwhile: a concurrent close either waits
+    for the write, or goes first and this finds no row (and the write adds nothing)."""
+    return (
+        select(tickets.c.tenant_id, tickets.c.id)
+        .where(
+            tickets.c.tenant_id == _tenant,
+            tickets.c.id == _ticket,
+            tickets.c.status == bindparam("status", type_=String),
+        )
+        .with_for_update(read=True)
+        .cte("ticket")
+    )
+
+
 def _add_comment() -> Query:
+    ticket = _still_in_status()
     added = (
         insert(ticket_comments)
-        .values(
-            tenant_id=_tenant,
-            id=bindparam("comment_id", type_=Uuid),
-            ticket_id=_ticket,
-            author_id=_actor,
-            body=bindparam("body", type_=Text),
-            visibility=bindparam("visibility", type_=String),
+        .from_select(
+            ["tenant_id", "id", "ticket_id", "author_id", "body", "visibility"],
+            select(
+                ticket.c.tenant_id,
+                bindparam("comment_id", type_=Uuid),
+                ticket.c.id,
+                _actor,
+                bindparam("body", type_=Text),
+                bindparam("visibility", type_=String),
+            ),
         )
         .returning(
             ticket_comments.c.tenant_id,
@@ -348,27 +473,62 @@ EVENTS = Query(
 
 # --- people ----------------------------------------------------------------------------------
 
+
+def _holds_agent_rights(user_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The user is in a group granting tickets:manage (or admin, which implies it): with
+    `deleted_at IS NULL`, the one meaning of "an agent" that assignment checks (IS_AGENT)
+    and the list of whom a ticket can be assigned to (AGENTS) share."""
+    return (
+        select(literal(1))
+        .select_from(group_members)
+        .join(
+            groups,
+            and_(
+                groups.c.tenant_id == group_members.c.tenant_id,
+                groups.c.id == group_members.c.group_id,
+            ),
+        )
+        .where(
+            group_members.c.tenant_id == _tenant,
+            group_members.c.user_id == user_id,
+            groups.c.permissions.overlap(
+                literal([TICKETS_MANAGE, ADMIN], groups.c.permissions.type)
+            ),
+        )
+        .exists()
+    )
+
+
 # A live user whose groups grant tickets:manage (or admin, which implies it).
 IS_AGENT = Query(
-    select(literal(1))
-    .select_from(group_members)
-    .join(
-        groups,
-        and_(
-            groups.c.tenant_id == group_members.c.tenant_id, groups.c.id == group_members.c.group_id
-        ),
-    )
-    .join(
-        users,
-        and_(users.c.tenant_id == group_members.c.tenant_id, users.c.id == group_members.c.user_id),
-    )
-    .where(
-        group_members.c.tenant_id == _tenant,
-        group_members.c.user_id == bindparam("user_id", type_=Uuid),
+    select(literal(1)).where(
+        users.c.tenant_id == _tenant,
+        users.c.id == bindparam("user_id", type_=Uuid),
         users.c.deleted_at.is_(None),
-        groups.c.permissions.overlap(literal([TICKETS_MANAGE, ADMIN], groups.c.permissions.type)),
+        _holds_agent_rights(users.c.id),
     )
-    .limit(1)
+)
+
+# The tenant's agents by name, those whose name or e-mail matches `pattern` (a LIKE pattern,
+# flowdesk.db.like, or NULL for all), after the (name, id) of the previous page's last.
+_pattern = bindparam("pattern", type_=Text)
+_after_name = bindparam("after_name", type_=users.c.name.type)
+_after_id = bindparam("after_id", type_=Uuid)
+AGENTS = Query(
+    select(users.c.id, users.c.name, users.c.email)
+    .where(
+        users.c.tenant_id == _tenant,
+        users.c.deleted_at.is_(None),
+        _holds_agent_rights(users.c.id),
+        or_(
+            _pattern.is_(None),
+            users.c.name.ilike(_pattern, escape=ESCAPE),
+            users.c.email.ilike(_pattern, escape=ESCAPE),
+        ),
+        or_(_after_id.is_(None), tuple_(users.c.name, users.c.id) > tuple_(_after_name, _after_id)),
+    )
+    .order_by(users.c.name, users.c.id)
+    .limit(_limit)
 )
 
 # --- who a workflow's named owners are --------------------------------------------------------
@@ -473,6 +633,7 @@ LINKS = Query(
         ticket_links.c.created_at,
         _target.c.prefix.label("target_prefix"),
         _target.c.number.label("target_number"),
+        _target.c.requester_id.label("target_requester_id"),
     )
     .join_from(
         ticket_links,
@@ -489,13 +650,17 @@ LINKS = Query(
 
 def _add_link() -> Query:
     # An existing identical link inserts nothing, and so records nothing.
+    ticket = _still_in_status()
     written = (
         insert(ticket_links)
-        .values(
-            tenant_id=_tenant,
-            ticket_id=_ticket,
-            kind=bindparam("kind", type_=String),
-            target_id=bindparam("target_id", type_=Uuid),
+        .from_select(
+            ["tenant_id", "ticket_id", "kind", "target_id"],
+            select(
+                ticket.c.tenant_id,
+                ticket.c.id,
+                bindparam("kind", type_=String),
+                bindparam("target_id", type_=Uuid),
+            ),
         )
         .on_conflict_do_nothing()
         .returning(
@@ -512,12 +677,14 @@ ADD_LINK = _add_link()
 
 
 def _delete_link() -> Query:
+    ticket = _still_in_status()
     written = (
         delete(ticket_links)
         .where(
             ticket_links.c.tenant_id == _tenant,
             ticket_links.c.ticket_id == _ticket,
             ticket_links.c.id == bindparam("link_id", type_=Uuid),
+            select(ticket.c.id).exists(),
         )
         .returning(ticket_links.c.tenant_id, ticket_links.c.ticket_id.label("id"))
         .cte("written")
@@ -529,13 +696,12 @@ DELETE_LINK = _delete_link()
 
 
 def _add_approval() -> Query:
+    ticket = _still_in_status()
     written = (
         insert(ticket_approvals)
-        .values(
-            tenant_id=_tenant,
-            ticket_id=_ticket,
-            name=bindparam("name", type_=String),
-            approver_id=_actor,
+        .from_select(
+            ["tenant_id", "ticket_id", "name", "approver_id"],
+            select(ticket.c.tenant_id, ticket.c.id, bindparam("name", type_=String), _actor),
         )
         .returning(
             ticket_approvals.c.tenant_id,

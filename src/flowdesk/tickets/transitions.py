@@ -9,6 +9,7 @@ from typing import Any
 from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, Forbidden, InvalidInput
+from flowdesk.tickets import lifecycle
 from flowdesk.tickets.errors import StaleVersion, TransitionRefusedError, TransitionUnavailable
 from flowdesk.tickets.facts import TicketJson, actor_of, facts_of, needs, ticket_json
 from flowdesk.tickets.repository import Event, Message, TicketRepository, TicketRow
@@ -115,6 +116,7 @@ async def _decide_and_write(
     row: TicketRow,
     body: TransitionIn,
 ) -> TicketRow | None:
+    lifecycle.ensure_changeable(catalog, row, body.action)
     workflow = _workflow(catalog, row)
     facts = await _facts(repo, workflow, row)
     actor = actor_of(principal, row["catalog_item"])
@@ -136,20 +138,9 @@ async def _decide_and_write(
     events: list[Event] = [{"kind": kind, "data": moved}]
     outbox: list[Message] = []
     if outcome.status != row["status"]:
-        changes |= {
-            "status": outcome.status,
-            "status_category": workflow.status_category(outcome.status),
-            "previous_status": row["status"],
-        }
-        # The workflow declares which statuses resolve or close a ticket (`milestone`); the
-        # status change names it, so that the reporter is mailed once, about the milestone.
-        milestone = workflow.milestone(outcome.status)
-        changed: dict[str, Any] = {"from": row["status"], "to": outcome.status}
-        if milestone is not None:
-            changed["milestone"] = milestone
-        outbox.append({"topic": "ticket.status_changed", "payload": changed})
-        if milestone is not None:
-            outbox.append({"topic": f"ticket.{milestone}", "payload": {"status": outcome.status}})
+        moved_changes, announced = lifecycle.moving(workflow, row, outcome.status)
+        changes |= moved_changes
+        outbox += announced
     if outcome.resolution != row["resolution"]:
         changes["resolution"] = outcome.resolution
         moved["resolution"] = outcome.resolution

@@ -23,9 +23,10 @@ from .model import (
     Edge,
     Reason,
     Status,
+    Timeout,
     Workflow,
 )
-from .spec import ANY, ConditionSpec, TransitionSpec, WorkflowSpec
+from .spec import ANY, ConditionSpec, Named, TransitionSpec, WorkflowSpec
 
 STANDARD_STATUSES: tuple[tuple[str, Category, Milestone | None], ...] = (
     ("OPEN", "initial", None),
@@ -174,6 +175,8 @@ class _Builder:
                 s.dead_end,
                 milestone,
                 s.deleted,
+                s.final,
+                Timeout(s.timeout.after, s.timeout.action) if s.timeout else None,
             )
             self.status_pos[s.name] = s.pos
 
@@ -370,6 +373,11 @@ def compile_workflow(
             )
             reset_edges = (b.edge(action, "", to, action.pos or spec.pos),)
     # A ticket in a status the workflow no longer has: the reset, and what applies anywhere.
+    # Out of a final status only the reset leads (seed 004: closed allows no further change).
+    only_reset = tuple(e for e in reset_edges if e.action.name == RESET)
+    for name, status in b.statuses.items():
+        if status.final:
+            table[name] = only_reset
     reset_edges = _sorted([*anywhere, *reset_edges])
     workflow = Workflow(
         name=spec.name,
@@ -388,18 +396,57 @@ def compile_workflow(
         rights=tuple((s, t, p) for (s, t), (p, _) in b.rights.items()),
         pos=spec.pos,
         owner_grantors=MappingProxyType(_owner_grantors(actions, b)),
-        on_reply=MappingProxyType(
-            {
-                source: target
-                for (source, spos), (target, tpos) in spec.on_reply
-                if b.known(source, spos, "on_reply") and b.known(target, tpos, "on_reply")
-            }
-        ),
+        on_reply=_status_map(b, spec.on_reply, "on_reply"),
+        on_assign=_status_map(b, spec.on_assign, "on_assign"),
     )
+    _check_lifecycle(spec, b, table)
     positions = dict(b.status_pos)
     for (source, target), (_, rpos) in b.rights.items():
         positions[f"{source} -> {target}"] = rpos  # rights keys contain '->': no status clash
     return workflow, positions
+
+
+def _status_map(
+    b: _Builder, pairs: tuple[tuple[Named, Named], ...], what: str
+) -> Mapping[str, str]:
+    out: dict[str, str] = {}
+    for (source, spos), (target, tpos) in pairs:
+        if b.known(source, spos, what) and b.known(target, tpos, what):
+            if b.statuses[source].final:
+                b.sink.error(
+                    spos, f"{what}: status '{source}' is final; nothing moves a ticket out"
+                )
+            else:
+                out[source] = target
+    return MappingProxyType(out)
+
+
+def _check_lifecycle(
+    spec: WorkflowSpec, b: _Builder, table: Mapping[str, tuple[Edge, ...]]
+) -> None:
+    """Final statuses have no way out but an admin's reset; a timeout names an action that
+    leaves its status."""
+    for t in spec.transitions:
+        for source, spos in t.sources:
+            status = b.statuses.get(source)
+            if status is not None and status.final:
+                b.sink.error(
+                    spos,
+                    f"action '{t.action}' leaves '{source}', a final status (only an admin's "
+                    "reset may move a ticket out of it)",
+                )
+    for s in spec.statuses or ():
+        if s.timeout is None or s.name not in b.statuses:
+            continue
+        if s.final:
+            b.sink.error(s.timeout.pos, f"status '{s.name}' is final: it cannot time out")
+        elif not any(e.action.name == s.timeout.action for e in table.get(s.name, ())):
+            actions = ", ".join(dict.fromkeys(e.action.name for e in table.get(s.name, ())))
+            b.sink.error(
+                s.timeout.pos,
+                f"timeout of '{s.name}': no action '{s.timeout.action}' leaves it "
+                f"(actions out of '{s.name}': {actions or 'none'})",
+            )
 
 
 _OWNER_SETTING = frozenset({"set_owner", "may_set_owner"})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -54,6 +55,18 @@ class Status:
     # RT's `deleted`: a ticket here never shows in search results (even when its status is
     # named) and only an admin reads it by reference.
     deleted: bool = False
+    # Seed 004's closed: "no further changes allowed". Only an admin's reset moves a ticket
+    # out of a final status; nothing else changes it.
+    final: bool = False
+    timeout: Timeout | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """A ticket left in a status for `after` is moved by `action`, taken by the system."""
+
+    after: timedelta
+    action: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +212,9 @@ class Workflow:
     # RT's AutoOpen: a reply from the requester on a ticket in one of these statuses moves it
     # to the status given (`on_reply: {new: open, resolved: open}`).
     on_reply: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Assigning an agent to a ticket in one of these statuses moves it to the status given
+    # (`on_assign: {open: in_progress}`); unassigning moves nothing.
+    on_assign: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def owner_names(self) -> tuple[str, ...]:
         """Every owner its actions name (users, groups or permissions), each once."""
@@ -207,6 +223,14 @@ class Workflow:
     def status_category(self, status: str) -> Category | None:
         found = self.statuses.get(status)
         return found.category if found else None
+
+    def is_final(self, status: str) -> bool:
+        found = self.statuses.get(status)
+        return found is not None and found.final
+
+    def timeout(self, status: str) -> Timeout | None:
+        found = self.statuses.get(status)
+        return found.timeout if found else None
 
     def milestone(self, status: str) -> Milestone | None:
         """Whether entering `status` resolves or closes the ticket (None: neither)."""

@@ -6,7 +6,9 @@ validation of *meaning* (statuses exist, reachability, ...) happens in ``checks.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
@@ -51,11 +53,19 @@ WORKFLOW_KEYS = frozenset(
         "reset",
         "permission_implies",
         "on_reply",
+        "on_assign",
         "implicit_create",
         "restrict_owner",
     }
 )
-STATUS_KEYS = frozenset({"name", "category", "hidden", "deleted", "label", "dead_end", "milestone"})
+STATUS_KEYS = frozenset(
+    {"name", "category", "hidden", "deleted", "label", "dead_end", "milestone", "final", "timeout"}
+)
+TIMEOUT_KEYS = frozenset({"after", "action"})
+# `after: 7d`: a whole number of minutes, hours or days, at most a year.
+_DURATION = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+_MAX_TIMEOUT = timedelta(days=366)
 TRANSITION_KEYS = frozenset(
     {
         "action",
@@ -89,6 +99,18 @@ class StatusSpec:
     pos: Pos
     milestone: str | None = None
     deleted: bool = False
+    final: bool = False
+    timeout: TimeoutSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutSpec:
+    """`timeout: {after: 7d, action: close}`: a ticket left in the status that long is moved
+    by that action, taken by the system."""
+
+    after: timedelta
+    action: str
+    pos: Pos
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +171,9 @@ class WorkflowSpec:
     pos: Pos
     # RT's AutoOpen: a requester's reply on a ticket in a source status moves it to the target.
     on_reply: tuple[tuple[Named, Named], ...] = ()
+    # Assigning an agent to a ticket in a source status moves it to the target in the same
+    # write (seed 004: "open" means nobody is assigned yet).
+    on_assign: tuple[tuple[Named, Named], ...] = ()
     # Without create actions, one per initial status is made (flowdesk's default); `false`
     # keeps none, as Trac does for a workflow that defines none.
     implicit_create: bool = True
@@ -321,13 +346,17 @@ def parse_status(node: Node, sink: Sink) -> StatusSpec | None:
     if name in (STAY, RETURN, ANY):
         sink.error(pos_of(fields["name"][1]), f"'{name}' is reserved and cannot name a status")
     flag = {
-        k: boolean(fields[k][1], sink, k) for k in ("hidden", "deleted", "dead_end") if k in fields
+        k: boolean(fields[k][1], sink, k)
+        for k in ("hidden", "deleted", "dead_end", "final")
+        if k in fields
     }
-    if flag.get("deleted") and category != "inactive":
-        sink.error(
-            pos_of(fields["deleted"][1]),
-            f"status '{name}': a deleted status needs category 'inactive'",
-        )
+    for key in ("deleted", "final"):
+        if flag.get(key) and category != "inactive":
+            sink.error(
+                pos_of(fields[key][1]),
+                f"status '{name}': a {key} status needs category 'inactive'",
+            )
+    timeout = parse_timeout(fields["timeout"][1], sink) if "timeout" in fields else None
     label = string(fields["label"][1], sink, "label") if "label" in fields else None
     milestone = None
     if "milestone" in fields:
@@ -359,7 +388,39 @@ def parse_status(node: Node, sink: Sink) -> StatusSpec | None:
         pos_of(node),
         milestone,
         flag.get("deleted", False),
+        flag.get("final", False),
+        timeout,
     )
+
+
+def parse_timeout(node: Node, sink: Sink) -> TimeoutSpec | None:
+    fields = mapping(node, sink, "timeout")
+    if fields is None:
+        return None
+    check_keys(fields, TIMEOUT_KEYS, sink, "timeout")
+    if "after" not in fields or "action" not in fields:
+        sink.error(pos_of(node), "timeout: needs 'after' (e.g. 7d, 48h, 30m) and 'action'")
+        return None
+    after_node = fields["after"][1]
+    after = _duration(string(after_node, sink, "after"))
+    if after is None or after > _MAX_TIMEOUT:
+        sink.error(
+            pos_of(after_node),
+            "timeout: 'after' must be a whole number of minutes, hours or days (30m, 48h, 7d), "
+            "at most 366d",
+        )
+        return None
+    action = string(fields["action"][1], sink, "timeout action")
+    if action is None:
+        return None
+    return TimeoutSpec(after, action, pos_of(fields["action"][1]))
+
+
+def _duration(text: str | None) -> timedelta | None:
+    match = _DURATION.match(text or "")
+    if match is None:
+        return None
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 def parse_rights(node: Node, sink: Sink) -> list[RightSpec]:
@@ -427,7 +488,8 @@ def parse_workflow(node: Node, sink: Sink) -> WorkflowSpec | None:
         if "permission_implies" in fields
         else {}
     )
-    on_reply = parse_on_reply(fields["on_reply"][1], sink) if "on_reply" in fields else ()
+    on_reply = parse_status_map(fields, "on_reply", sink)
+    on_assign = parse_status_map(fields, "on_assign", sink)
     implicit_create = (
         boolean(fields["implicit_create"][1], sink, "implicit_create")
         if "implicit_create" in fields
@@ -449,17 +511,22 @@ def parse_workflow(node: Node, sink: Sink) -> WorkflowSpec | None:
         implies,
         pos_of(node),
         on_reply,
+        on_assign,
         implicit_create,
         restrict_owner,
     )
 
 
-def parse_on_reply(node: Node, sink: Sink) -> tuple[tuple[Named, Named], ...]:
-    """`on_reply: {new: open, resolved: open}`: status -> status."""
-    fields = mapping(node, sink, "on_reply", normalize=False)
+def parse_status_map(
+    workflow: dict[str, tuple[Node, Node]], key: str, sink: Sink
+) -> tuple[tuple[Named, Named], ...]:
+    """`on_reply: {new: open, resolved: open}` (or `on_assign`): status -> status."""
+    if key not in workflow:
+        return ()
+    fields = mapping(workflow[key][1], sink, key, normalize=False)
     out: list[tuple[Named, Named]] = []
     for source, (knode, vnode) in (fields or {}).items():
-        target = string(vnode, sink, "on_reply target")
+        target = string(vnode, sink, f"{key} target")
         if target:
             out.append(((source, pos_of(knode)), (target, pos_of(vnode))))
     return tuple(out)
