@@ -46,6 +46,12 @@ class StatusMapMissingError(Conflict):
         )
 
 
+class TicketClosed(Conflict):
+    """A write to a ticket in a final status (seed 004: closed allows no further change)."""
+
+    slug, title = "ticket-closed", "Ticket closed"
+
+
 class StaleVersion(PreconditionFailed):
     """The client's If-Match names another version of the ticket than the current one."""
 

@@ -11,16 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowdesk.errors import Conflict
+from flowdesk.tickets.errors import TicketClosed
 from flowdesk.tickets.repository import Message, TicketRow
 from flowdesk.workflow import RESET, Catalog, Workflow
-
-# Set to the statement's now() (True) or cleared (False).
-MOMENTS = ("started_at", "resolved_at", "closed_at")
-
-
-class TicketClosed(Conflict):
-    slug, title = "ticket-closed", "Ticket closed"
 
 
 def ensure_changeable(catalog: Catalog, row: TicketRow, action: str | None = None) -> None:
@@ -32,7 +25,7 @@ def ensure_changeable(catalog: Catalog, row: TicketRow, action: str | None = Non
     raise TicketClosed(
         f"The ticket is {row['status']}, a final status: it cannot be changed any more "
         "(an admin may reset it).",
-        extra={"status": row["status"]},
+        extra={"ticket_status": row["status"]},
     )
 
 
