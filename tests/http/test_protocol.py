@@ -68,6 +68,13 @@ async def test_unknown_routes_and_methods_are_problem_json(client: httpx.AsyncCl
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
     r = await client.put("/healthz")
     assert r.status_code == 405 and r.json()["status"] == 405
+    assert r.headers["allow"] == "GET"
+    # Allow names every method of the resource, which several routes serve (RFC 9110).
+    r = await client.delete("/v1/tickets/TKT-000001")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, PATCH"
+    r = await client.post("/v1/assets/by-ref/AS-1")
+    assert r.status_code == 405 and r.headers["allow"] == "PUT"
 
 
 async def test_bad_ids_in_paths_are_422(client: httpx.AsyncClient, tenant: TenantCtx) -> None:
