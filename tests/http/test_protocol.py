@@ -94,3 +94,22 @@ async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_a_body_is_judged_only_once_the_caller_is_known(
+    client: httpx.AsyncClient, tenant: TenantCtx
+) -> None:
+    # FastAPI decodes the body before the endpoint's authentication: without a key, a body
+    # that is not JSON (or not even text) is still the missing key's 401.
+    json_type = {"content-type": "application/json"}
+    for body in (b"{not json", b"\xff\xfe\x00"):
+        r = await client.post("/v1/tickets", content=body, headers=json_type)
+        assert r.status_code == 401, (body, r.text)
+        r = await client.post(
+            "/v1/tickets", content=body, headers=json_type | {"Authorization": "Bearer fdk_x"}
+        )
+        assert r.status_code == 401, (body, r.text)
+        # With a key, both are the same 422.
+        r = await client.post("/v1/tickets", content=body, headers=json_type | tenant.headers)
+        assert r.status_code == 422, (body, r.text)
+        assert r.headers["content-type"] == "application/problem+json"

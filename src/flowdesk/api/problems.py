@@ -15,7 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from flowdesk.errors import AppError, problem
+from flowdesk.api.auth import current_principal
+from flowdesk.errors import AppError, Unauthorized, problem
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,24 @@ def database_unavailable_response(exc: BaseException | None = None) -> Response:
     )
 
 
+# What FastAPI says of a body it could not decode before any endpoint code ran.
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+async def _unauthenticated(request: Request) -> Response | None:
+    """FastAPI decodes a JSON body before it runs the endpoint's dependencies, so a body that
+    does not decode would be answered before the caller is authenticated. An API request
+    without a valid credential is a 401 whatever its body: the 401 it would have had, or
+    None when the caller is authenticated (then the body's error stands)."""
+    if not request.url.path.startswith(("/v1/", "/public/v1/")):
+        return None
+    try:
+        await current_principal(request)
+    except Unauthorized as exc:
+        return error_response(exc)
+    return None
+
+
 def _allowed_methods(request: Request) -> list[str]:
     methods: set[str] = set()
     for route in request.app.router.routes:
@@ -127,6 +146,10 @@ def install_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):
+            refused = await _unauthenticated(request)
+            if refused is not None:
+                return refused
         errors = [
             {"pointer": _pointer(err.get("loc", ())), "detail": str(err.get("msg", "invalid"))}
             for err in exc.errors()
@@ -144,6 +167,18 @@ def install_handlers(app: FastAPI) -> None:
         slug, title = _STATUS_SLUGS.get(exc.status_code, ("error", "Error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
         headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 400 and detail == _UNPARSABLE_BODY:
+            # A body that is not even text (not UTF-8): the same 422 as one that is not JSON.
+            refused = await _unauthenticated(request)
+            if refused is not None:
+                return refused
+            return problem_response(
+                422,
+                "validation-error",
+                "Invalid request",
+                "The request did not pass validation; see errors.",
+                extra={"errors": [{"pointer": "/", "detail": "the body is not UTF-8 JSON"}]},
+            )
         if exc.status_code == 405:
             # Starlette names the methods of the first route that matched the path; RFC 9110
             # wants all the resource's, which several routes (GET, PATCH, …) share.
