@@ -83,18 +83,15 @@ def _ref_taken(ref: str) -> Any:
     return unique(_REF_TAKEN, f"An asset with external_ref '{ref}' already exists.")
 
 
-_INSERT = Query(
-    insert(assets)
-    .values(
-        tenant_id=_tenant,
-        external_ref=bindparam("external_ref", type_=String),
-        name=bindparam("name", type_=String),
-        type=bindparam("type", type_=String),
-        tag=bindparam("tag", type_=String),
-        attributes=bindparam("attributes", type_=JSONB),
-    )
-    .returning(*_ASSET)
-)
+# What an asset's description is written from (a create, a sync, a change).
+_DESCRIBED = {
+    "external_ref": bindparam("external_ref", type_=String),
+    "name": bindparam("name", type_=String),
+    "type": bindparam("type", type_=String),
+    "tag": bindparam("tag", type_=String),
+    "attributes": bindparam("attributes", type_=JSONB),
+}
+_INSERT = Query(insert(assets).values(tenant_id=_tenant, **_DESCRIBED).returning(*_ASSET))
 
 
 async def insert_asset(conn: Connection, tenant_id: uuid.UUID, values: dict[str, Any]) -> AssetRow:
@@ -107,14 +104,7 @@ async def insert_asset(conn: Connection, tenant_id: uuid.UUID, values: dict[str,
 # The asset system's sync: one statement creates the asset or replaces what it says of it.
 _UPSERT = Query(
     insert(assets)
-    .values(
-        tenant_id=_tenant,
-        external_ref=bindparam("external_ref", type_=String),
-        name=bindparam("name", type_=String),
-        type=bindparam("type", type_=String),
-        tag=bindparam("tag", type_=String),
-        attributes=bindparam("attributes", type_=JSONB),
-    )
+    .values(tenant_id=_tenant, **_DESCRIBED)
     .on_conflict_do_update(
         index_elements=[assets.c.tenant_id, assets.c.external_ref],
         index_where=text("deleted_at IS NULL"),
@@ -188,14 +178,7 @@ async def assets_page(
 _UPDATE = Query(
     update(assets)
     .where(*_live, assets.c.updated_at == bindparam("seen", type_=DateTime(timezone=True)))
-    .values(
-        external_ref=bindparam("external_ref", type_=String),
-        name=bindparam("name", type_=String),
-        type=bindparam("type", type_=String),
-        tag=bindparam("tag", type_=String),
-        attributes=bindparam("attributes", type_=JSONB),
-        updated_at=func.now(),
-    )
+    .values(**_DESCRIBED, updated_at=func.now())
     .returning(*_ASSET)
 )
 

@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from flowdesk.auth.repository import GRANTED
 from flowdesk.db.query import Connection, Query, execute, row, rows, value
 from flowdesk.errors import Conflict, InvalidInput, NotFound
 from flowdesk.models import (
@@ -303,22 +304,6 @@ _MEMBER_OF = Query(
     )
 )
 
-_permission = func.unnest(groups.c.permissions).column_valued("permission")
-_granted = (
-    select(func.array_agg(_permission.distinct()))
-    .select_from(
-        group_members.join(
-            groups,
-            (groups.c.tenant_id == group_members.c.tenant_id)
-            & (groups.c.id == group_members.c.group_id),
-        )
-    )
-    .where(
-        group_members.c.tenant_id == api_keys.c.tenant_id,
-        group_members.c.user_id == api_keys.c.user_id,
-    )
-    .scalar_subquery()
-)
 _SIGNED_IN = Query(
     select(
         api_keys.c.tenant_id,
@@ -328,7 +313,7 @@ _SIGNED_IN = Query(
         users.c.deleted_at.is_not(None).label("user_deleted"),
         api_keys.c.id.label("key_id"),
         api_keys.c.revoked_at.is_not(None).label("key_revoked"),
-        _granted.label("granted"),
+        GRANTED.label("granted"),
     )
     .select_from(
         api_keys.join(tenants, tenants.c.id == api_keys.c.tenant_id).join(

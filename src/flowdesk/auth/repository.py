@@ -30,9 +30,10 @@ class KeyRow(TypedDict):
 
 
 _permission = func.unnest(groups.c.permissions).column_valued("permission")
-# The user's group permissions, one array: unnested first, since PostgreSQL cannot aggregate
-# arrays of unequal length into one.
-_granted = (
+# The key's user's group permissions, one array: unnested first, since PostgreSQL cannot
+# aggregate arrays of unequal length into one. (The sign-in of flowdesk.auth.identity reads
+# them the same way.)
+GRANTED = (
     select(func.array_agg(_permission.distinct()))
     .select_from(
         group_members.join(
@@ -60,7 +61,7 @@ _FETCH_KEY = Query(
         api_keys.c.expires_at,
         api_keys.c.revoked_at,
         api_keys.c.last_used_at,
-        _granted.label("granted"),
+        GRANTED.label("granted"),
     )
     .select_from(
         api_keys.join(tenants, tenants.c.id == api_keys.c.tenant_id).join(
