@@ -107,6 +107,49 @@ async def test_concurrent_grants_cannot_both_take_the_last_seat(
     assert sorted(results) == ["granted", "refused", "refused", "refused"]
 
 
+async def test_a_member_added_while_their_group_is_granted_a_seat_is_counted(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """A group without tickets:manage gains it in one transaction while a member is added to
+    it in another: the add waits for the grant and then counts the seat it takes (before, it
+    read the group's old permissions, skipped the check and overshot the quota)."""
+    tenant = await new_tenant(app, client, quotas={"max_agents": 2})  # the admin holds one
+    await tenant.user(*MANAGE)  # and this agent the other
+    group = uuid.UUID(await tenant.group("tickets:create"))
+    newcomer = uuid.UUID((await tenant.user()).id)
+    db, catalog = runtime(app).db, runtime(app).catalog
+    granted = asyncio.Event()
+    committing = asyncio.Event()
+
+    async def grant() -> None:
+        # Grants to an empty group: no seat taken, so it passes; holds the lock a moment.
+        async with db.transaction() as conn:
+            await tenant_service.update_group(
+                conn, catalog, tenant.id, group, {"permissions": ["tickets:create", *MANAGE]}
+            )
+            granted.set()
+            await committing.wait()
+
+    async def add() -> str:
+        await granted.wait()
+        try:
+            async with db.transaction() as conn:
+                await tenant_service.add_member(conn, tenant.id, group, newcomer)
+        except QuotaExceeded:
+            return "refused"
+        return "added"
+
+    granting = asyncio.create_task(grant())
+    adding = asyncio.create_task(add())
+    await granted.wait()
+    await asyncio.sleep(0.2)  # the add runs into the grant's lock (before: it was done)
+    committing.set()
+    await granting
+    assert await adding == "refused"
+    r = await client.get("/v1/tenant", headers=tenant.headers)
+    assert r.json()["quota_usage"]["max_agents"]["current"] == 2
+
+
 async def test_unlimited_and_max_emails_month(
     client: httpx.AsyncClient, tenant: TenantCtx, operator: Operator
 ) -> None:

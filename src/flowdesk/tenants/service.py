@@ -276,15 +276,15 @@ async def add_member(
 ) -> bool:
     """Make the user a member; False when they were one already (PUT is idempotent)."""
     _in_transaction(conn)
+    # The tenant is locked first, whatever the group grants now: a concurrent change that
+    # grants tickets:manage to this group holds the same lock, so the group is read below
+    # as that change left it (a member added under a grant made meanwhile overshot the
+    # quota: issue 16 measured 3 agents of 2).
+    guard = await guard_agent_seats(conn, tenant_id)
     group = await get_group(conn, tenant_id, group_id)
     await get_user(conn, tenant_id, user_id)
-    guard = (
-        await guard_agent_seats(conn, tenant_id)
-        if grants_agent_seat(group["permissions"])
-        else None
-    )
     added = await repo.add_member(conn, tenant_id, group_id, user_id)
-    if guard is not None and added:
+    if added and grants_agent_seat(group["permissions"]):
         await check_agent_seats(
             conn,
             guard,
