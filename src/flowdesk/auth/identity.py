@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import Any, Protocol, TypedDict
 from urllib.parse import urlsplit
 
-from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import (
     ARRAY,
     String,
@@ -45,8 +44,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from flowdesk.auth.repository import GRANTED
+from flowdesk.db.constraints import unique
 from flowdesk.db.query import Connection, Query, execute, row, rows, value
-from flowdesk.errors import Conflict, InvalidInput, NotFound
+from flowdesk.errors import InvalidInput, NotFound
 from flowdesk.models import (
     api_keys,
     group_members,
@@ -405,8 +405,13 @@ async def put_provider(
                 problems.append((pointer, "is not a group of this tenant"))
     if problems:
         raise InvalidInput("The identity provider cannot be accepted.", problems)
-    try:
-        # A savepoint: the caller's transaction stays usable after a conflict.
+    taken = unique(
+        "uq_identity_providers_issuer_audience",
+        "An identity provider with this issuer and audience is already trusted; "
+        "a token must name one tenant, so give this one its own audience.",
+    )
+    # A savepoint inside: the caller's transaction stays usable after a conflict.
+    with taken:
         async with conn.transaction():
             saved = await row(
                 conn,
@@ -423,13 +428,6 @@ async def put_provider(
                 group_map={k: str(v) for k, v in group_map.items()},
                 default_group_id=settings.default_group_id,
             )
-    except UniqueViolationError as exc:
-        if exc.constraint_name != "uq_identity_providers_issuer_audience":
-            raise
-        raise Conflict(
-            "An identity provider with this issuer and audience is already trusted; "
-            "a token must name one tenant, so give this one its own audience."
-        ) from exc
     assert saved is not None
     return saved
 

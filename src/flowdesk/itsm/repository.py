@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypedDict
 
-from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -29,8 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from flowdesk.db.constraints import unique
 from flowdesk.db.query import Connection, Query, execute, row, rows, value
-from flowdesk.errors import Conflict
 from flowdesk.itsm.vocabulary import AGENT_GRANTING_PERMISSIONS
 from flowdesk.models import (
     email_usage,
@@ -270,19 +270,21 @@ async def group_by_name(conn: Connection, tenant_id: uuid.UUID, name: str) -> Gr
     return await row(conn, GroupRow, _GROUP_BY_NAME, tenant_id=tenant_id, name=name)
 
 
+def _name_taken(name: str) -> AbstractContextManager[None]:
+    return unique("uq_groups_tenant_id_name", f"A group named '{name}' already exists.")
+
+
 async def rename_group(
     conn: Connection, tenant_id: uuid.UUID, group_id: uuid.UUID, name: str
 ) -> None:
-    try:
+    with _name_taken(name):
         await execute(conn, _RENAME_GROUP, tenant_id=tenant_id, group_id=group_id, name=name)
-    except UniqueViolationError as exc:
-        raise Conflict(f"A group named '{name}' already exists.") from exc
 
 
 async def add_system_group(
     conn: Connection, tenant_id: uuid.UUID, name: str, permissions: Sequence[str]
 ) -> GroupRow:
-    try:
+    with _name_taken(name):
         added = await row(
             conn,
             GroupRow,
@@ -291,8 +293,6 @@ async def add_system_group(
             name=name,
             permissions=list(permissions),
         )
-    except UniqueViolationError as exc:
-        raise Conflict(f"A group named '{name}' already exists.") from exc
     assert added is not None
     return added
 

@@ -9,12 +9,11 @@ request) become `Conflict`s here.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypedDict
 
-from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -35,8 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from flowdesk.db import like
+from flowdesk.db.constraints import unique
 from flowdesk.db.query import Connection, Query, row, rows, value
-from flowdesk.errors import Conflict
 from flowdesk.itsm.repository import TenantRow
 from flowdesk.models import api_keys, group_members, groups, tenants, ticket_counters, users
 from flowdesk.vocabulary import ADMIN
@@ -111,18 +110,6 @@ def _mine(table: Table) -> ColumnElement[bool]:
     return table.c.tenant_id == bindparam("tenant_id")
 
 
-@contextmanager
-def _unique(constraint: str, detail: str) -> Iterator[None]:
-    """The statement's violation of `constraint` as a Conflict saying `detail` (the check is
-    the index's, so two concurrent requests cannot both pass it)."""
-    try:
-        yield
-    except UniqueViolationError as exc:
-        if exc.constraint_name != constraint:
-            raise
-        raise Conflict(detail) from exc
-
-
 async def _count(conn: Connection, query: Query, **values: object) -> int:
     count = await value(conn, query, **values)
     assert isinstance(count, int)
@@ -150,7 +137,7 @@ _COUNT_TENANTS = Query(select(func.count()).select_from(tenants))
 
 
 async def insert_tenant(conn: Connection, slug: str, name: str, prefix: str) -> TenantRow:
-    with _unique("uq_tenants_slug", f"A tenant with slug '{slug}' already exists."):
+    with unique("uq_tenants_slug", f"A tenant with slug '{slug}' already exists."):
         made = await row(conn, TenantRow, _INSERT_TENANT, slug=slug, name=name, prefix=prefix)
     assert made is not None
     return made
@@ -249,7 +236,7 @@ _COUNT_ADMINS = Query(
 
 
 def _email_taken(email: str) -> AbstractContextManager[None]:
-    return _unique(
+    return unique(
         "uq_users_tenant_id_email", f"A user with e-mail '{email}' already exists in this tenant."
     )
 
@@ -365,7 +352,7 @@ _REMOVE_MEMBER = Query(
 
 
 def _group_name_taken(name: str) -> AbstractContextManager[None]:
-    return _unique("uq_groups_tenant_id_name", f"A group named '{name}' already exists.")
+    return unique("uq_groups_tenant_id_name", f"A group named '{name}' already exists.")
 
 
 async def insert_group(
