@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from flowdesk.tickets.timers import preview, run_due
 from tests.cli.test_commands import run
-from tests.sql import fetchval
+from tests.sql import execute, fetchval
 from tests.support import problem_type, runtime
 from tests.tickets.conftest import Desk
 
@@ -251,3 +251,22 @@ async def test_timers_tick_from_the_command_line(desk: Desk, database_url: str) 
     assert (await desk.client.get(url, headers=desk.agent.headers)).json()["status"] == "closed"
     bad = run(database_url, "timers", "tick", "--at", "yesterday")
     assert bad.returncode != 0 and "ISO 8601" in bad.stderr
+
+
+async def test_the_tick_without_a_time_uses_the_databases_now(desk: Desk, app: FastAPI) -> None:
+    # What the periodic job runs: a timer already past is due, one ahead is not.
+    ticket, later = await _resolved(desk), await _resolved(desk)
+    await execute(
+        app,
+        "UPDATE tickets SET timer_due_at = now() - interval '1 minute' WHERE id = $1::uuid",
+        args=(ticket["id"],),
+    )
+    moved = await run_due(runtime(app).db, runtime(app).catalog)
+    assert [str(m.ticket_id) for m in moved] == [ticket["id"]]
+    h = desk.agent.headers
+    assert (await desk.client.get(f"/v1/tickets/{ticket['id']}", headers=h)).json()[
+        "status"
+    ] == "closed"
+    assert (await desk.client.get(f"/v1/tickets/{later['id']}", headers=h)).json()[
+        "status"
+    ] == "resolved"

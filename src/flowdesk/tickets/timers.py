@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypedDict
 
-from sqlalchemy import DateTime, Integer, bindparam, select
+from sqlalchemy import DateTime, Integer, bindparam, func, select
 
 from flowdesk.db.pool import Database
 from flowdesk.db.query import Connection, Query, rows
@@ -36,7 +36,11 @@ BATCH = 100
 
 _DUE = Query(
     select(tickets.c.tenant_id, tickets.c.id)
-    .where(tickets.c.timer_due_at <= bindparam("at", type_=DateTime(timezone=True)))
+    # `at` NULL: the database's now (one clock with the writes that armed the timers).
+    .where(
+        tickets.c.timer_due_at
+        <= func.coalesce(bindparam("at", type_=DateTime(timezone=True)), func.now())
+    )
     .order_by(tickets.c.timer_due_at)
     .limit(bindparam("limit", type_=Integer))
     .with_for_update(skip_locked=True)
@@ -84,19 +88,13 @@ async def _batch(
 ) -> tuple[list[Moved], int]:
     try:
         async with db.transaction() as conn:
-            when = at or await _now(conn)
-            due = await rows(conn, _Due, _DUE, at=when, limit=BATCH)
+            due = await rows(conn, _Due, _DUE, at=at, limit=BATCH)
             moved = [m for d in due if (m := await _move(conn, catalog, d)) is not None]
             if not commit:
                 raise _RolledBack(moved, len(due))
     except _RolledBack as dry:
         return dry.moved, dry.claimed
     return moved, len(due)
-
-
-async def _now(conn: Connection) -> datetime:
-    when: datetime = await conn.fetchval("SELECT now()")
-    return when
 
 
 async def _move(conn: Connection, catalog: Catalog, due: _Due) -> Moved | None:
