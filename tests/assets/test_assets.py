@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import Operator, problem_type
+from tests.support import Operator, TenantCtx, problem_type
 from tests.tickets.conftest import Desk
 
 
@@ -83,7 +83,7 @@ async def test_the_registry_is_fed_by_the_asset_system(desk: Desk) -> None:
     assert r.status_code == 422
 
 
-async def test_the_registry_is_the_agents(desk: Desk) -> None:
+async def test_the_registry_is_the_agents(desk: Desk, other_tenant: TenantCtx) -> None:
     c = desk.client
     asset = await _asset(desk)
     requester = desk.requester.headers
@@ -96,9 +96,11 @@ async def test_the_registry_is_the_agents(desk: Desk) -> None:
     r = await c.patch(f"/v1/assets/{asset['id']}", json={"name": "x"}, headers=requester)
     assert r.status_code == 403
     assert (await c.delete(f"/v1/assets/{asset['id']}", headers=requester)).status_code == 403
-    # Another tenant's asset is not found.
+    # The tenant's admin reads it; another tenant's admin does not find it.
     r = await c.get(f"/v1/assets/{asset['id']}", headers=desk.admin.headers)
     assert r.status_code == 200
+    r = await c.get(f"/v1/assets/{asset['id']}", headers=other_tenant.headers)
+    assert r.status_code == 404
 
 
 async def test_report_issue_links_both_ways(desk: Desk) -> None:
