@@ -406,6 +406,7 @@ async def test_catalog_and_workflows(client: httpx.AsyncClient, tenant: TenantCt
         "type": "debug",
         "workflow": "platform_request",
         "default_priority": "HIGH",
+        "has_form": True,
     }
     names = [w["name"] for w in (await client.get("/v1/workflows", headers=h)).json()]
     assert {"incident_response", "itsm_default", "platform_request"} <= set(names)

@@ -12,7 +12,9 @@ import orjson
 from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
 from flowdesk.tickets.repository import Ref, TicketRepository, TicketRow
+from flowdesk.tickets.sla import sla_json
 from flowdesk.workflow import Actor, TicketFacts, Workflow
+from flowdesk.workflow.form_schema import stored_answers
 
 # A ticket as its JSON object: the shape flowdesk.tickets.schemas.TicketOut documents.
 TicketJson: TypeAlias = dict[str, Any]
@@ -75,6 +77,7 @@ def facts_of(
         owner=str(row["assignee_id"]) if row["assignee_id"] else None,
         resolution=row["resolution"],
         fields=row["fields"],
+        answers=stored_answers(row["answers"])[0],
         links=links,
         approvals=approvals,
         previous_status=row["previous_status"],
@@ -85,7 +88,7 @@ def needs(workflow: Workflow, kind: str) -> bool:
     """Whether any action of the workflow has a condition of this kind (links, approvals):
     only then are those facts worth a query. (A scan of a dozen actions: cheaper than the
     query it saves, and nothing to invalidate when a catalog is rebuilt.)"""
-    return any(c.kind == kind for a in workflow.actions for c in a.conditions)
+    return any(kind in c.kinds for a in workflow.actions for c in a.conditions)
 
 
 def ticket_json(row: TicketRow) -> TicketJson:
@@ -93,6 +96,7 @@ def ticket_json(row: TicketRow) -> TicketJson:
     the row's values are already of the right types, and validating them again cost every
     ticket response (and every item of a list) more than building it (bench/request_cpu.py).
     tests/tickets/test_serialisation.py holds it to TicketOut's schema."""
+    answers, answers_html = stored_answers(row["answers"])
     assignee = None
     if row["assignee_id"] is not None:
         assignee = {"id": row["assignee_id"], "name": row["assignee_name"]}
@@ -111,6 +115,8 @@ def ticket_json(row: TicketRow) -> TicketJson:
         "assignee": assignee,
         "resolution": row["resolution"],
         "fields": row["fields"],
+        "answers": answers,
+        "answers_html": answers_html,
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
         "started_at": row["started_at"],
@@ -119,6 +125,8 @@ def ticket_json(row: TicketRow) -> TicketJson:
         "asset": _asset(row),
         "movement": _movement(row),
         "version": row["version"],
+        # Rows read without their clocks (a notification's) show none.
+        "sla": sla_json(row.get("sla")),
     }
 
 

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, TypedDict
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Integer,
     Text,
     Uuid,
@@ -36,11 +38,12 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONPATH
 
 from flowdesk.db.query import Connection, Query, rows
 from flowdesk.models import tickets
 from flowdesk.tickets.repository import TicketRow
+from flowdesk.tickets.sla_listing import SLA_DUE, sla_due_key, sla_filter
 from flowdesk.tickets.statements import TICKET_COLUMNS, with_names
 
 
@@ -75,6 +78,11 @@ class Filters:
     asset: uuid.UUID | None = None
     # Tickets whose status their workflow no longer has: (workflow, its statuses) pairs.
     stale_in: Sequence[tuple[str, Sequence[str]]] | None = None
+    # `?answer.<key>=<value>`: (question key, values) pairs; a ticket matches when its answer
+    # to each key is (or, multi-choice, includes) one of the values.
+    answers: Sequence[tuple[str, Sequence[str]]] = ()
+    # Tickets with an SLA clock `breached` or `at_risk` (flowdesk.tickets.sla).
+    sla_state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +142,8 @@ class _FilterShape:
     q: bool
     asset: bool
     stale: int | None
+    answers: int
+    sla_state: str | None
 
     @classmethod
     def of(cls, filters: Filters, desk: bool) -> _FilterShape:
@@ -148,6 +158,8 @@ class _FilterShape:
             q=bool(filters.q),
             asset=filters.asset is not None,
             stale=None if filters.stale_in is None else len(filters.stale_in),
+            answers=len(filters.answers),
+            sla_state=filters.sla_state,
         )
 
 
@@ -185,7 +197,18 @@ def _filter_values(
         values["q"] = filters.q
     if filters.asset is not None:
         values["asset"] = filters.asset
+    for i, (key, wanted) in enumerate(filters.answers):
+        values[f"answer_{i}"] = answer_path(key, wanted)
     return values
+
+
+def answer_path(key: str, wanted: Sequence[str]) -> str:
+    """The SQL/JSON path that finds the answer `key` equal to one of `wanted`: lax mode
+    looks into a multi-choice answer's list, so one path serves both kinds of choice.
+    Strings are written as JSON strings, which are valid path literals."""
+    member = orjson.dumps(key).decode()
+    tests = " || ".join(f"@ == {orjson.dumps(v).decode()}" for v in wanted)
+    return f"$.{member} ? ({tests})"
 
 
 def _in_workflow(prefix: str, i: int) -> ColumnElement[bool]:
@@ -230,16 +253,24 @@ def where(shape: _FilterShape) -> list[ColumnElement[bool]]:
         )
     if shape.asset:
         conditions.append(tickets.c.asset_id == bindparam("asset", type_=Uuid))
+    for i in range(shape.answers):
+        # `@?` with a path of equalities is answered by the GIN index in jsonb_path_ops
+        # (ix_tickets_answers), as containment would be.
+        conditions.append(tickets.c.answers.op("@?")(bindparam(f"answer_{i}", type_=JSONPATH)))
     if shape.stale is not None:
         known = [_in_workflow("known", i) for i in range(shape.stale)]
         if known:  # with no workflow at all, every ticket is stale
             conditions.append(not_(or_(*known)))
+    if shape.sla_state is not None:
+        conditions.append(sla_filter(shape.sla_state))
     return conditions
 
 
 def _page_statement(shape: _PageShape) -> Query:
     conditions = where(shape.filters)
     descending = shape.sort.startswith("-")
+    if shape.sort == SLA_DUE:
+        return _sla_page_statement(shape, conditions)
     column = tickets.c[SORT_COLUMNS[shape.sort.lstrip("-")]]
     if shape.after:
         key = tuple_(column, tickets.c.id)
@@ -261,6 +292,26 @@ def _page_statement(shape: _PageShape) -> Query:
             *((page_column.desc(), page.c.id.desc()) if descending else (page_column, page.c.id))
         )
     )
+
+
+def _sla_page_statement(shape: _PageShape, conditions: list[ColumnElement[bool]]) -> Query:
+    """Nearest SLA due time first (tickets without a running clock last), by id among
+    equals: the key is computed per ticket, so the page carries it (`sla_due_at`)."""
+    key = sla_due_key()
+    if shape.after:
+        bound = tuple_(
+            bindparam("after_key", type_=DateTime(timezone=True)),
+            bindparam("after_id", type_=Uuid),
+        )
+        conditions.append(tuple_(key, tickets.c.id) > bound)
+    page = (
+        select(*TICKET_COLUMNS, key.label("sla_due_at"))
+        .where(*conditions)
+        .order_by(key, tickets.c.id)
+        .limit(bindparam("limit", type_=Integer))
+        .subquery("page")
+    )
+    return Query(with_names(page).order_by(page.c.sla_due_at, page.c.id))
 
 
 _PAGES: dict[_PageShape, Query] = {}

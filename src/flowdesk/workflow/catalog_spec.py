@@ -12,7 +12,7 @@ from .diagnostics import Pos, Sink
 from .yamlnodes import check_keys, mapping, pos_of, scalar, string, string_list
 
 Named = tuple[str, Pos]
-ITEM_KEYS = frozenset({"name", "display_name", "type", "workflow", "default_priority"})
+ITEM_KEYS = frozenset({"name", "display_name", "type", "workflow", "default_priority", "form"})
 MAP_KEYS = frozenset({"from", "to", "statuses"})
 
 
@@ -24,6 +24,8 @@ class ItemSpec:
     workflow: Named
     default_priority: str
     pos: Pos
+    # `form:` as written: a form's name or a form of the item's own (flowdesk.workflow.forms).
+    form: Node | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,13 @@ def parse_item(node: Node, sink: Sink) -> ItemSpec | None:
     if name is None or itype is None or wf is None or display is None:
         return None
     return ItemSpec(
-        name, display, itype, (wf, pos_of(fields["workflow"][1])), priority, pos_of(node)
+        name,
+        display,
+        itype,
+        (wf, pos_of(fields["workflow"][1])),
+        priority,
+        pos_of(node),
+        fields["form"][1] if "form" in fields else None,
     )
 
 
