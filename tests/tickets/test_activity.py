@@ -144,6 +144,9 @@ async def test_links_and_approvals(desk: Desk) -> None:
     assert (
         await c.post(f"{url}/approvals", json={"name": "infra"}, headers=desk.requester.headers)
     ).status_code == 403
+    # The `infra` approval is given by the group "INFRA approvers" (its policy in the catalog;
+    # tests/tickets/test_approval_policies.py walks the rules).
+    await desk.join("INFRA approvers", desk.agent)
     r = await c.post(f"{url}/approvals", json={"name": "infra"}, headers=h)
     assert r.status_code == 201 and r.json()["approver"]["id"] == desk.agent.id
     assert [x["name"] for x in (await c.get(f"{url}/approvals", headers=h)).json()] == ["infra"]

@@ -78,6 +78,9 @@ async def test_no_write_outlives_a_failed_audit_record(
         headers=desk.agent.headers,
     )
     assert link.status_code == 201, link.text
+    # The `infra` approval is given by "INFRA approvers" only: the agent may, so that the
+    # write is attempted.
+    await desk.join("INFRA approvers", desk.agent)
     await faulty()
     before = await _state(app, desk.tenant.id)
     base = f"/v1/tickets/{ticket['id']}"

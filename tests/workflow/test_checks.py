@@ -124,8 +124,8 @@ def test_unknown_operation() -> None:
 def test_unknown_condition_kind() -> None:
     text = GOOD.replace("to: CLOSED}", "to: CLOSED, conditions: [{moon: full}]}", 1)
     assert errors(text) == [
-        "bad.yaml:5:48: unknown condition kind 'moon' (expected one of: field_set, link, "
-        "type_in, type_not_in, approval)"
+        "bad.yaml:5:48: unknown condition kind 'moon' (expected one of: field_set, field_in, "
+        "answer_set, answer_in, link, type_in, type_not_in, approval, any, all, not, when)"
     ]
 
 

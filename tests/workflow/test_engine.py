@@ -125,10 +125,12 @@ def test_condition_reasons_are_machine_readable(shipped: Catalog) -> None:
 
 def test_authorize_needs_the_infra_approval(shipped: Catalog) -> None:
     wf = shipped.workflow("platform_request")
+    # A change request: the manager-approval matrix of access requests does not apply
+    # (tests/workflow/test_conditions.py walks it).
     with pytest.raises(TransitionRefused) as refused:
-        apply(wf, "authorize", pr("AUTHORIZE", type="access"), MANAGER)
+        apply(wf, "authorize", pr("AUTHORIZE", type="change"), MANAGER)
     assert [r.condition for r in refused.value.reasons] == ["approval:infra"]
-    facts = pr("AUTHORIZE", type="access", approvals=frozenset({"infra"}))
+    facts = pr("AUTHORIZE", type="change", approvals=frozenset({"infra"}))
     assert apply(wf, "authorize", facts, MANAGER).status == "PENDING"
 
 

@@ -1,22 +1,21 @@
-"""Comments, the audit trail, links and approvals of a ticket.
+"""Comments, the audit trail and links of a ticket (approvals: flowdesk.tickets.approvals).
 
-Each write (a comment, a link, an unlink, an approval) is one statement with its audit event:
+Each write (a comment, a link, an unlink) is one statement with its audit event:
 both exist or neither does (flowdesk.tickets.statements).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
 from flowdesk.pagination import Page, next_cursor
-from flowdesk.tickets import lifecycle
+from flowdesk.tickets import lifecycle, sla
 from flowdesk.tickets.facts import format_number, visible_to
 from flowdesk.tickets.repository import (
-    ApprovalRow,
     CommentRow,
     Event,
     Message,
@@ -24,7 +23,6 @@ from flowdesk.tickets.repository import (
     TicketRow,
 )
 from flowdesk.tickets.schemas import (
-    ApprovalOut,
     CommentIn,
     CommentOut,
     EventOut,
@@ -34,6 +32,7 @@ from flowdesk.tickets.schemas import (
 from flowdesk.tickets.service import ATTEMPTS, locate
 from flowdesk.vocabulary import TICKETS_MANAGE
 from flowdesk.workflow import Catalog
+from flowdesk.workflow.model import RETURN
 
 # The action an automatic move on a requester's reply is recorded as (RT's AutoOpen).
 ON_REPLY = "on_reply"
@@ -62,6 +61,21 @@ async def add_comment(
     for _ in range(ATTEMPTS):
         repo, row = await _changeable(conn, catalog, principal, ref)
         target = _auto_open(catalog, principal, row, body)
+        stopped = _reply_clocks(catalog, principal, row, body)
+        if target is None and stopped:
+            # A reply that stops SLA clocks (`stop: {events: [requester_reply]}`) changes
+            # the ticket: the clocks stop in the statement that adds it.
+            written = await repo.update(
+                row,
+                {"sla": stopped},
+                principal.user_id,
+                [commented],
+                [announced],
+                (comment_id, body.body, body.visibility),
+            )
+            if written is not None:
+                return await _added(repo, written, comment_id)
+            continue
         if target is None:
             comment = await repo.add_comment(
                 row,
@@ -78,6 +92,8 @@ async def add_comment(
         # RT's AutoOpen: the requester's reply moves the ticket on, in the same statement.
         moved = {"action": ON_REPLY, "from": row["status"], "to": target}
         changes, status_changed = lifecycle.moving(catalog.workflow(row["workflow"]), row, target)
+        if stopped:
+            changes["sla"] = sla.merged(changes.get("sla", []), stopped)
         written = await repo.update(
             row,
             changes,
@@ -97,6 +113,29 @@ async def add_comment(
     raise Conflict("The ticket kept changing while the reply was added; retry it.")
 
 
+def _reply_clocks(
+    catalog: Catalog, principal: Principal, row: TicketRow, body: CommentIn
+) -> list[sla.ClockOp]:
+    """The SLA clocks an external reply stops: the requester's, or anyone else's (an
+    agent's answer), as the policies' `stop.events` say."""
+    workflow = catalog.workflows.get(row["workflow"])
+    if body.visibility != "external" or workflow is None or not workflow.sla_policies:
+        return []
+    return sla.on_reply(
+        workflow,
+        row["catalog_item"],
+        row["sla"],
+        by_requester=principal.user_id == row["requester_id"],
+    )
+
+
+async def _added(repo: TicketRepository, written: TicketRow, comment_id: uuid.UUID) -> CommentOut:
+    """The comment a ticket update just added (written in its statement, at its time)."""
+    since = (written["updated_at"] - timedelta(milliseconds=1), uuid.UUID(int=0))
+    found = await repo.comments(written["id"], external_only=False, after=since, limit=20)
+    return _comment_out(next(m for m in found if m["id"] == comment_id))
+
+
 def _auto_open(
     catalog: Catalog, principal: Principal, row: TicketRow, body: CommentIn
 ) -> str | None:
@@ -104,7 +143,13 @@ def _auto_open(
     if body.visibility != "external" or principal.user_id != row["requester_id"]:
         return None
     workflow = catalog.workflows.get(row["workflow"])
-    return workflow.on_reply.get(row["status"]) if workflow else None
+    target = workflow.on_reply.get(row["status"]) if workflow else None
+    if target == RETURN and workflow is not None:
+        # Back where the ticket came from (`on_reply: {WAITING_ON_CUSTOMER: return}`); with
+        # no such status known, the reply moves nothing.
+        back = row["previous_status"]
+        return back if back in workflow.statuses and back != row["status"] else None
+    return target
 
 
 def _comment_out(m: CommentRow) -> CommentOut:
@@ -161,9 +206,21 @@ async def list_events(
 
 
 async def list_links(
-    conn: Connection, catalog: Catalog, principal: Principal, ref: str
+    conn: Connection,
+    catalog: Catalog,
+    principal: Principal,
+    ref: str,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int | None = None,
 ) -> list[LinkOut]:
+    """The ticket's links, oldest first: with `limit`, a page of them (after `after`), and one
+    more when another page follows."""
     repo, row = await locate(conn, catalog, principal, ref)
+    found = (
+        await repo.links(row["id"])
+        if limit is None
+        else await repo.links_page(row["id"], after, limit + 1)
+    )
     # A requester learns nothing of a linked ticket they cannot read, not even its number.
     seen_by = visible_to(principal)
     return [
@@ -176,7 +233,7 @@ async def list_links(
             else None,
             created_at=r["created_at"],
         )
-        for r in await repo.links(row["id"])
+        for r in found
     ]
 
 
@@ -250,34 +307,3 @@ async def _moved_on(
     `seen` was read (then the caller decides again, on the fresh row)."""
     _, row = await locate(conn, catalog, principal, ref)
     return row["status"] != seen["status"]
-
-
-async def add_approval(
-    conn: Connection, catalog: Catalog, principal: Principal, ref: str, name: str
-) -> ApprovalOut:
-    for _ in range(ATTEMPTS):
-        repo, row = await _changeable(
-            conn, catalog, principal, ref, agents_only="Recording an approval"
-        )
-        approval = await repo.add_approval(
-            row, name, principal.user_id, [{"kind": "approved", "data": {"name": name}}]
-        )
-        if approval is not None:
-            return _approval_out(approval)
-    raise Conflict("The ticket kept changing while the approval was recorded; retry it.")
-
-
-def _approval_out(a: ApprovalRow) -> ApprovalOut:
-    return ApprovalOut(
-        id=a["id"],
-        name=a["name"],
-        approver=UserRef(id=a["approver_id"], name=a["approver_name"]),
-        created_at=a["created_at"],
-    )
-
-
-async def list_approvals(
-    conn: Connection, catalog: Catalog, principal: Principal, ref: str
-) -> list[ApprovalOut]:
-    repo, row = await locate(conn, catalog, principal, ref)
-    return [_approval_out(a) for a in await repo.approvals(row["id"])]

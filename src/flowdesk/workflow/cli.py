@@ -158,8 +158,8 @@ def _ticket_options(f: F) -> F:
         click.option("--type", "ticket_type", help="The ticket type."),
         click.option(
             "--facts",
-            help='More facts as JSON: {"fields": {}, "links": [], "approvals": [], '
-            '"resolution": null, "previous_status": null}.',
+            help='More facts as JSON: {"fields": {}, "answers": {}, "links": [], '
+            '"approvals": [], "resolution": null, "previous_status": null}.',
         ),
     ]
     for option in reversed(options):
@@ -167,7 +167,7 @@ def _ticket_options(f: F) -> F:
     return f
 
 
-FACT_KEYS = {"fields", "links", "approvals", "resolution", "previous_status"}
+FACT_KEYS = {"fields", "answers", "links", "approvals", "resolution", "previous_status"}
 
 
 def _facts(opts: dict[str, Any]) -> tuple[Catalog, Workflow, TicketFacts, Actor]:
@@ -190,6 +190,7 @@ def _facts(opts: dict[str, Any]) -> tuple[Catalog, Workflow, TicketFacts, Actor]
         owner=opts["owner"],
         resolution=extra.get("resolution"),
         fields=dict(extra.get("fields") or {}),
+        answers=dict(extra.get("answers") or {}),
         links=frozenset(extra.get("links") or ()),
         approvals=frozenset(extra.get("approvals") or ()),
         previous_status=extra.get("previous_status"),

@@ -9,6 +9,7 @@ from typing import cast
 
 from flowdesk.vocabulary import PERMISSIONS, TICKETS_MANAGE, Category, Milestone
 
+from .conditions import compile_condition
 from .diagnostics import Pos, Sink
 from .model import (
     CREATE,
@@ -19,14 +20,13 @@ from .model import (
     ROLE_REQUESTER,
     STAY,
     Action,
-    Condition,
     Edge,
     Reason,
     Status,
     Timeout,
     Workflow,
 )
-from .spec import ANY, ConditionSpec, Named, TransitionSpec, WorkflowSpec
+from .spec import ANY, Named, TransitionSpec, WorkflowSpec
 
 STANDARD_STATUSES: tuple[tuple[str, Category, Milestone | None], ...] = (
     ("OPEN", "initial", None),
@@ -47,14 +47,6 @@ def _milestone_by_name(name: str, category: str) -> Milestone | None:
 
 
 BUILTIN_IMPLIES: Mapping[str, tuple[str, ...]] = {"admin": ("*",)}
-
-_CONDITION_TEXT = {
-    "field_set": "the field '{0}' must be set",
-    "link": "a '{0}' link must exist",
-    "approval": "an approval '{0}' must be recorded",
-    "type_in": "the ticket type must be one of: {0}",
-    "type_not_in": "the ticket type must not be one of: {0}",
-}
 
 
 def _matches(pattern: str, permission: str) -> bool:
@@ -101,12 +93,6 @@ def _role_reason(roles: tuple[str, ...]) -> Reason:
     return Reason("role", text, required=roles)
 
 
-def _condition(spec: ConditionSpec) -> Condition:
-    text = _CONDITION_TEXT[spec.kind].format(", ".join(spec.values))
-    name = f"{spec.kind}:{','.join(spec.values)}"
-    return Condition(spec.kind, frozenset(spec.values), Reason("condition", text, condition=name))
-
-
 def _action(t: TransitionSpec, to: str) -> Action:
     ops = tuple(op for op, _ in t.operations)
     return Action(
@@ -118,7 +104,7 @@ def _action(t: TransitionSpec, to: str) -> Action:
         forbidden_roles=tuple(r for r, _ in t.forbidden_roles),
         permissions=t.permissions,
         any_permission=t.any_permission,
-        conditions=tuple(_condition(c) for c in t.conditions),
+        conditions=tuple(compile_condition(c) for c in t.conditions),
         operations=ops,
         resolutions=t.resolutions,
         owners=t.owners,
@@ -410,8 +396,10 @@ def _status_map(
     b: _Builder, pairs: tuple[tuple[Named, Named], ...], what: str
 ) -> Mapping[str, str]:
     out: dict[str, str] = {}
+    # `on_reply: {waiting: return}`: the reply takes the ticket back where it came from.
+    back = (RETURN,) if what == "on_reply" else ()
     for (source, spos), (target, tpos) in pairs:
-        if b.known(source, spos, what) and b.known(target, tpos, what):
+        if b.known(source, spos, what) and b.known(target, tpos, what, extra=back):
             if b.statuses[source].final:
                 b.sink.error(
                     spos, f"{what}: status '{source}' is final; nothing moves a ticket out"

@@ -71,7 +71,8 @@ def _check(e: Edge, facts: TicketFacts, actor: Actor, bits: int) -> tuple[Reason
             reasons.append(reason)
     for cond in e.conditions:
         if not cond.holds(facts):
-            reasons.append(cond.reason)
+            # Exactly what is missing (a rule's approval, an answer), not the whole rule.
+            reasons.extend(cond.missing(facts))
     if e.noop_for_owner and facts.owner == actor.user:
         reasons.append(_OWNER_NOOP)
     if e.target == RETURN and facts.previous_status not in e.return_targets:

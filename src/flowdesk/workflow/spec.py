@@ -15,9 +15,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 from flowdesk.vocabulary import CATEGORIES, MILESTONES
 
 from .catalog_spec import parse_implies
+from .conditions import ConditionSpec, parse_condition
 from .diagnostics import Pos, Sink
 from .model import (
-    CONDITION_KINDS,
     CREATE,
     OPERATIONS,
     RETURN,
@@ -110,13 +110,6 @@ class TimeoutSpec:
 
     after: timedelta
     action: str
-    pos: Pos
-
-
-@dataclass(frozen=True, slots=True)
-class ConditionSpec:
-    kind: str
-    values: tuple[str, ...]
     pos: Pos
 
 
@@ -302,27 +295,6 @@ def parse_transition(node: Node, sink: Sink) -> TransitionSpec | None:
         comment_required=comment_required,
         pos=pos,
     )
-
-
-def parse_condition(node: Node, sink: Sink) -> ConditionSpec | None:
-    fields = mapping(node, sink, "condition")
-    if fields is None:
-        return None
-    if len(fields) != 1:
-        sink.error(pos_of(node), "a condition is a mapping with exactly one key, e.g. {link: X}")
-        return None
-    ((kind, (knode, vnode)),) = fields.items()
-    if kind not in CONDITION_KINDS:
-        sink.error(
-            pos_of(knode),
-            f"unknown condition kind '{kind}' (expected one of: {', '.join(CONDITION_KINDS)})",
-        )
-        return None
-    values = tuple(v for v, _ in string_list(vnode, sink, kind))
-    if kind == "field_set" and len(values) != 1:
-        sink.error(pos_of(vnode), "field_set names exactly one field")
-        return None
-    return ConditionSpec(kind, values, pos_of(knode))
 
 
 def parse_status(node: Node, sink: Sink) -> StatusSpec | None:
