@@ -114,6 +114,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         # The background tasks are driven by hand in the tests that need them.
         quota_check_seconds=0,
         timer_tick_seconds=0,
+        sla_tick_seconds=0,
         usage_flush_seconds=3600,
         key_use_flush_seconds=3600,
     )

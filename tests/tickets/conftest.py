@@ -20,6 +20,26 @@ from tests.support import Member, TenantCtx
 
 AGENT = ("tickets:create", "tickets:manage", "tickets:close")
 
+# Seed 003's questionnaire answered for a platform item (the summary becomes the title); an
+# access request also says why, at which level and for which project.
+_PLATFORM_ANSWERS: dict[str, Any] = {
+    "summary": "Open port 443 on the gateway",
+    "service": "networking.application_gateway",
+    "environments": ["dev"],
+    "details": "The health probe needs it.",
+}
+_ACCESS_ANSWERS: dict[str, Any] = {
+    "justification": "I deploy the gateway's configuration.",
+    "access_level": "read",
+    "project": "Gateway",
+}
+
+
+def platform_answers(item: str = "platform_change", **over: Any) -> dict[str, Any]:
+    """Answers that fit the form of the platform catalog item `item`, with `over` on top."""
+    extra = _ACCESS_ANSWERS if item == "platform_access" else {}
+    return {**_PLATFORM_ANSWERS, **extra, **over}
+
 
 @dataclass
 class Desk:
@@ -34,7 +54,9 @@ class Desk:
         return self.tenant.admin
 
     async def open(self, by: Member | None = None, **body: Any) -> dict[str, Any]:
-        payload = {"title": "Something is broken", "catalog_item": "itsm_incident", **body}
+        payload = {"catalog_item": "itsm_incident", **body}
+        if "answers" not in body:  # with a form, the title comes from an answer
+            payload.setdefault("title", "Something is broken")
         r = await self.client.post(
             "/v1/tickets", json=payload, headers=(by or self.requester).headers
         )
@@ -52,6 +74,23 @@ class Desk:
         return await self.client.post(
             f"/v1/tickets/{ticket['id']}/transitions", json=body, headers=by.headers
         )
+
+    async def join(self, group: str, *members: Member) -> None:
+        """Put `members` in the tenant's group named `group` (made on first use, with no
+        permissions): e.g. "INFRA approvers", who give the `infra` approval."""
+        r = await self.client.get("/v1/groups?limit=100", headers=self.admin.headers)
+        found = [g["id"] for g in r.json()["items"] if g["name"] == group]
+        if not found:
+            r = await self.client.post(
+                "/v1/groups", json={"name": group, "permissions": []}, headers=self.admin.headers
+            )
+            assert r.status_code == 201, r.text
+            found = [r.json()["id"]]
+        for member in members:
+            r = await self.client.put(
+                f"/v1/groups/{found[0]}/members/{member.id}", headers=self.admin.headers
+            )
+            assert r.status_code == 204, r.text
 
 
 async def force_status(app: FastAPI, ticket_id: str, status: str, **extra: Any) -> None:

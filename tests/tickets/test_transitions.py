@@ -7,7 +7,7 @@ import asyncio
 
 from fastapi import FastAPI
 
-from tests.tickets.conftest import Desk, force_status
+from tests.tickets.conftest import Desk, force_status, platform_answers
 
 
 async def test_itsm_only_agents_move_and_closing_needs_close(desk: Desk) -> None:
@@ -41,7 +41,10 @@ async def test_itsm_only_agents_move_and_closing_needs_close(desk: Desk) -> None
 
 async def test_platform_request_conditions_and_detours(desk: Desk) -> None:
     c, agent = desk.client, desk.agent
-    change = await desk.open(catalog_item="platform_change", title="Bump the ingress chart")
+    change = await desk.open(
+        catalog_item="platform_change",
+        answers=platform_answers(summary="Bump the ingress chart"),
+    )
     assert change["status"] == "SUBMITTED" and change["priority"] == "MEDIUM"
     assert (await desk.move(change, agent, action="start_review")).status_code == 200
     # A change needs authorization; 'ready' (the debug shortcut) is refused with the condition.
@@ -51,6 +54,8 @@ async def test_platform_request_conditions_and_detours(desk: Desk) -> None:
     assert (await desk.move(change, agent, action="request_authorization")).status_code == 200
     r = await desk.move(change, agent, action="authorize")
     assert r.status_code == 409 and r.json()["reasons"][0]["condition"].startswith("approval")
+    # The `infra` approval: by a member of "INFRA approvers" (test_approval_policies.py).
+    await desk.join("INFRA approvers", agent)
     approval = await c.post(
         f"/v1/tickets/{change['id']}/approvals", json={"name": "infra"}, headers=agent.headers
     )
@@ -69,7 +74,9 @@ async def test_platform_request_conditions_and_detours(desk: Desk) -> None:
     # Blocked needs a 'blocked_by' link; resume returns where the ticket came from.
     r = await desk.move(change, agent, to="BLOCKED")
     assert r.status_code == 409 and r.json()["reasons"][0]["condition"].startswith("link")
-    blocker = await desk.open(catalog_item="platform_access")
+    blocker = await desk.open(
+        catalog_item="platform_access", answers=platform_answers("platform_access")
+    )
     r = await c.post(
         f"/v1/tickets/{change['id']}/links",
         json={"kind": "blocked_by", "target": blocker["number"]},
@@ -98,7 +105,9 @@ async def test_platform_request_conditions_and_detours(desk: Desk) -> None:
 
 
 async def test_debug_requests_skip_authorize_and_default_to_high(desk: Desk) -> None:
-    debug = await desk.open(catalog_item="platform_debug")
+    debug = await desk.open(
+        catalog_item="platform_debug", answers=platform_answers("platform_debug")
+    )
     assert debug["priority"] == "HIGH"
     await desk.move(debug, desk.agent, action="start_review")
     options = {
@@ -114,7 +123,9 @@ async def test_debug_requests_skip_authorize_and_default_to_high(desk: Desk) -> 
 
 
 async def test_resolution_inputs(desk: Desk) -> None:
-    ticket = await desk.open(catalog_item="platform_change")
+    ticket = await desk.open(
+        catalog_item="platform_change", answers=platform_answers("platform_change")
+    )
     r = await desk.move(
         ticket,
         desk.agent,

@@ -4,11 +4,16 @@ command line (registered by flowdesk.cli)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 import click
 
-from flowdesk.cli.common import fail, load_settings, prepared_database, with_database
+from flowdesk.cli.common import (
+    load_settings,
+    parse_at,
+    prepared_database,
+    tick_options,
+    with_database,
+)
 
 
 @click.group("timers")
@@ -17,15 +22,7 @@ def timers_cli() -> None:
 
 
 @timers_cli.command("tick")
-@click.option(
-    "--at",
-    "at",
-    default=None,
-    metavar="TIMESTAMP",
-    help="Act as if it were this time (ISO 8601 with a zone): replays a window missed during "
-    "an outage. Default: the database's now.",
-)
-@click.option("--dry-run", is_flag=True, help="Print what would move; change nothing.")
+@tick_options
 def timers_tick(at: str | None, dry_run: bool) -> None:
     """Move every ticket whose status timed out, once; print what moved.
 
@@ -35,14 +32,7 @@ def timers_tick(at: str | None, dry_run: bool) -> None:
     from flowdesk.tickets.timers import Moved, preview, run_due
     from flowdesk.workflow import load_catalog
 
-    when = None
-    if at is not None:
-        try:
-            when = datetime.fromisoformat(at)
-        except ValueError:
-            fail(f"--at: '{at}' is not an ISO 8601 timestamp")
-        if when.tzinfo is None:
-            fail("--at: give a time zone (e.g. 2026-12-01T09:00:00Z)")
+    when = parse_at(at)
     settings = load_settings()
     catalog = load_catalog(settings.workflow_files)
 

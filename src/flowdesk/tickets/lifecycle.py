@@ -1,6 +1,6 @@
 """What entering a status changes on a ticket besides its status: the moments of its
-lifecycle (started, resolved, closed), the timer of the status's timeout, and whether the
-ticket may still change at all (a final status).
+lifecycle (started, resolved, closed), the timer of the status's timeout, its SLA clocks,
+and whether the ticket may still change at all (a final status).
 
 The moments are stamped on the database's clock, in the statement of the change: a change
 carries `True` for "now" and `False` for "clear" in these columns (flowdesk.tickets.statements
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowdesk.tickets import sla
 from flowdesk.tickets.errors import TicketClosed
 from flowdesk.tickets.repository import Message, TicketRow
 from flowdesk.workflow import RESET, Catalog, Workflow
@@ -29,9 +30,12 @@ def ensure_changeable(catalog: Catalog, row: TicketRow, action: str | None = Non
     )
 
 
-def entering(workflow: Workflow, row: TicketRow | None, status: str) -> dict[str, Any]:
+def entering(
+    workflow: Workflow, row: TicketRow | None, status: str, *, item: str | None = None
+) -> dict[str, Any]:
     """The columns a ticket in `status` gets from entering it (`row` is None for a new
-    ticket)."""
+    ticket, whose catalog `item` is then given), and under `sla` what it does to the
+    ticket's SLA clocks (flowdesk.tickets.sla)."""
     changes: dict[str, Any] = {
         "status": status,
         "status_category": workflow.status_category(status),
@@ -62,6 +66,16 @@ def entering(workflow: Workflow, row: TicketRow | None, status: str) -> dict[str
     timeout = workflow.timeout(status)
     if timeout is not None or (row is not None and row["timer_due_at"] is not None):
         changes["timer_due_at"] = timeout.after if timeout else None
+    if workflow.sla_policies:
+        clocks = sla.on_status(
+            workflow,
+            item or (row["catalog_item"] if row else ""),
+            row["status"] if row else None,
+            status,
+            row.get("sla") if row else None,
+        )
+        if clocks:
+            changes["sla"] = clocks
     return changes
 
 

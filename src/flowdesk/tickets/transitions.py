@@ -9,7 +9,7 @@ from typing import Any
 from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, Forbidden, InvalidInput
-from flowdesk.tickets import lifecycle
+from flowdesk.tickets import implied_approvals, lifecycle, sla
 from flowdesk.tickets.errors import StaleVersion, TransitionRefusedError, TransitionUnavailable
 from flowdesk.tickets.facts import TicketJson, actor_of, facts_of, needs, ticket_json
 from flowdesk.tickets.repository import Event, Message, TicketRepository, TicketRow
@@ -166,10 +166,25 @@ async def _decide_and_write(
         said = {"comment_id": comment[0], "visibility": visibility}
         events.append({"kind": "commented", "visibility": visibility, "data": said})
         outbox.append({"topic": "ticket.comment_added", "payload": said})
+        if visibility == "external" and workflow.sla_policies:
+            # A reply that comes with the move may stop clocks (`stop: {events: [...]}`).
+            replied = sla.on_reply(
+                workflow,
+                row["catalog_item"],
+                row["sla"],
+                by_requester=principal.user_id == row["requester_id"],
+            )
+            if replied:
+                changes["sla"] = sla.merged(changes.get("sla", []), replied)
     # Every transition is on the record and moves the version, even one that leaves the
     # status as it was (Trac's leave_status), so that If-Match sees it.
     changes.setdefault("status", outcome.status)
-    return await repo.update(row, changes, principal.user_id, events, outbox, comment)
+    # Approvals whose policy this action clears (seed 003: back to Review), in the same write.
+    cleared, cleared_events = implied_approvals.cleared_by(catalog, outcome.action, facts.approvals)
+    events += cleared_events
+    return await repo.update(
+        row, changes, principal.user_id, events, outbox, comment, cleared_approvals=cleared
+    )
 
 
 def _user_id(owner: str | None) -> uuid.UUID | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -13,11 +13,15 @@ from typing import Final
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .approvals import ApprovalPolicy, check_policies, parse_policy
 from .catalog_spec import parse_implies, parse_item, parse_map
 from .checks import check_workflow
 from .compile import compile_workflow, merge_implies
+from .conditions import approval_names
 from .diagnostics import CatalogError, Diagnostic, Pos, Sink
+from .form_catalog import compile_forms, item_form
 from .model import DEFAULT_RESOLUTIONS, Catalog, CatalogItem, Status, Workflow
+from .sla_spec import SlaLayers, compile_sla, merge_sla
 from .spec import parse_workflow, transition_key
 from .yamlnodes import (
     boolean,
@@ -33,7 +37,19 @@ from .yamlnodes import (
 
 ENV_VAR: Final = "FLOWDESK_WORKFLOW_FILES"
 ROOT_KEYS = frozenset(
-    {"version", "strict", "resolutions", "workflows", "catalog", "maps", "permission_implies"}
+    {
+        "version",
+        "strict",
+        "resolutions",
+        "workflows",
+        "forms",
+        "catalog",
+        "maps",
+        "permission_implies",
+        "approvals",
+        "calendars",
+        "sla_policies",
+    }
 )
 
 
@@ -70,6 +86,8 @@ class _Layers:
 
     workflows: dict[str, Node] = field(default_factory=dict)
     items: dict[str, Node] = field(default_factory=dict)
+    # Intake forms by name (flowdesk.workflow.forms): a later file's replaces an earlier one's.
+    forms: dict[str, Node] = field(default_factory=dict)
     maps: dict[tuple[str, str], Node] = field(default_factory=dict)
     implies: list[Node] = field(default_factory=list)
     # `strict: true` makes what Trac and RT tolerate (a status reachable from no creation,
@@ -77,6 +95,10 @@ class _Layers:
     strict: bool = False
     # Every file's `resolutions`, together (none declared: Trac's five).
     resolutions: dict[str, None] = field(default_factory=dict)
+    # Approval policies by name: a later file's replaces an earlier one's.
+    approvals: dict[str, Node] = field(default_factory=dict)
+    # Calendars and SLA policies by name (flowdesk.workflow.sla_spec).
+    sla: SlaLayers = field(default_factory=SlaLayers)
 
 
 def _name(node: Node, key: str = "name") -> str | None:
@@ -198,6 +220,12 @@ def _merge_file(layers: _Layers, root: Node | None, filename: str, sink: Sink) -
                 continue
             node = _extend(base, node, sink)
         layers.workflows[name] = node
+    for node in sequence(fields["forms"][1], sink, "forms") if "forms" in fields else []:
+        name = _name(node)
+        if name is not None and once("form", name, node):
+            layers.forms[name] = node
+        elif name is None:
+            sink.error(pos_of(node), "form: missing 'name'")
     for node in sequence(fields["catalog"][1], sink, "catalog") if "catalog" in fields else []:
         name = _name(node)
         if name is not None and once("catalog item", name, node):
@@ -210,6 +238,14 @@ def _merge_file(layers: _Layers, root: Node | None, filename: str, sink: Sink) -
             layers.maps[key] = node
     if "permission_implies" in fields:
         layers.implies.append(fields["permission_implies"][1])
+    policies = sequence(fields["approvals"][1], sink, "approvals") if "approvals" in fields else []
+    for node in policies:
+        name = _name(node)
+        if name is not None and once("approval", name, node):
+            layers.approvals[name] = node
+        elif name is None:
+            parse_policy(node, sink)  # reports what is missing
+    merge_sla(layers.sla, fields, sink)
     if "resolutions" in fields:
         for value, _ in string_list(fields["resolutions"][1], sink, "resolutions"):
             layers.resolutions[value] = None
@@ -232,30 +268,46 @@ def compile_catalog(sources: Sequence[tuple[str, str]]) -> Catalog:
         _merge_file(layers, root, filename, sink)
     implies = merge_implies(*(parse_implies(n, sink) for n in layers.implies))
     workflows: dict[str, Workflow] = {}
+    approvals_named: list[tuple[str, Pos]] = []
     for node in layers.workflows.values():
         spec = parse_workflow(node, sink)
         if spec is None:
             continue
+        approvals_named += (
+            named for t in spec.transitions for c in t.conditions for named in approval_names(c)
+        )
         workflow, status_pos = compile_workflow(spec, implies, sink)
         check_workflow(workflow, status_pos, sink, strict=layers.strict)
         workflows[spec.name] = workflow
+    forms = compile_forms(layers.forms.values(), sink)
     items: dict[str, CatalogItem] = {}
     for node in layers.items.values():
         item = parse_item(node, sink)
         if item is None:
             continue
+        form, form_ok = (
+            item_form(item.form, forms, sink, item.name) if item.form is not None else (None, True)
+        )
         if item.workflow[0] not in workflows:
             sink.error(
                 item.workflow[1],
                 f"catalog item '{item.name}': unknown workflow '{item.workflow[0]}'",
             )
             continue
+        if not form_ok:
+            continue
         items[item.name] = CatalogItem(
-            item.name, item.display_name, item.type, item.workflow[0], item.default_priority
+            item.name, item.display_name, item.type, item.workflow[0], item.default_priority, form
         )
     resolutions = tuple(layers.resolutions) or DEFAULT_RESOLUTIONS
     _check_resolutions(workflows, resolutions, sink)
     maps = _compile_maps(layers, workflows, sink)
+    approvals = _approval_policies(layers, workflows, approvals_named, sink)
+    calendars, sla_policies = compile_sla(layers.sla, workflows, items, sink)
+    for name, workflow in workflows.items():
+        workflow_policies = tuple(p for p in sla_policies if name in p.workflows)
+        if workflow_policies:
+            workflows[name] = replace(workflow, sla_policies=workflow_policies)
     sink.raise_if_errors()
     return Catalog(
         workflows=MappingProxyType(workflows),
@@ -266,7 +318,24 @@ def compile_catalog(sources: Sequence[tuple[str, str]]) -> Catalog:
         resolutions=resolutions,
         unlisted=_statuses_where(workflows, lambda s: s.hidden or s.deleted),
         deleted=_statuses_where(workflows, lambda s: s.deleted),
+        approvals=MappingProxyType(approvals),
+        calendars=calendars,
+        sla_policies=sla_policies,
+        forms=MappingProxyType({n: f for n, f in forms.items() if f is not None}),
     )
+
+
+def _approval_policies(
+    layers: _Layers,
+    workflows: Mapping[str, Workflow],
+    named: list[tuple[str, Pos]],
+    sink: Sink,
+) -> dict[str, ApprovalPolicy]:
+    parsed = (parse_policy(node, sink) for node in layers.approvals.values())
+    policies = {p.name: p for p in parsed if p is not None}
+    actions = frozenset(a.name for w in workflows.values() for a in w.actions)
+    check_policies(policies, named, actions, sink)
+    return policies
 
 
 def _statuses_where(

@@ -5,7 +5,7 @@ Everything here is built once at load time (``compile.py``); a decision only rea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
@@ -13,7 +13,11 @@ from typing import NamedTuple
 
 from flowdesk.vocabulary import PERMISSIONS, Category, Milestone
 
+from .approvals import ApprovalPolicy
+from .calendars import Calendar
 from .diagnostics import Diagnostic, Pos
+from .forms import Form
+from .sla_model import SlaPolicy
 
 ROLES = ("assignee", "requester", "any")
 OPERATIONS = (
@@ -26,7 +30,20 @@ OPERATIONS = (
     "leave_status",
     "reset_workflow",
 )
-CONDITION_KINDS = ("field_set", "link", "type_in", "type_not_in", "approval")
+CONDITION_KINDS = (
+    "field_set",
+    "field_in",
+    "answer_set",
+    "answer_in",
+    "link",
+    "type_in",
+    "type_not_in",
+    "approval",
+    "any",
+    "all",
+    "not",
+    "when",
+)
 UPDATE_TYPES = ("comment", "reply", "quick")
 FLOWDESK_PERMISSIONS = PERMISSIONS
 
@@ -100,6 +117,8 @@ class TicketFacts:
     owner: str | None = None
     resolution: str | None = None
     fields: Mapping[str, object] = field(default_factory=lambda: EMPTY)
+    # The intake form's answers, by question key (a multi-choice answer is a list).
+    answers: Mapping[str, object] = field(default_factory=lambda: EMPTY)
     links: frozenset[str] = frozenset()
     approvals: frozenset[str] = frozenset()
     # Needed only by `to: return` detours (platform_request's Waiting on Customer / Blocked):
@@ -119,9 +138,20 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class Condition:
+    """A test on the ticket's facts, compiled with the reasons it gives when it fails.
+
+    Leaves test one fact (`values` are normalised: see ``normal``); `any`, `all` and `not`
+    combine `parts`; `when` is a rule, ``parts = (when, require)``: where `when` holds,
+    `require` must hold too (seed 003's manager-approval matrix, one rule per row).
+    """
+
     kind: str
     values: frozenset[str]
     reason: Reason
+    key: str = ""  # field_in, answer_in, answer_set: the field or answer it reads
+    parts: tuple[Condition, ...] = ()
+    # Every kind in the tree: whether the condition reads links or approvals (a query each).
+    kinds: frozenset[str] = frozenset()
 
     def holds(self, facts: TicketFacts) -> bool:
         kind = self.kind
@@ -134,7 +164,67 @@ class Condition:
             return not self.values.isdisjoint(facts.approvals)
         if kind == "type_in":
             return facts.type in self.values
-        return facts.type not in self.values  # type_not_in
+        if kind == "type_not_in":
+            return facts.type not in self.values
+        if kind == "field_in":
+            return _one_of(facts.fields.get(self.key), self.values)
+        if kind == "answer_in":
+            return _one_of(facts.answers.get(self.key), self.values)
+        if kind == "answer_set":
+            return is_set(facts.answers.get(self.key))
+        # Loops, not all()/any() of a generator: a decision's hot path (twice as fast).
+        if kind == "all":
+            for part in self.parts:  # noqa: SIM110
+                if not part.holds(facts):
+                    return False
+            return True
+        if kind == "any":
+            for part in self.parts:  # noqa: SIM110
+                if part.holds(facts):
+                    return True
+            return False
+        if kind == "not":
+            return not self.parts[0].holds(facts)
+        when, require = self.parts  # when
+        return not when.holds(facts) or require.holds(facts)
+
+    def missing(self, facts: TicketFacts) -> tuple[Reason, ...]:
+        """Why the condition fails, exactly: each approval, answer or field that is missing
+        (nothing when it holds). A rule whose `when` holds answers for its `require`."""
+        kind = self.kind
+        if kind == "all":
+            return tuple(r for p in self.parts for r in p.missing(facts))
+        if kind == "when":
+            when, require = self.parts
+            return require.missing(facts) if when.holds(facts) else ()
+        return () if self.holds(facts) else (self.reason,)
+
+
+def normal(value: object) -> str | None:
+    """A value as conditions compare it: text without surrounding blanks, in any case
+    ("Crypto" typed into a free-text answer is the `crypto` project). Only scalars have one."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value).strip().casefold()
+    return None
+
+
+def _one_of(value: object, wanted: frozenset[str]) -> bool:
+    """A field's or answer's value is one of `wanted`: a list (a multi-choice answer) when any
+    of its items is, a mapping (a choice's "Other" with its text) when any of its values is."""
+    if isinstance(value, str):
+        return value.strip().casefold() in wanted
+    if isinstance(value, list | tuple):
+        items: Iterable[object] = value
+    elif isinstance(value, Mapping):
+        items = value.values()
+    else:
+        items = (value,)
+    for item in items:  # noqa: SIM110 (as Condition.holds)
+        if normal(item) in wanted:
+            return True
+    return False
 
 
 def is_set(value: object) -> bool:
@@ -215,6 +305,9 @@ class Workflow:
     # Assigning an agent to a ticket in one of these statuses moves it to the status given
     # (`on_assign: {open: in_progress}`); unassigning moves nothing.
     on_assign: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # The catalog's SLA policies that name this workflow (flowdesk.workflow.sla_spec): what
+    # entering a status does to the ticket's clocks is decided from here.
+    sla_policies: tuple[SlaPolicy, ...] = ()
 
     def owner_names(self) -> tuple[str, ...]:
         """Every owner its actions name (users, groups or permissions), each once."""
@@ -249,6 +342,8 @@ class CatalogItem:
     type: str
     workflow: str
     default_priority: str
+    # The intake form a ticket filed against the item answers (None: no questionnaire).
+    form: Form | None = None
 
 
 class ActionOption(NamedTuple):
@@ -351,6 +446,13 @@ class Catalog:
     # no list ever shows (deleted): made once at load, read by every list request.
     unlisted: tuple[tuple[str, tuple[str, ...]], ...] = ()
     deleted: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # The named forms (`forms:`); an item's own form is only on the item.
+    forms: Mapping[str, Form] = field(default_factory=lambda: MappingProxyType({}))
+    # Who may give each approval the conditions name (flowdesk.workflow.approvals).
+    approvals: Mapping[str, ApprovalPolicy] = field(default_factory=lambda: MappingProxyType({}))
+    # Business calendars by name, and every SLA policy (flowdesk.workflow.sla_spec).
+    calendars: Mapping[str, Calendar] = field(default_factory=lambda: MappingProxyType({}))
+    sla_policies: tuple[SlaPolicy, ...] = ()
 
     def workflow(self, name: str) -> Workflow:
         try:
