@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from os import urandom
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowdesk.api.problems import problem_response
-from flowdesk.logs import request_id_var
+from flowdesk.logs import request_id_var, request_scope_var
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -26,8 +27,8 @@ class RequestMiddleware:
     """The per-request basics, in one ASGI layer (each layer costs a wrapper per message on
     the hot path, measured in bench/):
 
-    - the request id: a sane incoming X-Request-ID, or a new one; set for logging and echoed
-      on the response;
+    - the request id: a sane incoming X-Request-ID, or a new one; set for logging (with the
+      scope, from which log lines read the tenant, key and route) and echoed on the response;
     - the body limit: 413 for a body over `max_bytes`, by Content-Length up front or by
       counting a stream. The body is read here (it is at most 64 KiB by default) and replayed
       to the app, so an oversized stream is refused before any endpoint sees a byte of it;
@@ -36,10 +37,19 @@ class RequestMiddleware:
       for longer). The headers have their deadline in flowdesk.api.protocol.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, body_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        body_seconds: float = 30.0,
+        streamed: Callable[[Scope], bool] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.body_seconds = body_seconds
+        # Requests whose body the endpoint reads itself as it streams, with its own limit and
+        # deadline (uploads: flowdesk.api.uploads); their body is passed through unread.
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,6 +61,8 @@ class RequestMiddleware:
             incoming if incoming and _SAFE_REQUEST_ID.match(incoming) else urandom(16).hex()
         )
         token = request_id_var.set(request_id)
+        # Log lines read the tenant, key and route from the scope (flowdesk.logs).
+        scope_token = request_scope_var.set(scope)
         id_header = (b"x-request-id", request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
@@ -59,6 +71,9 @@ class RequestMiddleware:
             await send(message)
 
         try:
+            if self.streamed is not None and self.streamed(scope):
+                await self.app(scope, receive, send_with_id)
+                return
             try:
                 body = await self._read_body(scope, receive)
             except _ClientGone:
@@ -80,6 +95,7 @@ class RequestMiddleware:
 
             await self.app(scope, replay, send_with_id)
         finally:
+            request_scope_var.reset(scope_token)
             request_id_var.reset(token)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:

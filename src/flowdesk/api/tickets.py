@@ -3,22 +3,24 @@
 # No `from __future__ import annotations`: the routes made by add_ticket_routes name their
 # gates through the factory's arguments, which FastAPI can only read as evaluated annotations.
 
+import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from asyncpg import Record
 from asyncpg.pool import PoolAcquireContext
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel
 
+from flowdesk.api.attachments import add_attachment_routes
 from flowdesk.api.etag import if_match, not_modified, version_etag
 from flowdesk.api.gates import Gate, TicketReader, asset_links, read_gate, write_gate
 from flowdesk.api.headers import IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, documented
 from flowdesk.api.idempotency import idempotent
-from flowdesk.api.params import cursor_page, documented_query, read_query
+from flowdesk.api.params import cursor_page, documented_query, next_page_link, read_query
 from flowdesk.auth.principal import Principal
-from flowdesk.errors import InvalidInput
+from flowdesk.errors import InvalidInput, found
 from flowdesk.pagination import (
     Page,
     PageRequest,
@@ -27,24 +29,28 @@ from flowdesk.pagination import (
     cursor_time,
     cursor_uuid,
     decode_cursor,
+    next_cursor,
 )
 from flowdesk.runtime import runtime_of
 from flowdesk.schema_types import QueryText
-from flowdesk.tickets import activity, agents, service, transitions
+from flowdesk.tickets import activity, agents, approvals, service, transitions
 from flowdesk.tickets.facts import TicketJson, dump_json, receipt
 from flowdesk.tickets.schemas import (
     AgentOut,
     ApprovalIn,
     ApprovalOut,
+    CatalogItemDetail,
     CatalogItemOut,
     CommentIn,
     CommentOut,
     EventOut,
+    FormHints,
     LinkIn,
     LinkOut,
     TicketCountQuery,
     TicketCountsOut,
     TicketCreate,
+    TicketFilterQuery,
     TicketListQuery,
     TicketOut,
     TicketPatch,
@@ -56,6 +62,7 @@ from flowdesk.vocabulary import TICKETS_READ
 from flowdesk.workflow import Catalog
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
+Q = TypeVar("Q", bound=TicketFilterQuery)
 
 Cursor = Annotated[str | None, Query(max_length=512)]
 # The longest user name (flowdesk.schema_types.Name): the agents' cursor holds one.
@@ -104,6 +111,19 @@ def _json(model: BaseModel, status_code: int = 200) -> Response:
     )
 
 
+# A list kept a bare JSON array (links, approvals): whole pages, the next one in `Link`.
+MAX_PAGE = 100
+_NEXT_PAGE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            "Link": {
+                "description": 'The next page, `<url>; rel="next"` (absent on the last page)',
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
+
 _TICKET: dict[int | str, dict[str, Any]] = {
     200: {"model": TicketOut, "headers": {"ETag": {"description": "The ticket's version."}}}
 }
@@ -120,9 +140,35 @@ async def catalog_items(request: Request, principal: TicketReader) -> list[Catal
             type=i.type,
             workflow=i.workflow,
             default_priority=i.default_priority,
+            has_form=i.form is not None,
         )
         for i in _catalog(request).items.values()
     ]
+
+
+@router.get(
+    "/catalog/{item}",
+    response_model=CatalogItemDetail,
+    response_model_exclude_none=True,
+    summary="A catalog item with its intake form (JSON Schema and display hints)",
+    description="`form` is the JSON Schema (2020-12) that POST /v1/tickets validates the "
+    "`answers` of a ticket of this item against; `form_hints` says how to show it. Both are "
+    "null (absent) for an item without a form.",
+    responses={404: {"description": "No such catalog item"}},
+)
+async def catalog_item(item: str, request: Request, principal: TicketReader) -> CatalogItemDetail:
+    found_item = found(_catalog(request).items.get(item), f"No catalog item '{item}'.")
+    form = found_item.form
+    return CatalogItemDetail(
+        name=found_item.name,
+        display_name=found_item.display_name,
+        type=found_item.type,
+        workflow=found_item.workflow,
+        default_priority=found_item.default_priority,
+        has_form=form is not None,
+        form=dict(form.schema) if form else None,
+        form_hints=FormHints.model_validate(form.display) if form else None,
+    )
 
 
 async def file_ticket(
@@ -142,11 +188,51 @@ async def file_ticket(
         return await idempotent(request, principal, conn, handler)
 
 
+ANSWER_PARAM = "answer."
+# A filter names at most this many answers, each with at most MAX_ANSWER_VALUES values.
+MAX_ANSWER_KEYS = 10
+MAX_ANSWER_VALUES = 20
+_ANSWER_KEY = re.compile(r"^[a-z][a-z0-9_]{0,69}$")  # a question's key, or its `_other`
+
+
+def answer_filters(request: Request) -> dict[str, list[str]]:
+    """The `?answer.<key>=<value>` parameters: values of one key are alternatives, keys all
+    apply. A 422 points at each malformed one (`/query/answer.<key>`)."""
+    found: dict[str, list[str]] = {}
+    errors: list[tuple[str, str]] = []
+    for name in dict.fromkeys(request.query_params.keys()):
+        if not name.startswith(ANSWER_PARAM):
+            continue
+        key = name.removeprefix(ANSWER_PARAM)
+        values = request.query_params.getlist(name)
+        pointer = f"/query/{name}"
+        if not _ANSWER_KEY.match(key):
+            errors.append((pointer, "not a question key"))
+        elif len(values) > MAX_ANSWER_VALUES:
+            errors.append((pointer, f"at most {MAX_ANSWER_VALUES} values"))
+        elif any(len(v) > 200 or "\x00" in v for v in values):
+            errors.append((pointer, "a value of at most 200 characters, without NUL"))
+        else:
+            found[key] = values
+    if len(found) > MAX_ANSWER_KEYS:
+        errors.append(("/query/answer", f"at most {MAX_ANSWER_KEYS} answers at once"))
+    if errors:
+        raise InvalidInput("An answer filter is invalid.", errors)
+    return found
+
+
+def _filter_query(request: Request, model: type[Q]) -> Q:
+    """The list's (or count's) query, with its answer filters."""
+    query = read_query(request, model)
+    answers = answer_filters(request)
+    return query.model_copy(update={"answer": answers}) if answers else query
+
+
 async def ticket_page(
     request: Request, principal: Principal, *, asset_id: uuid.UUID | None = None
 ) -> Response:
     """A page of GET /v1/tickets (or of an asset's tickets) for this request's query."""
-    query = read_query(request, TicketListQuery)
+    query = _filter_query(request, TicketListQuery)
     after = decode_cursor(query.cursor, cursor_text(len("-priority")), _sort_key, cursor_uuid)
     if after is not None:
         cursor_sort, key, ident = after
@@ -178,6 +264,8 @@ def add_ticket_routes(
     given gates: /v1 puts them behind the portal gates, /public/v1 behind the public API's
     (flowdesk.api.public), with the same code, bodies, errors, ETags and pages."""
     extra = extra_responses or {}
+    # Files attached to tickets (flowdesk.api.attachments), behind the same gates.
+    add_attachment_routes(router, read_gate, write_gate, extra)
 
     @router.post(
         "/tickets",
@@ -196,6 +284,10 @@ def add_ticket_routes(
         "/tickets",
         response_model=Page[TicketOut],
         summary="The queue (agents) or my tickets (requesters)",
+        description="Besides the parameters below, `answer.<key>=<value>` filters on the "
+        "intake form's answers: a ticket whose answer to `key` is the value (a multi-choice "
+        "answer: includes it) matches; repeat it for alternatives "
+        "(`?answer.environments=prd&answer.environments=xat`); different keys all apply.",
         responses=extra,
         openapi_extra=documented_query(TicketListQuery),
     )
@@ -209,14 +301,15 @@ def add_ticket_routes(
         summary="How many tickets the list would show, by status, category, assignee or priority",
         description="The filters of the ticket list, with the same defaults and the same "
         "visibility (a requester counts their own tickets); `sort`, `limit` and `cursor` "
-        "are ignored. Every page of the list is counted.",
+        "are ignored. Every page of the list is counted. `answer.<key>=<value>` filters on "
+        "the answers as the list does.",
         responses=extra,
         openapi_extra=documented_query(TicketCountQuery),
     )
     async def count_tickets(
         request: Request, principal: Principal = Depends(read_gate)
     ) -> TicketCountsOut:
-        query = read_query(request, TicketCountQuery)
+        query = _filter_query(request, TicketCountQuery)
         async with connection(request) as conn:
             return await service.count_tickets(conn, _catalog(request), principal, query)
 
@@ -349,13 +442,24 @@ def add_ticket_routes(
         "/tickets/{ref}/links",
         response_model=list[LinkOut],
         summary="Links to other tickets",
-        responses=extra,
+        description="Oldest first, at most `limit` (100 unless told); the next page's URL is "
+        'in the `Link` header (`rel="next"`).',
+        responses={**_NEXT_PAGE, **extra},
     )
     async def get_links(
-        ref: str, request: Request, principal: Principal = Depends(read_gate)
+        ref: str,
+        request: Request,
+        response: Response,
+        principal: Principal = Depends(read_gate),
+        page: PageRequest = cursor_page(cursor_time, cursor_uuid, default=MAX_PAGE),
     ) -> list[LinkOut]:
         async with connection(request) as conn:
-            return await activity.list_links(conn, _catalog(request), principal, ref)
+            links = await activity.list_links(
+                conn, _catalog(request), principal, ref, page.after, page.limit
+            )
+        cursor = next_cursor(links, page.limit, lambda k: [k.created_at, k.id])
+        next_page_link(request, response, page.limit, cursor)
+        return links[: page.limit]
 
     @router.post(
         "/tickets/{ref}/links",
@@ -363,52 +467,110 @@ def add_ticket_routes(
         response_model=LinkOut,
         summary="Link to another ticket (e.g. blocked_by)",
         responses=extra,
+        openapi_extra=documented(IDEMPOTENCY_KEY),
     )
     async def post_link(
         ref: str, body: LinkIn, request: Request, principal: Principal = Depends(write_gate)
-    ) -> LinkOut:
+    ) -> Response:
         async with connection(request) as conn:
-            return await activity.add_link(
-                conn, _catalog(request), principal, ref, body.kind, body.target
-            )
+
+            async def handler() -> Response:
+                link = await activity.add_link(
+                    conn, _catalog(request), principal, ref, body.kind, body.target
+                )
+                return _json(link, 201)
+
+            return await idempotent(request, principal, conn, handler)
 
     @router.delete(
         "/tickets/{ref}/links/{link_id}",
         status_code=204,
         summary="Remove a link",
         responses=extra,
+        openapi_extra=documented(IDEMPOTENCY_KEY),
     )
     async def delete_link(
         ref: str, link_id: uuid.UUID, request: Request, principal: Principal = Depends(write_gate)
     ) -> Response:
         async with connection(request) as conn:
-            await activity.delete_link(conn, _catalog(request), principal, ref, link_id)
-        return Response(status_code=204)
+
+            async def handler() -> Response:
+                await activity.delete_link(conn, _catalog(request), principal, ref, link_id)
+                return Response(status_code=204)
+
+            return await idempotent(request, principal, conn, handler)
 
     @router.get(
         "/tickets/{ref}/approvals",
         response_model=list[ApprovalOut],
         summary="Recorded approvals",
-        responses=extra,
+        description="Oldest first, at most `limit` (100 unless told); the next page's URL is "
+        'in the `Link` header (`rel="next"`).',
+        responses={**_NEXT_PAGE, **extra},
     )
     async def get_approvals(
-        ref: str, request: Request, principal: Principal = Depends(read_gate)
+        ref: str,
+        request: Request,
+        response: Response,
+        principal: Principal = Depends(read_gate),
+        page: PageRequest = cursor_page(cursor_time, cursor_uuid, default=MAX_PAGE),
     ) -> list[ApprovalOut]:
         async with connection(request) as conn:
-            return await activity.list_approvals(conn, _catalog(request), principal, ref)
+            found = await approvals.list_approvals(
+                conn, _catalog(request), principal, ref, page.after, page.limit
+            )
+        cursor = next_cursor(found, page.limit, lambda a: [a.created_at, a.id])
+        next_page_link(request, response, page.limit, cursor)
+        return found[: page.limit]
 
     @router.post(
         "/tickets/{ref}/approvals",
         status_code=201,
         response_model=ApprovalOut,
-        summary="Record an approval (agents)",
+        summary="Record an approval (whom its policy names)",
+        description="The catalog's approval policy says who may give each approval: members "
+        "of a group, the requester's manager, or a named user; never the requester, nor, "
+        "where the policy says so, the assignee (403 with `approval` and `reason`). An "
+        "unknown name is 422; the same approver twice is 409. A desk user who manages the "
+        "requester reaches the request's approvals.",
         responses=extra,
+        openapi_extra=documented(IDEMPOTENCY_KEY),
     )
     async def post_approval(
         ref: str, body: ApprovalIn, request: Request, principal: Principal = Depends(write_gate)
-    ) -> ApprovalOut:
+    ) -> Response:
         async with connection(request) as conn:
-            return await activity.add_approval(conn, _catalog(request), principal, ref, body.name)
+
+            async def handler() -> Response:
+                approval = await approvals.add_approval(
+                    conn, _catalog(request), principal, ref, body.name
+                )
+                return _json(approval, 201)
+
+            return await idempotent(request, principal, conn, handler)
+
+    @router.delete(
+        "/tickets/{ref}/approvals/{approval_id}",
+        status_code=204,
+        summary="Revoke an approval (its approver, or an admin)",
+        responses=extra,
+        openapi_extra=documented(IDEMPOTENCY_KEY),
+    )
+    async def delete_approval(
+        ref: str,
+        approval_id: uuid.UUID,
+        request: Request,
+        principal: Principal = Depends(write_gate),
+    ) -> Response:
+        async with connection(request) as conn:
+
+            async def handler() -> Response:
+                await approvals.revoke_approval(
+                    conn, _catalog(request), principal, ref, approval_id
+                )
+                return Response(status_code=204)
+
+            return await idempotent(request, principal, conn, handler)
 
 
 add_ticket_routes(router, read_gate, write_gate)

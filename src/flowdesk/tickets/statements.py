@@ -57,6 +57,7 @@ from flowdesk.models import (
     tickets,
     users,
 )
+from flowdesk.tickets.sla_statements import clock_changes, clocks_json
 from flowdesk.vocabulary import ADMIN, TICKETS_MANAGE
 
 # Every column but the full-text vector: reading it back costs more than all the others.
@@ -121,6 +122,7 @@ def with_names(written: FromClause) -> Select[Any]:
         m.c.from_location.label("movement_from"),
         m.c.to_location.label("movement_to"),
         m.c.moved_at.label("movement_moved_at"),
+        clocks_json(written.c.tenant_id, written.c.id),
     ).select_from(
         written.join(
             r, and_(r.c.tenant_id == written.c.tenant_id, r.c.id == written.c.requester_id)
@@ -145,6 +147,13 @@ LIFECYCLE_COLUMNS = frozenset({"started_at", "resolved_at", "closed_at", "timer_
 def _audited_select(written: CTE, final: Select[Any]) -> Query:
     events, messages = _audited(written)
     return Query(final.add_cte(events).add_cte(messages))
+
+
+def audited(written: CTE, final: Select[Any]) -> Query:
+    """`final`, with the events and messages of the change `written` (whose rows carry the
+    ticket's `tenant_id` and `id`): for the writes that hang off a ticket in other packages
+    (flowdesk.attachments), so that they are audited as the ticket's own are."""
+    return _audited_select(written, final)
 
 
 # --- reading a ticket ------------------------------------------------------------------------
@@ -202,7 +211,8 @@ def _linked_asset() -> Select[Any]:
     )
 
 
-def _create() -> Query:
+def _create(*, with_sla: bool = False) -> Query:
+    """The insert of a ticket; `with_sla`: with the SLA clocks its status starts (`sla`)."""
     requester_id = bindparam("requester_id", type_=Uuid)
     requester = (
         select(users.c.id)
@@ -239,6 +249,7 @@ def _create() -> Query:
                 "priority",
                 "requester_id",
                 "fields",
+                "answers",
                 "asset_id",
                 "movement_id",
                 *lifecycle,
@@ -252,6 +263,7 @@ def _create() -> Query:
                 bindparam("priority", type_=String),
                 requester_id,
                 bindparam("fields", type_=JSONB),
+                bindparam("answers", type_=JSONB),
                 linked.c.asset_id,
                 linked.c.movement_id,
                 *(lifecycle_value(c, c) for c in lifecycle),
@@ -262,10 +274,26 @@ def _create() -> Query:
         .returning(*TICKET_COLUMNS)
         .cte("written")
     )
-    return _audited_select(written, with_names(written))
+    # The approvals its filing gives (a manager filing for a report: flowdesk.tickets.approvals).
+    filed = insert(ticket_approvals).from_select(
+        ["tenant_id", "ticket_id", "name", "approver_id"],
+        select(
+            written.c.tenant_id,
+            written.c.id,
+            func.unnest(bindparam("filed_approvals", type_=ARRAY(Text))),
+            _actor,
+        ),
+    )
+    final = with_names(written).add_cte(filed.cte("filed"))
+    if with_sla:
+        final = final.add_cte(*clock_changes(written, "sla"))
+    return _audited_select(written, final)
 
 
 CREATE = _create()
+CREATE_WITH_SLA = _create(with_sla=True)
+# A ticket's SLA clocks, read again after a write that moved them.
+CLOCKS = Query(select(clocks_json(_tenant, _ticket)))
 
 # What a new ticket's asset links name: whether the asset is live (NULL: no such asset), and
 # the asset of the movement (NULL: no such movement).
@@ -304,19 +332,23 @@ UPDATABLE = frozenset(
         "previous_status",
         "resolution",
         *LIFECYCLE_COLUMNS,
+        "sla",  # not a column: the SLA clock operations of the change
     }
 )
 
 
-def update_statement(columns: Sequence[str]) -> Query:
+def update_statement(columns: Sequence[str], *, clears_approvals: bool = False) -> Query:
     """The optimistic update of these columns: it applies only while the ticket is still at
-    the version the decision was made on. An optional comment is added with it."""
+    the version the decision was made on. An optional comment is added with it; with
+    `clears_approvals`, the approvals named `cleared_approvals` are deleted with it (an action
+    an approval policy is `cleared_by`)."""
     assert UPDATABLE.issuperset(columns), columns
     values: dict[str, Any] = {
         c: lifecycle_value(c, f"set_{c}")
         if c in LIFECYCLE_COLUMNS
         else bindparam(f"set_{c}", type_=tickets.c[c].type)
         for c in columns
+        if c != "sla"
     }
     written = (
         update(tickets)
@@ -341,7 +373,19 @@ def update_statement(columns: Sequence[str]) -> Query:
             bindparam("comment_visibility", type_=String),
         ).where(body.is_not(None)),
     )
-    return _audited_select(written, with_names(written).add_cte(comment.cte("comment")))
+    final = with_names(written).add_cte(comment.cte("comment"))
+    if "sla" in columns:
+        # The SLA clocks the change moves (flowdesk.tickets.sla), in its statement.
+        final = final.add_cte(*clock_changes(written, "set_sla"))
+    if clears_approvals:
+        cleared = delete(ticket_approvals).where(
+            ticket_approvals.c.tenant_id == _tenant,
+            ticket_approvals.c.ticket_id == _ticket,
+            ticket_approvals.c.name == func.any(bindparam("cleared_approvals", type_=ARRAY(Text))),
+            select(written.c.id).exists(),
+        )
+        final = final.add_cte(cleared.cte("cleared"))
+    return _audited_select(written, final)
 
 
 # --- comments, the audit trail ---------------------------------------------------------------
@@ -625,7 +669,7 @@ APPROVAL_NAMES = Query(
 )
 
 _target = tickets.alias("target")
-LINKS = Query(
+_LINKS = (
     select(
         ticket_links.c.id,
         ticket_links.c.kind,
@@ -645,6 +689,18 @@ LINKS = Query(
     )
     .where(ticket_links.c.tenant_id == _tenant, ticket_links.c.ticket_id == _ticket)
     .order_by(ticket_links.c.created_at, ticket_links.c.id)
+)
+LINKS = Query(_LINKS)
+# A page of them: `limit` rows after (`after_at`, `after_id`) in that order (the first page
+# starts after the smallest key there is).
+LINKS_PAGE = Query(
+    _LINKS.where(
+        tuple_(ticket_links.c.created_at, ticket_links.c.id)
+        > tuple_(
+            bindparam("after_at", type_=ticket_links.c.created_at.type),
+            bindparam("after_id", type_=Uuid),
+        )
+    ).limit(bindparam("limit", type_=Integer))
 )
 
 
@@ -729,7 +785,56 @@ def _add_approval() -> Query:
 
 ADD_APPROVAL = _add_approval()
 
-APPROVALS = Query(
+
+def _delete_approval() -> Query:
+    ticket = _still_in_status()
+    written = (
+        delete(ticket_approvals)
+        .where(
+            ticket_approvals.c.tenant_id == _tenant,
+            ticket_approvals.c.ticket_id == _ticket,
+            ticket_approvals.c.id == bindparam("approval_id", type_=Uuid),
+            select(ticket.c.id).exists(),
+        )
+        .returning(ticket_approvals.c.tenant_id, ticket_approvals.c.ticket_id.label("id"))
+        .cte("written")
+    )
+    return _audited_select(written, select(written.c.id))
+
+
+DELETE_APPROVAL = _delete_approval()
+
+# What an approval policy asks of a would-be approver (a live user): their e-mail, their
+# groups' names, and whether they are the requester's manager.
+_approver_id = bindparam("approver_id", type_=Uuid)
+_requester_user = users.alias("requester_user")
+APPROVER = Query(
+    select(
+        users.c.email,
+        select(_requester_user.c.manager_id)
+        .where(
+            _requester_user.c.tenant_id == _tenant,
+            _requester_user.c.id == bindparam("requester_id", type_=Uuid),
+        )
+        .scalar_subquery()
+        .label("requester_manager_id"),
+        select(func.array_agg(groups.c.name))
+        .select_from(
+            group_members.join(
+                groups,
+                and_(
+                    groups.c.tenant_id == group_members.c.tenant_id,
+                    groups.c.id == group_members.c.group_id,
+                ),
+            )
+        )
+        .where(group_members.c.tenant_id == _tenant, group_members.c.user_id == _approver_id)
+        .scalar_subquery()
+        .label("groups"),
+    ).where(users.c.tenant_id == _tenant, users.c.id == _approver_id, users.c.deleted_at.is_(None))
+)
+
+_APPROVALS = (
     select(
         ticket_approvals.c.id,
         ticket_approvals.c.name,
@@ -747,4 +852,15 @@ APPROVALS = Query(
     )
     .where(ticket_approvals.c.tenant_id == _tenant, ticket_approvals.c.ticket_id == _ticket)
     .order_by(ticket_approvals.c.created_at, ticket_approvals.c.id)
+)
+APPROVALS = Query(_APPROVALS)
+# A page of them, as LINKS_PAGE.
+APPROVALS_PAGE = Query(
+    _APPROVALS.where(
+        tuple_(ticket_approvals.c.created_at, ticket_approvals.c.id)
+        > tuple_(
+            bindparam("after_at", type_=ticket_approvals.c.created_at.type),
+            bindparam("after_id", type_=Uuid),
+        )
+    ).limit(bindparam("limit", type_=Integer))
 )
