@@ -36,6 +36,13 @@ TICKETS_READ: Final = "tickets:read"
 TICKETS_WRITE: Final = "tickets:write"
 SCOPES: Final[tuple[Scope, ...]] = get_args(Scope)
 
+KeyChannel = Literal["first_party", "public"]
+FIRST_PARTY: Final = "first_party"
+PUBLIC: Final = "public"
+KEY_CHANNELS: Final[tuple[KeyChannel, ...]] = get_args(KeyChannel)
+"""Where an API key may be used: the first-party API (/v1: the SPAs, operators' tools and
+sign-ins) or the public API (/public/v1: external systems). A key is refused on the other."""
+
 Flag = Literal[
     "agent_portal",
     "end_user_portal",
@@ -47,6 +54,23 @@ Flag = Literal[
 ]
 FLAGS: Final[tuple[Flag, ...]] = get_args(Flag)
 
+TicketTopic = Literal[
+    "ticket.created",
+    "ticket.assigned",
+    "ticket.comment_added",
+    "ticket.status_changed",
+    "ticket.resolved",
+    "ticket.closed",
+    "ticket.sla_reminder",
+    "ticket.sla_warning",
+    "ticket.sla_breached",
+    "ticket.approval_added",
+    "ticket.approval_revoked",
+    "ticket.attachment_added",
+]
+TICKET_TOPICS: Final[tuple[TicketTopic, ...]] = get_args(TicketTopic)
+"""The topics of the outbox's ticket messages: what webhooks subscribe to and receive."""
+
 TicketEvent = Literal[
     "ticket.created",
     "ticket.assigned",
@@ -54,9 +78,18 @@ TicketEvent = Literal[
     "ticket.status_changed",
     "ticket.resolved",
     "ticket.closed",
+    "ticket.sla_reminder",
+    "ticket.sla_warning",
+    "ticket.sla_breached",
+    "ticket.approval_added",
+    "ticket.approval_revoked",
+    "ticket.approval_requested",
 ]
 TICKET_EVENTS: Final[tuple[TicketEvent, ...]] = get_args(TicketEvent)
-"""Seed 004's six events: the topics of the outbox, what e-mail and webhooks announce."""
+"""The ticket e-mails, each with a built-in template a tenant may replace: seed 004's six,
+the SLA clocks' reminder, warning and breach, and the approvals (added, revoked, and
+`ticket.approval_requested`: the request entered a status whose way on needs an approval
+nobody gave yet; made at fan-out from `ticket.status_changed`, not an outbox topic)."""
 
 WEBHOOK_DISABLED: Final = "webhook.disabled"
 """The notice to a tenant's admins that an endpoint failing for days was disabled."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from flowdesk.notifications.repository import TemplateRow, TicketNoticeRow
@@ -17,6 +18,7 @@ from flowdesk.notifications.templates import (
 )
 from flowdesk.tickets.facts import format_number
 from flowdesk.workflow import Catalog
+from flowdesk.workflow.sla_model import SlaPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,59 @@ def ticket_context(
         "tenant_name": tenant_name,
         "actor_name": actor_name,
     }
+
+
+EVENT_PLACEHOLDERS = ("sla_name", "sla_due_at", "sla_action", "approval_name", "approver_name")
+"""The placeholders of some events only (SLA marks, approvals); empty in the others."""
+
+
+def event_context(
+    topic: str,
+    payload: dict[str, Any],
+    *,
+    catalog: Catalog,
+    ticket: TicketNoticeRow,
+    policy: SlaPolicy | None = None,
+    approver_name: str = "",
+) -> dict[str, str]:
+    """The event's own placeholders (every one of EVENT_PLACEHOLDERS, empty where the event
+    has none)."""
+    values = dict.fromkeys(EVENT_PLACEHOLDERS, "")
+    if topic.startswith("ticket.sla_"):
+        values["sla_name"] = str(payload.get("label") or payload.get("name") or "")
+        values["sla_due_at"] = due_text(payload.get("due_at"))
+        values["sla_action"] = _action_label(catalog, ticket, policy)
+    elif topic in ("ticket.approval_added", "ticket.approval_revoked"):
+        name = str(payload.get("name") or "")
+        approval = catalog.approvals.get(name)
+        values["approval_name"] = (approval.label if approval else "") or name
+        values["approver_name"] = approver_name
+    return values
+
+
+def due_text(value: object) -> str:
+    """A due time as people read it in a mail: "2026-12-04 09:30 UTC"."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _action_label(catalog: Catalog, ticket: TicketNoticeRow, policy: SlaPolicy | None) -> str:
+    """What the policy's breach does, as a verb ("cancel"): its action's label."""
+    if policy is None or not policy.action:
+        return ""
+    workflow = catalog.workflows.get(ticket["workflow"])
+    action = (
+        next((a for a in workflow.actions if a.name == policy.action), None) if workflow else None
+    )
+    return (action.label if action and action.label else policy.action).lower()
 
 
 def status_label(catalog: Catalog, ticket: TicketNoticeRow, payload: dict[str, Any]) -> str:

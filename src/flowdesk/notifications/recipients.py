@@ -9,6 +9,15 @@ the ticket and the people involved.
 | ticket.status_changed  | the reporter, unless the change also resolved or closed it |
 | ticket.resolved        | the reporter, asked to confirm                              |
 | ticket.closed          | the reporter                                                |
+| ticket.sla_reminder    | whom the SLA policy's reminder names (seed 003: requester)  |
+| ticket.sla_warning     | the policy's escalation target, and the assignee            |
+| ticket.sla_breached    | the policy's escalation target (a group's members, a user)  |
+| ticket.approval_added  | the assignee and the reporter                               |
+| ticket.approval_revoked| the assignee and the reporter                               |
+
+(`addressed`: the SLA targets, resolved by flowdesk.notifications.addressees.) A status change
+into a status that waits on an approval also asks those who may give it
+(`ticket.approval_requested`, flowdesk.notifications.addressees.approvers).
 
 Nobody is mailed about their own action, except the reporter's acknowledgement of their own
 new ticket; everyone is mailed at most once per message.
@@ -38,10 +47,12 @@ def mail_recipients(
     assignee: Recipient | None,
     queue: Sequence[Recipient],
     comment_visibility: str | None,
+    addressed: Sequence[Recipient] = (),
 ) -> list[Recipient]:
     """The people to mail about one outbox message. `reporter` and `assignee` are None when
-    they cannot be mailed (no such live user); `assignee` is the one the event names;
-    `queue` is the tenant's queue address, or its agents."""
+    they cannot be mailed (no such live user); `assignee` is the one the event names (for an
+    approval, the ticket's); `queue` is the tenant's queue address, or its agents;
+    `addressed`, the people an SLA mark is for."""
     actor = _uuid(payload.get("actor_id"))
     wanted: list[Recipient] = []
     own: list[Recipient] = []  # exempt from the "own action" rule
@@ -60,6 +71,11 @@ def mail_recipients(
             wanted = [reporter]
     elif event in ("ticket.resolved", "ticket.closed") and reporter:
         wanted = [reporter]
+    elif event in ("ticket.sla_reminder", "ticket.sla_warning", "ticket.sla_breached"):
+        wanted = list(addressed)
+    elif event in ("ticket.approval_added", "ticket.approval_revoked"):
+        # `assignee`: the ticket's own (the message names none).
+        wanted = [r for r in (assignee, reporter) if r]
     others = [r for r in wanted if r.user_id is None or r.user_id != actor]
     return _once_each([*own, *others])
 

@@ -33,8 +33,16 @@ from flowdesk.db.pool import Database
 from flowdesk.db.query import Connection
 from flowdesk.itsm import repository as itsm_repo
 from flowdesk.itsm.vocabulary import resolved_flags, resolved_quotas
+from flowdesk.notifications import addressees
 from flowdesk.notifications import repository as repo
-from flowdesk.notifications.content import render_mail, template_source, ticket_context
+from flowdesk.notifications.addressees import APPROVAL_REQUESTED, ApprovalAsk
+from flowdesk.notifications.audience import Audience
+from flowdesk.notifications.content import (
+    event_context,
+    render_mail,
+    template_source,
+    ticket_context,
+)
 from flowdesk.notifications.mail import (
     DeliveryFailed,
     MailContent,
@@ -57,11 +65,11 @@ from flowdesk.notifications.repository import (
     TicketNoticeRow,
     WebhookRow,
 )
-from flowdesk.notifications.templates import builtin
+from flowdesk.notifications.templates import TemplateSource, builtin
 from flowdesk.notifications.webhook_http import WebhookResult, WebhookSender
 from flowdesk.periodic import Periodic
-from flowdesk.tickets.facts import dump_json, ticket_json
-from flowdesk.vocabulary import TICKET_EVENTS, WEBHOOK_DISABLED
+from flowdesk.tickets.facts import dump_json, needs, ticket_json
+from flowdesk.vocabulary import TICKET_TOPICS, WEBHOOK_DISABLED
 from flowdesk.workflow import Catalog
 
 logger = logging.getLogger(__name__)
@@ -202,7 +210,7 @@ class Relay:
             messages = await repo.claim_messages(conn, self._batch)
             if not messages:
                 return 0
-            plan = await _FanOut.read(conn, messages)
+            plan = await _FanOut.read(conn, messages, self._catalog)
             # Rendering is CPU work (a tenant's template may take its whole budget, up to about
             # half a second): off the event loop, which serves requests in a serve process.
             new = await asyncio.to_thread(self._deliveries_of_all, messages, plan)
@@ -220,7 +228,7 @@ class Relay:
     def _deliveries_of(self, message: MessageRow, plan: _FanOut) -> list[NewDelivery]:
         tenant = plan.tenants.get(message["tenant_id"])
         ticket = plan.ticket_of(message)
-        if tenant is None or ticket is None or message["topic"] not in TICKET_EVENTS:
+        if tenant is None or ticket is None or message["topic"] not in TICKET_TOPICS:
             return []  # the ticket (or tenant) is gone: nobody to tell about it
         made: list[NewDelivery] = []
         flags = resolved_flags(tenant["flags"])
@@ -241,6 +249,7 @@ class Relay:
         custom: bool,
     ) -> list[NewDelivery]:
         payload = message["payload"]
+        topic = message["topic"]
         comment = plan.comment_of(message)
         reporter = (
             _person(ticket["requester_email"], ticket["requester_name"], ticket["requester_id"])
@@ -248,6 +257,14 @@ class Relay:
             else None
         )
         assignee = plan.person(message["tenant_id"], payload.get("assignee_id"))
+        if topic in addressees.APPROVAL_TOPICS:
+            assignee = addressees.assignee_of(ticket)
+        addressed: list[Recipient] = []
+        policy = None
+        if topic in addressees.SLA_TOPICS:
+            policy = addressees.sla_policy(self._catalog, ticket, payload.get("name"))
+            target = addressees.sla_target(topic, payload, policy)
+            addressed = addressees.sla_recipients(topic, target, ticket, plan.audience)
         queue: list[Recipient]
         if message["topic"] != "ticket.created":
             queue = []
@@ -262,14 +279,13 @@ class Relay:
             assignee=assignee,
             queue=queue,
             comment_visibility=comment["visibility"] if comment else None,
+            addressed=addressed,
         )
-        if not recipients:
+        asks = plan.asks.get((message["tenant_id"], message["id"]), [])
+        if not recipients and not asks:
             return []
-        source = template_source(
-            message["topic"],
-            plan.templates.get((tenant["id"], message["topic"])) if custom else None,
-        )
         actor = plan.person(message["tenant_id"], payload.get("actor_id"))
+        approver = plan.person(message["tenant_id"], payload.get("approver_id"))
         context = ticket_context(
             ticket,
             payload,
@@ -278,13 +294,61 @@ class Relay:
             tenant_name=tenant["name"],
             comment_body=comment["body"] if comment else "",
             actor_name=actor.name if actor else "",
+        ) | event_context(
+            topic,
+            payload,
+            catalog=self._catalog,
+            ticket=ticket,
+            policy=policy,
+            approver_name=approver.name if approver else "",
         )
+
+        def source_of(event: str) -> TemplateSource:
+            return template_source(
+                event, plan.templates.get((tenant["id"], event)) if custom else None
+            )
+
+        made = self._rendered(
+            message, tenant, ticket, topic, source_of(topic), context, [(r, {}) for r in recipients]
+        )
+        # Those who may give an approval the request now waits on (a status change into
+        # Authorize): asked once each, unless the change's own mail reaches them already.
+        mailed = {r.email.strip().casefold() for r in recipients}
+        asked = [
+            (a.recipient, {"approval_name": " and ".join(a.labels)})
+            for a in asks
+            if a.recipient.email.strip().casefold() not in mailed
+        ]
+        if asked:
+            made += self._rendered(
+                message,
+                tenant,
+                ticket,
+                APPROVAL_REQUESTED,
+                source_of(APPROVAL_REQUESTED),
+                context,
+                asked,
+            )
+        return made
+
+    def _rendered(
+        self,
+        message: MessageRow,
+        tenant: TenantNoticeRow,
+        ticket: TicketNoticeRow,
+        event: str,
+        source: TemplateSource,
+        context: dict[str, str],
+        people: list[tuple[Recipient, dict[str, str]]],
+    ) -> list[NewDelivery]:
+        """The mails of one event to `people`, each rendered with their name (and their own
+        values on top of `context`)."""
         number = context["ticket_number"]
         sender = formataddr((tenant["mail_from_name"] or self._from_name, self._from_addr))
         made: list[NewDelivery] = []
-        for person in recipients:
+        for person, own in people:
             delivery_id = uuid.uuid4()
-            mail = render_mail(source, message["topic"], {**context, "recipient_name": person.name})
+            mail = render_mail(source, event, {**context, **own, "recipient_name": person.name})
             content: MailContent = {
                 "from_addr": sender,
                 "to_addr": person.email,
@@ -301,7 +365,7 @@ class Relay:
                     "id": delivery_id,
                     "outbox_id": message["id"],
                     "ticket_id": ticket["id"],
-                    "event": message["topic"],
+                    "event": event,
                     "channel": "email",
                     "recipient": person.email,
                     "webhook_id": None,
@@ -618,9 +682,12 @@ class _FanOut:
     agents: dict[uuid.UUID, list[PersonRow]]
     hooks: dict[uuid.UUID, list[WebhookRow]]
     templates: dict[tuple[uuid.UUID, str], TemplateRow]
+    audience: Audience
+    # By message key: the people asked for the approvals the message's ticket waits on.
+    asks: dict[tuple[uuid.UUID, int], list[ApprovalAsk]]
 
     @classmethod
-    async def read(cls, conn: Connection, messages: list[MessageRow]) -> _FanOut:
+    async def read(cls, conn: Connection, messages: list[MessageRow], catalog: Catalog) -> _FanOut:
         tenant_ids = list({m["tenant_id"] for m in messages})
         tenants = await repo.tenants_by_id(conn, tenant_ids)
         mailing = [
@@ -636,7 +703,12 @@ class _FanOut:
         )
         people = await repo.people_by_key(
             conn,
-            [k for m in messages for f in ("actor_id", "assignee_id") if (k := _key(m, f))],
+            [
+                k
+                for m in messages
+                for f in ("actor_id", "assignee_id", "approver_id")
+                if (k := _key(m, f))
+            ],
         )
         need_agents = {
             m["tenant_id"]
@@ -649,7 +721,15 @@ class _FanOut:
         hooks = await repo.enabled_webhooks_of(conn, tenant_ids)
         custom = [t["id"] for t in mailing if resolved_flags(t["flags"])["email_templates"]]
         templates = await repo.templates_of(conn, custom)
-        return cls(tenants, tickets, comments, people, agents, hooks, templates)
+        mailing_ids = {t["id"] for t in mailing}
+        mailed: list[tuple[MessageRow, TicketNoticeRow]] = []
+        for message in messages:
+            key = _key(message, "ticket_id")
+            ticket = tickets.get(key) if key else None
+            if ticket is not None and message["tenant_id"] in mailing_ids:
+                mailed.append((message, ticket))
+        audience, asks = await _indirect(conn, catalog, mailed)
+        return cls(tenants, tickets, comments, people, agents, hooks, templates, audience, asks)
 
     def ticket_of(self, message: MessageRow) -> TicketNoticeRow | None:
         key = _key(message, "ticket_id")
@@ -663,6 +743,63 @@ class _FanOut:
         key = _key_of(tenant_id, user_id)
         found = self.people.get(key) if key else None
         return _recipient(found) if found else None
+
+
+async def _indirect(
+    conn: Connection, catalog: Catalog, mailed: list[tuple[MessageRow, TicketNoticeRow]]
+) -> tuple[Audience, dict[tuple[uuid.UUID, int], list[ApprovalAsk]]]:
+    """The people the batch's mailed messages name indirectly (SLA targets, approvers), read
+    in one query per kind; and who is asked for an approval, by message. A status change asks
+    only while its ticket is still in the status it entered (it waits on nothing else now)."""
+    group_keys: list[tuple[uuid.UUID, str]] = []
+    email_keys: list[tuple[uuid.UUID, str]] = []
+    entered: list[tuple[MessageRow, TicketNoticeRow]] = []
+    for message, ticket in mailed:
+        tenant = message["tenant_id"]
+        if message["topic"] in addressees.SLA_TOPICS:
+            policy = addressees.sla_policy(catalog, ticket, message["payload"].get("name"))
+            target = addressees.sla_target(message["topic"], message["payload"], policy)
+            target_groups, target_emails = addressees.target_groups_and_emails(target)
+            group_keys += [(tenant, n) for n in target_groups]
+            email_keys += [(tenant, e) for e in target_emails]
+        elif message["topic"] == "ticket.status_changed":
+            workflow = catalog.workflows.get(ticket["workflow"])
+            if (
+                workflow is not None
+                and message["payload"].get("to") == ticket["status"]
+                and needs(workflow, "approval")
+            ):
+                entered.append((message, ticket))
+    held = (
+        await Audience.read(conn, tickets=[(t["tenant_id"], t["id"]) for _, t in entered])
+        if entered
+        else Audience()
+    )
+    awaited: dict[tuple[uuid.UUID, int], tuple[str, ...]] = {}
+    managed: list[tuple[uuid.UUID, uuid.UUID]] = []
+    for message, ticket in entered:
+        names = addressees.awaited_for(
+            catalog, ticket, held.approvals_of(ticket["tenant_id"], ticket["id"])
+        )
+        if not names:
+            continue
+        awaited[(message["tenant_id"], message["id"])] = names
+        found_groups, found_emails = addressees.approval_groups_and_emails(catalog, names)
+        group_keys += [(ticket["tenant_id"], n) for n in found_groups]
+        email_keys += [(ticket["tenant_id"], e) for e in found_emails]
+        if addressees.needs_manager(catalog, names):
+            managed.append((ticket["tenant_id"], ticket["requester_id"]))
+    audience = (
+        await Audience.read(conn, groups=group_keys, emails=email_keys, reports=managed)
+        if group_keys or email_keys or managed
+        else Audience()
+    )
+    asks = {
+        key: addressees.approvers(catalog, ticket, awaited[key], audience)
+        for message, ticket in entered
+        if (key := (message["tenant_id"], message["id"])) in awaited
+    }
+    return audience, asks
 
 
 def _key(message: MessageRow, field: str) -> tuple[uuid.UUID, uuid.UUID] | None:

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from flowdesk.schema_types import INPUT_CONFIG, QueryText, no_nul
-from flowdesk.vocabulary import TICKET_EVENTS, Channel, DeliveryState, TicketEvent
+from flowdesk.vocabulary import TICKET_TOPICS, Channel, DeliveryState, TicketEvent, TicketTopic
 
 TemplateText = Annotated[str, StringConstraints(max_length=100_000), AfterValidator(no_nul)]
 
@@ -81,7 +81,7 @@ class PreviewOut(BaseModel):
 WebhookUrl = Annotated[
     str, StringConstraints(min_length=1, max_length=2000), AfterValidator(no_nul)
 ]
-WebhookEvents = Annotated[list[TicketEvent], Field(min_length=1, max_length=len(TICKET_EVENTS))]
+WebhookEvents = Annotated[list[TicketTopic], Field(min_length=1, max_length=len(TICKET_TOPICS))]
 Description = Annotated[str, StringConstraints(max_length=500), AfterValidator(no_nul)]
 
 

@@ -1,7 +1,7 @@
 """Notification e-mail templates: the built-in ones, checking a tenant's own, and rendering.
 
 A template is three Jinja sources over an event's placeholders: the subject, the HTML body and
-the plain-text body of a multipart/alternative mail. Ticket events have the ten `PLACEHOLDERS`;
+the plain-text body of a multipart/alternative mail. Ticket events have the fifteen `PLACEHOLDERS`;
 `webhook.disabled` (built-in only) has `WEBHOOK_PLACEHOLDERS`.
 
 Templates run in Jinja's immutable sandbox, narrowed further: only `{% if %}` and `{% for %}`,
@@ -62,8 +62,17 @@ PLACEHOLDERS: Final[tuple[str, ...]] = (
     "tenant_name",
     "recipient_name",
     "actor_name",
+    "sla_name",
+    "sla_due_at",
+    "sla_action",
+    "approval_name",
+    "approver_name",
 )
-"""The variables of a ticket event's template (`ticket_url` may be empty: no portal URL)."""
+"""The variables of a ticket event's template (`ticket_url` may be empty: no portal URL). The
+last five belong to some events and are empty in the others: `sla_name` (the SLA policy's
+label), `sla_due_at` (its due time, UTC), `sla_action` (what its breach does, e.g. "cancel"),
+`approval_name` (the approval's label; several joined by "and") and `approver_name` (who gave
+or held the approval)."""
 
 WEBHOOK_PLACEHOLDERS: Final[tuple[str, ...]] = (
     "webhook_url",
@@ -753,6 +762,29 @@ _TICKET_SAMPLE: Final = {
     "tenant_name": "Acme Corp",
     "recipient_name": "Tom Becker",
     "actor_name": "Priya Raman",
+    "sla_name": "",
+    "sla_due_at": "",
+    "sla_action": "",
+    "approval_name": "",
+    "approver_name": "",
+}
+
+_SLA_SAMPLE: Final = {
+    **_TICKET_SAMPLE,
+    "actor_name": "",
+    "sla_name": "Reviewed within 48 hours",
+    "sla_due_at": "2026-12-04 09:30 UTC",
+    "ticket_status": "Submitted",
+    "assignee_name": "",
+    "recipient_name": "Lee On-call",
+}
+
+_APPROVAL_SAMPLE: Final = {
+    **_TICKET_SAMPLE,
+    "ticket_status": "Authorize",
+    "approval_name": "Platform approval (INFRA approvers)",
+    "approver_name": "Sam Ortiz",
+    "actor_name": "Sam Ortiz",
 }
 
 _SAMPLES: Final[dict[str, dict[str, str]]] = {
@@ -779,6 +811,24 @@ _SAMPLES: Final[dict[str, dict[str, str]]] = {
     "ticket.status_changed": {**_TICKET_SAMPLE, "ticket_status": "Waiting for customer"},
     "ticket.resolved": {**_TICKET_SAMPLE, "ticket_status": "Resolved"},
     "ticket.closed": {**_TICKET_SAMPLE, "ticket_status": "Closed"},
+    "ticket.sla_reminder": {
+        **_SLA_SAMPLE,
+        "sla_name": "Submitter replies within 72 hours",
+        "sla_due_at": "2026-12-05 09:30 UTC",
+        "sla_action": "cancel",
+        "ticket_status": "Waiting on Customer",
+        "recipient_name": "Tom Becker",
+    },
+    "ticket.sla_warning": {**_SLA_SAMPLE, "recipient_name": "Priya Raman"},
+    "ticket.sla_breached": dict(_SLA_SAMPLE),
+    "ticket.approval_added": dict(_APPROVAL_SAMPLE),
+    "ticket.approval_revoked": {**_APPROVAL_SAMPLE, "actor_name": "Alex Kim"},
+    "ticket.approval_requested": {
+        **_APPROVAL_SAMPLE,
+        "approver_name": "",
+        "actor_name": "Priya Raman",
+        "recipient_name": "Sam Ortiz",
+    },
     WEBHOOK_DISABLED: {
         "webhook_url": "https://hooks.example.com/flowdesk/tickets",
         "webhook_description": "Ticket sync to the CRM",
@@ -1066,6 +1116,116 @@ _BUILTINS: Final[dict[str, TemplateSource]] = {
             "{% endif %} this ticket. No further action is needed.\n"
             "If you need more help, please open a new ticket."
         ),
+    ),
+    "ticket.sla_reminder": _ticket(
+        subject="[{{ ticket_number }}] We are waiting for your reply: {{ ticket_title }}",
+        eyebrow="Waiting for your reply",
+        accent="#d97706",
+        preheader="Ticket {{ ticket_number }} is waiting for your reply.",
+        message_html=_paragraph(
+            "We asked for more information on this ticket and are still waiting for your "
+            "reply. Please answer on the ticket, or reply to this e-mail."
+        )
+        + _paragraph(
+            "{% if sla_action and sla_due_at %}If we do not hear from you by "
+            "<strong>{{ sla_due_at }}</strong>, we will {{ sla_action }} the request."
+            "{% elif sla_due_at %}Please reply by <strong>{{ sla_due_at }}</strong>."
+            "{% endif %}"
+        ),
+        message_text=(
+            "We asked for more information on this ticket and are still waiting for your\n"
+            "reply. Please answer on the ticket, or reply to this e-mail.\n"
+            "{% if sla_action and sla_due_at %}\n\n"
+            "If we do not hear from you by {{ sla_due_at }}, "
+            "we will {{ sla_action }} the request.\n"
+            "{% elif sla_due_at %}\n\n"
+            "Please reply by {{ sla_due_at }}.\n"
+            "{% endif %}"
+        ),
+        button="Reply on the ticket",
+    ),
+    "ticket.sla_warning": _ticket(
+        subject="[{{ ticket_number }}] At risk: {{ sla_name }}: {{ ticket_title }}",
+        eyebrow="SLA at risk",
+        accent="#ea580c",
+        preheader="The target {{ sla_name }} of ticket {{ ticket_number }} is at risk.",
+        message_html=_paragraph(
+            "The target <strong>{{ sla_name }}</strong> of this ticket is at risk"
+            "{% if sla_due_at %}: it is due <strong>{{ sla_due_at }}</strong>{% endif %}. "
+            "Please act on the ticket before then."
+        ),
+        message_text=(
+            'The target "{{ sla_name }}" of this ticket is at risk'
+            "{% if sla_due_at %}: it is due {{ sla_due_at }}{% endif %}.\n"
+            "Please act on the ticket before then."
+        ),
+    ),
+    "ticket.sla_breached": _ticket(
+        subject="[{{ ticket_number }}] SLA breached: {{ sla_name }}: {{ ticket_title }}",
+        eyebrow="SLA breached",
+        accent="#dc2626",
+        preheader="The target {{ sla_name }} of ticket {{ ticket_number }} was missed.",
+        message_html=_paragraph(
+            "The target <strong>{{ sla_name }}</strong> of this ticket was missed"
+            "{% if sla_due_at %}: it was due <strong>{{ sla_due_at }}</strong>{% endif %}. "
+            "The ticket is escalated to you: please take it in hand."
+        ),
+        message_text=(
+            'The target "{{ sla_name }}" of this ticket was missed'
+            "{% if sla_due_at %}: it was due {{ sla_due_at }}{% endif %}.\n"
+            "The ticket is escalated to you: please take it in hand."
+        ),
+    ),
+    "ticket.approval_added": _ticket(
+        subject="[{{ ticket_number }}] Approved: {{ approval_name }}: {{ ticket_title }}",
+        eyebrow="Approval given",
+        accent="#16a34a",
+        preheader="{{ approver_name or 'An approver' }} gave the approval {{ approval_name }}.",
+        message_html=_paragraph(
+            "{{ approver_name or 'An approver' }} gave the approval "
+            "<strong>{{ approval_name }}</strong> for this request."
+        ),
+        message_text=(
+            "{{ approver_name or 'An approver' }} gave the approval \"{{ approval_name }}\"\n"
+            "for this request."
+        ),
+    ),
+    "ticket.approval_revoked": _ticket(
+        subject="[{{ ticket_number }}] Approval revoked: {{ approval_name }}: {{ ticket_title }}",
+        eyebrow="Approval revoked",
+        accent="#b45309",
+        preheader="The approval {{ approval_name }} of ticket {{ ticket_number }} was revoked.",
+        message_html=_paragraph(
+            "The approval <strong>{{ approval_name }}</strong>"
+            "{% if approver_name %} given by {{ approver_name }}{% endif %} was revoked"
+            "{% if actor_name %} by {{ actor_name }}{% endif %}. The request needs it again "
+            "before it can go on."
+        ),
+        message_text=(
+            'The approval "{{ approval_name }}"'
+            "{% if approver_name %} given by {{ approver_name }}{% endif %} was revoked"
+            "{% if actor_name %} by {{ actor_name }}{% endif %}.\n"
+            "The request needs it again before it can go on."
+        ),
+    ),
+    "ticket.approval_requested": _ticket(
+        subject="[{{ ticket_number }}] Your approval is needed: {{ ticket_title }}",
+        eyebrow="Approval needed",
+        accent="#7c3aed",
+        preheader="Ticket {{ ticket_number }} waits for the approval {{ approval_name }}.",
+        message_html=_paragraph(
+            "This request, filed by {{ reporter_name }}, is in <strong>{{ ticket_status }}</strong>"
+            " and cannot go on without the approval <strong>{{ approval_name }}</strong>, "
+            "which you may give."
+        )
+        + _paragraph("Please review the request, and approve it on the ticket if you agree."),
+        message_text=(
+            "This request, filed by {{ reporter_name }}, is in {{ ticket_status }} and cannot\n"
+            'go on without the approval "{{ approval_name }}", which you may give.\n\n'
+            "Please review the request, and approve it on the ticket if you agree."
+        ),
+        button="Review the request",
+        link_label="Review the request",
     ),
     WEBHOOK_DISABLED: TemplateSource(
         subject="[{{ tenant_name }}] Webhook disabled: {{ webhook_url }}",
