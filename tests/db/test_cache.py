@@ -10,14 +10,37 @@ from flowdesk.db.listener import fixed_ttl
 A, B = uuid.uuid4(), uuid.uuid4()
 
 
-def test_a_full_cache_lets_go_of_its_oldest_entries_only() -> None:
+def test_a_full_cache_lets_go_of_the_largest_tenants_least_recently_used_entry() -> None:
     cache: TenantCache[str, int] = TenantCache(ttl=fixed_ttl(60), max_entries=3)
-    for i, key in enumerate(("b1", "a1", "a2", "a3")):
+    for i, key in enumerate(("b1", "a1", "a2")):
         cache.put(key, i, B if key == "b1" else A, cache.loading())
-    # One tenant's new keys push out the oldest entry, not everyone's.
+    assert cache.get("a1") == 1  # a1 is now used more recently than a2
+    cache.put("a3", 3, A, cache.loading())
+    # A holds the most: it gives up its least recently used entry, B keeps its own.
     assert len(cache) == 3
-    assert "b1" not in cache
-    assert [cache.get(k) for k in ("a1", "a2", "a3")] == [1, 2, 3]
+    assert "a2" not in cache
+    assert [cache.get(k) for k in ("b1", "a1", "a3")] == [0, 1, 3]
+
+
+def test_one_tenant_cannot_thrash_the_others_out() -> None:
+    """Issue 16: one tenant's admin minting and using thousands of keys emptied the
+    process-wide cache for every tenant."""
+    cache: TenantCache[str, int] = TenantCache(ttl=fixed_ttl(60), max_entries=100)
+    tenants = [uuid.uuid4() for _ in range(5)]
+    for t, tenant in enumerate(tenants):
+        for i in range(10):
+            cache.put(f"{t}-{i}", i, tenant, cache.loading())
+    thrasher = uuid.uuid4()
+    for i in range(10_000):
+        cache.put(f"x-{i}", i, thrasher, cache.loading())
+    assert len(cache) == 100
+    for t, tenant in enumerate(tenants):
+        assert cache.tenant_size(tenant) == 10
+        assert all(cache.get(f"{t}-{i}") == i for i in range(10))
+    assert cache.tenant_size(thrasher) == 50
+    # Forgetting a tenant frees its share at once.
+    cache.forget_tenant(thrasher)
+    assert len(cache) == 50 and cache.tenant_size(thrasher) == 0
 
 
 def test_a_load_that_raced_a_change_is_not_kept() -> None:

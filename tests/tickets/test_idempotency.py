@@ -135,3 +135,33 @@ async def test_expired_records_are_purged(desk: Desk, app: FastAPI) -> None:
         headers=h | {"Idempotency-Key": "old"},
     )
     assert r.status_code == 201 and "idempotent-replayed" not in r.headers
+
+
+async def test_links_unlinks_and_approvals_are_idempotent(desk: Desk) -> None:
+    """Issue 16: a retried link, unlink or approval gets the first answer, and nothing is
+    done twice (the second link would be 409, the second unlink 404, the second approval a
+    second row)."""
+    a, b = await desk.open(), await desk.open()
+    c, h = desk.client, desk.agent.headers
+    url = f"/v1/tickets/{a['id']}"
+    link = {"kind": "blocked_by", "target": b["id"]}
+    first = await c.post(f"{url}/links", json=link, headers=h | {"Idempotency-Key": "l-1"})
+    again = await c.post(f"{url}/links", json=link, headers=h | {"Idempotency-Key": "l-1"})
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json() and again.headers["idempotent-replayed"] == "true"
+
+    unlink = f"{url}/links/{first.json()['id']}"
+    gone = await c.delete(unlink, headers=h | {"Idempotency-Key": "u-1"})
+    gone_again = await c.delete(unlink, headers=h | {"Idempotency-Key": "u-1"})
+    assert gone.status_code == gone_again.status_code == 204
+    assert gone_again.headers["idempotent-replayed"] == "true"
+
+    approve = {"name": "infra"}
+    await desk.join("INFRA approvers", desk.agent)  # who may give it (the catalog's policy)
+    first = await c.post(f"{url}/approvals", json=approve, headers=h | {"Idempotency-Key": "a-1"})
+    again = await c.post(f"{url}/approvals", json=approve, headers=h | {"Idempotency-Key": "a-1"})
+    assert first.status_code == again.status_code == 201 and first.json() == again.json()
+    approvals = (await c.get(f"{url}/approvals", headers=h)).json()
+    assert len(approvals) == 1
+    kinds = [e["kind"] for e in (await c.get(f"{url}/events", headers=h)).json()["items"]]
+    assert kinds == ["created", "linked", "unlinked", "approved"]

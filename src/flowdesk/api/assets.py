@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from flowdesk.api.db import Tx
 from flowdesk.api.gates import Gate, read_gate, write_gate
 from flowdesk.api.headers import IDEMPOTENCY_KEY, documented
+from flowdesk.api.idempotency import idempotent, json_response
 from flowdesk.api.licence import ensure_flag
 from flowdesk.api.params import cursor_page, documented_query
 from flowdesk.api.tickets import connection, file_ticket, ticket_page
@@ -59,11 +60,15 @@ def add_asset_routes(
         response_model=AssetOut,
         summary="Register an asset (tickets:manage)",
         responses=extra,
+        openapi_extra=documented(IDEMPOTENCY_KEY),
     )
     async def create_asset(
-        body: AssetIn, conn: Tx, principal: Principal = Depends(write_gate)
-    ) -> AssetOut:
-        return await service.create_asset(conn, principal, body)
+        body: AssetIn, request: Request, conn: Tx, principal: Principal = Depends(write_gate)
+    ) -> Response:
+        async def handler() -> Response:
+            return json_response(await service.create_asset(conn, principal, body), 201)
+
+        return await idempotent(request, principal, conn, handler)
 
     @router.get(
         "/assets",
@@ -142,11 +147,20 @@ def add_asset_routes(
         response_model=MovementOut,
         summary="Record a movement of the asset (tickets:manage)",
         responses=extra,
+        openapi_extra=documented(IDEMPOTENCY_KEY),
     )
     async def add_movement(
-        asset_id: uuid.UUID, body: MovementIn, conn: Tx, principal: Principal = Depends(write_gate)
-    ) -> MovementOut:
-        return await service.add_movement(conn, principal, asset_id, body)
+        asset_id: uuid.UUID,
+        body: MovementIn,
+        request: Request,
+        conn: Tx,
+        principal: Principal = Depends(write_gate),
+    ) -> Response:
+        async def handler() -> Response:
+            movement = await service.add_movement(conn, principal, asset_id, body)
+            return json_response(movement, 201)
+
+        return await idempotent(request, principal, conn, handler)
 
     @router.get(
         "/assets/{asset_id}/movements",

@@ -37,7 +37,7 @@ ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE"
 ALLOWED_HEADERS = (
     "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, Last-Event-ID"
 )
-EXPOSED_HEADERS = "ETag, Location, Retry-After, RateLimit, RateLimit-Policy, X-Request-ID"
+EXPOSED_HEADERS = "ETag, Link, Location, Retry-After, RateLimit, RateLimit-Policy, X-Request-ID"
 # Chromium caps a cached preflight at 2 hours, Firefox at 24. What a preflight allows is the
 # same for every allowed origin, and the actual response is checked every time.
 MAX_AGE = 7200

@@ -11,13 +11,16 @@ endpoint instead (docs/adr/0005-flat-routes-and-headers.md).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from flowdesk.db.query import Connection
 from flowdesk.runtime import runtime_of
+
+logger = logging.getLogger(__name__)
 
 
 def after_commit(request: Request, callback: Callable[[], None]) -> None:
@@ -26,9 +29,26 @@ def after_commit(request: Request, callback: Callable[[], None]) -> None:
     callbacks.append(callback)
 
 
+def after_rollback(request: Request, callback: Callable[[], Awaitable[None]]) -> None:
+    """Await `callback` if this request's transaction rolls back, its commit included (an
+    Idempotency-Key claim to free); its own failure is logged, never raised."""
+    callbacks: list[Callable[[], Awaitable[None]]] = request.state.__dict__.setdefault(
+        "after_rollback", []
+    )
+    callbacks.append(callback)
+
+
 async def _transaction(request: Request) -> AsyncIterator[Connection]:
-    async with runtime_of(request).db.transaction() as conn:
-        yield conn
+    try:
+        async with runtime_of(request).db.transaction() as conn:
+            yield conn
+    except BaseException:
+        for undo in request.state.__dict__.get("after_rollback", ()):
+            try:
+                await undo()
+            except Exception:
+                logger.warning("a callback after a rollback failed", exc_info=True)
+        raise
     for callback in request.state.__dict__.get("after_commit", ()):
         callback()
 

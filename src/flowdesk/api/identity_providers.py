@@ -3,6 +3,7 @@ tokens flowdesk accepts for this tenant, and how a person signing in becomes a u
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Path, Request, Response, status
 
 from flowdesk.api.auth import AdminPrincipal
 from flowdesk.api.db import Tx, after_commit
+from flowdesk.audit.log import Actor, record
 from flowdesk.auth import identity
 from flowdesk.auth.identity_schemas import (
     IdentityProviderIn,
@@ -17,6 +19,7 @@ from flowdesk.auth.identity_schemas import (
     IdentityProviderOut,
     ProviderName,
 )
+from flowdesk.errors import NotFound
 from flowdesk.runtime import runtime_of
 
 router = APIRouter(prefix="/v1/tenant/identity-providers", tags=["administration"])
@@ -85,9 +88,24 @@ async def put_provider(
     principal: AdminPrincipal,
     conn: Tx,
 ) -> IdentityProviderOut:
+    before: IdentityProviderOut | None = None
+    with contextlib.suppress(NotFound):
+        before = IdentityProviderOut.of(
+            await identity.get_provider(conn, principal.tenant_id, name)
+        )
     saved = await identity.put_provider(conn, principal.tenant_id, name, body.settings())
     forget_after_commit(request, principal.tenant_id)
-    return IdentityProviderOut.of(saved)
+    after = IdentityProviderOut.of(saved)
+    await record(
+        conn,
+        principal.tenant_id,
+        Actor.of(principal),
+        "identity_provider.created" if before is None else "identity_provider.updated",
+        ("identity_provider", name),
+        before=before,
+        after=after,
+    )
+    return after
 
 
 @router.delete(
@@ -99,6 +117,15 @@ async def put_provider(
 async def delete_provider(
     name: NamePath, request: Request, principal: AdminPrincipal, conn: Tx
 ) -> Response:
+    before = IdentityProviderOut.of(await identity.get_provider(conn, principal.tenant_id, name))
     await identity.delete_provider(conn, principal.tenant_id, name)
+    await record(
+        conn,
+        principal.tenant_id,
+        Actor.of(principal),
+        "identity_provider.deleted",
+        ("identity_provider", name),
+        before=before,
+    )
     forget_after_commit(request, principal.tenant_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

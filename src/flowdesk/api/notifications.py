@@ -11,8 +11,14 @@ from fastapi import APIRouter, Depends, Request, Response, status
 
 from flowdesk.api.auth import AdminPrincipal
 from flowdesk.api.db import Tx
+from flowdesk.api.headers import IDEMPOTENCY_KEY, documented
+from flowdesk.api.idempotency import idempotent, json_response
 from flowdesk.api.licence import controls_of, ensure_flag
+from flowdesk.api.openapi import NAMED_IN_REQUEST
 from flowdesk.api.params import cursor_page, documented_query, read_query
+from flowdesk.audit.log import Actor, State, record
+from flowdesk.auth.principal import Principal
+from flowdesk.db.query import Connection
 from flowdesk.notifications import service
 from flowdesk.notifications.repository import WebhookRow
 from flowdesk.notifications.schemas import (
@@ -34,6 +40,21 @@ from flowdesk.runtime import runtime_of
 router = APIRouter(prefix="/v1", tags=["notifications"])
 
 
+async def _audit(
+    conn: Connection,
+    principal: Principal,
+    action: str,
+    target: tuple[str, object],
+    *,
+    before: State = None,
+    after: State = None,
+) -> None:
+    """An entry of the admin audit log, in the request's transaction (flowdesk.audit)."""
+    await record(
+        conn, principal.tenant_id, Actor.of(principal), action, target, before=before, after=after
+    )
+
+
 def _retry_window(request: Request) -> int:
     return round(runtime_of(request).settings.delivery_retry_hours * 3600)
 
@@ -49,6 +70,7 @@ def _delivery_query(request: Request) -> DeliveryQuery:
     "/notifications/deliveries",
     response_model=Page[DeliveryOut],
     summary="The delivery log: every mail and webhook call, newest first",
+    responses=NAMED_IN_REQUEST,
     openapi_extra=documented_query(DeliveryQuery),
 )
 async def list_deliveries(
@@ -78,13 +100,18 @@ async def get_delivery(delivery_id: uuid.UUID, principal: AdminPrincipal, conn: 
     "/notifications/deliveries/{delivery_id}/retry",
     response_model=DeliveryOut,
     summary="Send a failed or dropped delivery again",
+    openapi_extra=documented(IDEMPOTENCY_KEY),
 )
 async def retry_delivery(
     delivery_id: uuid.UUID, request: Request, principal: AdminPrincipal, conn: Tx
-) -> DeliveryOut:
-    return await service.retry_delivery(
-        conn, principal.tenant_id, delivery_id, _retry_window(request)
-    )
+) -> Response:
+    async def handler() -> Response:
+        retried = await service.retry_delivery(
+            conn, principal.tenant_id, delivery_id, _retry_window(request)
+        )
+        return json_response(retried)
+
+    return await idempotent(request, principal, conn, handler)
 
 
 # --- templates -------------------------------------------------------------------------------
@@ -125,6 +152,13 @@ async def put_template(
     stored, created = await service.put_template(conn, principal.tenant_id, event, body)
     if created:
         response.status_code = status.HTTP_201_CREATED
+    await _audit(
+        conn,
+        principal,
+        "notification_template.created" if created else "notification_template.updated",
+        ("notification_template", event),
+        after=body,
+    )
     return stored
 
 
@@ -135,6 +169,7 @@ async def put_template(
 )
 async def delete_template(event: str, principal: AdminPrincipal, conn: Tx) -> Response:
     await service.delete_template(conn, principal.tenant_id, event)
+    await _audit(conn, principal, "notification_template.deleted", ("notification_template", event))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -142,20 +177,26 @@ async def delete_template(event: str, principal: AdminPrincipal, conn: Tx) -> Re
     "/notification-templates/{event}/preview",
     response_model=PreviewOut,
     summary="Render a template against a sample or a real ticket",
+    openapi_extra=documented(IDEMPOTENCY_KEY),
 )
 async def preview_template(
     event: str, body: PreviewIn, request: Request, principal: AdminPrincipal, conn: Tx
-) -> PreviewOut:
+) -> Response:
     runtime = runtime_of(request)
-    return await service.preview_template(
-        conn,
-        principal,
-        event,
-        body,
-        catalog=runtime.catalog,
-        portal_url=runtime.settings.portal_url,
-        custom_enabled=await _templates_on(request, principal),
-    )
+
+    async def handler() -> Response:
+        preview = await service.preview_template(
+            conn,
+            principal,
+            event,
+            body,
+            catalog=runtime.catalog,
+            portal_url=runtime.settings.portal_url,
+            custom_enabled=await _templates_on(request, principal),
+        )
+        return json_response(preview)
+
+    return await idempotent(request, principal, conn, handler)
 
 
 # --- webhooks --------------------------------------------------------------------------------
@@ -170,10 +211,19 @@ def _webhook_out(hook: WebhookRow) -> WebhookOut:
     status_code=status.HTTP_201_CREATED,
     response_model=WebhookCreated,
     summary="Register a webhook endpoint (its signing secret is shown once)",
+    openapi_extra=documented(IDEMPOTENCY_KEY),
 )
-async def create_webhook(body: WebhookIn, principal: AdminPrincipal, conn: Tx) -> WebhookCreated:
-    hook, secret = await service.create_webhook(conn, principal.tenant_id, body)
-    return WebhookCreated.model_validate({**hook, "secret": secret})
+async def create_webhook(
+    body: WebhookIn, request: Request, principal: AdminPrincipal, conn: Tx
+) -> Response:
+    async def handler() -> Response:
+        hook, secret = await service.create_webhook(conn, principal.tenant_id, body)
+        shown = _webhook_out(hook)  # never the secret
+        await _audit(conn, principal, "webhook.created", ("webhook", shown.id), after=shown)
+        created = WebhookCreated.model_validate({**hook, "secret": secret})
+        return json_response(created, status.HTTP_201_CREATED)
+
+    return await idempotent(request, principal, conn, handler)
 
 
 @router.get("/webhooks", response_model=Page[WebhookOut])
@@ -205,12 +255,19 @@ async def get_webhook(webhook_id: uuid.UUID, principal: AdminPrincipal, conn: Tx
 async def patch_webhook(
     webhook_id: uuid.UUID, body: WebhookPatch, principal: AdminPrincipal, conn: Tx
 ) -> WebhookOut:
-    return _webhook_out(await service.update_webhook(conn, principal.tenant_id, webhook_id, body))
+    before = _webhook_out(await service.get_webhook(conn, principal.tenant_id, webhook_id))
+    after = _webhook_out(await service.update_webhook(conn, principal.tenant_id, webhook_id, body))
+    await _audit(
+        conn, principal, "webhook.updated", ("webhook", webhook_id), before=before, after=after
+    )
+    return after
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_webhook(webhook_id: uuid.UUID, principal: AdminPrincipal, conn: Tx) -> Response:
+    before = _webhook_out(await service.get_webhook(conn, principal.tenant_id, webhook_id))
     await service.delete_webhook(conn, principal.tenant_id, webhook_id)
+    await _audit(conn, principal, "webhook.deleted", ("webhook", webhook_id), before=before)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

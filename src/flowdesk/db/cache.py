@@ -5,14 +5,20 @@ An entry is trusted for as long as the TTL policy says for the time it was fetch
 while the process hears every change, seconds while it does not. A change heard for a tenant
 forgets that tenant's entries, and bumps a generation: a load that was in flight when the
 change was heard may serve its own request but is not stored, since it may have read what was
-there before. The cache is bounded; when full it lets go of its oldest entries first, so one
-tenant's many keys cannot empty it for everyone.
+there before.
+
+The cache is bounded, and fair between tenants (issue 16: one tenant's admin minting and using
+thousands of keys emptied the cache for everyone). When it is full, the entry to go is the
+least recently used one of the tenant holding the most entries: a tenant filling the cache
+soon holds the most and evicts only its own, and a tenant holding fewer entries than another
+never loses one to it.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -34,6 +40,8 @@ class TenantCache(Generic[K, V]):
         self._ttl = ttl
         self._max_entries = max_entries
         self._entries: dict[K, _Entry[V]] = {}
+        # Each tenant's keys, least recently used first.
+        self._by_tenant: dict[uuid.UUID, OrderedDict[K, None]] = {}
         self._generation = 0
 
     def __len__(self) -> int:
@@ -48,6 +56,7 @@ class TenantCache(Generic[K, V]):
         entry = self._entries.get(key)
         if entry is None or time.monotonic() - entry.fetched_at > self._ttl(entry.fetched_at):
             return None
+        self._by_tenant[entry.tenant_id].move_to_end(key)
         return entry.value
 
     def peek(self, key: K) -> V | None:
@@ -63,24 +72,39 @@ class TenantCache(Generic[K, V]):
         """Store what a load read, unless a change was heard while it was in flight."""
         if load.generation != self._generation:
             return
-        self._entries.pop(key, None)
+        self.pop(key)
         while len(self._entries) >= self._max_entries:
-            del self._entries[next(iter(self._entries))]  # the oldest first
+            self._evict()
         self._entries[key] = _Entry(value, tenant_id, load.started_at)
+        self._by_tenant.setdefault(tenant_id, OrderedDict())[key] = None
+
+    def _evict(self) -> None:
+        """Let go of the least recently used entry of the tenant holding the most (a scan of
+        the tenants, only when the cache is full)."""
+        largest = max(self._by_tenant, key=lambda tenant: len(self._by_tenant[tenant]))
+        self.pop(next(iter(self._by_tenant[largest])))
 
     def pop(self, key: K) -> None:
-        self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            keys = self._by_tenant[entry.tenant_id]
+            del keys[key]
+            if not keys:
+                del self._by_tenant[entry.tenant_id]
+
+    def tenant_size(self, tenant_id: uuid.UUID) -> int:
+        """How many entries the tenant holds."""
+        return len(self._by_tenant.get(tenant_id, ()))
 
     def forget_tenant(self, tenant_id: uuid.UUID) -> None:
-        """A scan: changes are rare next to lookups, and an index would cost every load."""
         self._generation += 1
-        stale = [key for key, entry in self._entries.items() if entry.tenant_id == tenant_id]
-        for key in stale:
+        for key in self._by_tenant.pop(tenant_id, ()):
             del self._entries[key]
 
     def forget_all(self) -> None:
         self._generation += 1
         self._entries.clear()
+        self._by_tenant.clear()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,21 @@ to a tenant's keys, users, groups, memberships, licence, flags or rate policy, w
 Each process keeps one connection of its own listening and hands every tenant id it hears to
 its subscribers (the API-key cache and the licence cache), which forget that tenant's entries.
 
-While the connection is up, the caches may trust an entry for minutes (`long_ttl`): a change
-reaches every worker within milliseconds of its commit. When it is down, nothing is heard, so
-the caches fall back to their own short TTL (`ttl_policy`), and once it is back they forget
-everything (what changed in between was not heard). A connection that died silently (a
-partition, a server that vanished without a FIN) is caught by a ping every `ping_seconds`.
+While the connection is up and proven to hear, the caches may trust an entry for minutes
+(`long_ttl`): a change reaches every worker within milliseconds of its commit. When it is down,
+nothing is heard, so the caches fall back to their own short TTL (`ttl_policy`), and once it is
+back they forget everything (what changed in between was not heard). A connection that died
+silently (a partition, a server that vanished without a FIN) is caught by a ping every
+`ping_seconds`.
+
+A connection that is up may still be deaf: behind a pooling proxy LISTEN succeeds on one
+server connection while the NOTIFYs are sent on another, or the listener reaches another
+database than the pool. So the listener proves that it hears (issue 16): on connecting, and
+then every `heartbeat_seconds`, it sends a marker (a random payload on a channel of its own)
+through the POOL, the way the triggers' notifications travel, and trusts the long TTL only once
+the marker came back on its own connection. A marker that does not arrive within
+`marker_timeout` makes the caches fall back to the short TTL at once (logged, and counted in
+`markers_missed`), and the listener reconnects.
 
 Another channel's listener is told of each payload (`notified`) and, each time the connection
 is (re)established, that whatever was sent while nobody listened was not heard (`resumed`).
@@ -28,10 +38,20 @@ from collections.abc import Callable
 from typing import Protocol
 
 import asyncpg
+from sqlalchemy import String, bindparam, func, select
+
+from flowdesk.db.pool import Database
+from flowdesk.db.query import Query, execute
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "flowdesk_access"
+# Each listener's markers go to a channel of its own: no other process hears them.
+MARKER_CHANNEL_PREFIX = "flowdesk_heard_"
+
+_NOTIFY = Query(
+    select(func.pg_notify(bindparam("channel", type_=String), bindparam("payload", type_=String)))
+)
 
 TtlPolicy = Callable[[float], float]
 """fetched_at (monotonic) -> how many seconds a cache entry fetched then may be trusted."""
@@ -64,11 +84,26 @@ class AccessListener:
         long_ttl: float,
         ping_seconds: float = 5.0,
         connect_timeout: float = 2.0,
+        db: Database | None = None,
+        heartbeat_seconds: float = 30.0,
+        marker_timeout: float = 5.0,
+        marker_channel: str | None = None,
     ) -> None:
+        """`db`: the pool the markers are sent through (None: the connection is trusted as
+        soon as it listens, for tools that have no pool). `marker_channel`: where markers are
+        listened for (by default a channel of this listener's own, where they are sent)."""
         self._dsn = dsn
         self._long_ttl = long_ttl
         self._ping_seconds = ping_seconds
         self._connect_timeout = connect_timeout
+        self._db = db
+        self._heartbeat_seconds = heartbeat_seconds
+        self._marker_timeout = marker_timeout
+        self._marker_to = MARKER_CHANNEL_PREFIX + uuid.uuid4().hex[:16]
+        self._marker_from = marker_channel or self._marker_to
+        self._awaited: tuple[str, asyncio.Event] | None = None
+        # Markers that did not come back in time, since the process started (metrics).
+        self.markers_missed = 0
         self._subscribers: list[Subscriber] = []
         self._channels: dict[str, ChannelListener] = {}
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
@@ -145,17 +180,50 @@ class AccessListener:
         await conn.add_listener(CHANNEL, self._on_notify)
         for channel, listener in self._channels.items():
             await conn.add_listener(channel, _dispatch_to(listener))
+        if self._db is not None:
+            await conn.add_listener(self._marker_from, self._on_marker)
+        listening_since = time.monotonic()
         # Whatever changed while nobody listened is unknown: start from empty caches. Entries
-        # fetched from now on are covered by the listener.
+        # fetched from now on are covered by the listener, once it is known to hear.
         for subscriber in self._subscribers:
             subscriber.forget_all()
-        self._listening_since = time.monotonic()
+        await self._prove_hearing()
+        self._listening_since = listening_since
         for listener in self._channels.values():
             listener.resumed()
         logger.info("access listener: listening on %s", ", ".join([CHANNEL, *self._channels]))
 
+    async def _prove_hearing(self) -> None:
+        """Send a marker through the pool and wait for it here; raise (the caller falls back
+        to the short TTL and reconnects) when it does not come back in time."""
+        if self._db is None:
+            return
+        payload = uuid.uuid4().hex
+        arrived = asyncio.Event()
+        self._awaited = (payload, arrived)
+        try:
+            async with asyncio.timeout(self._marker_timeout):
+                async with self._db.connection() as conn:
+                    await execute(conn, _NOTIFY, channel=self._marker_to, payload=payload)
+                await arrived.wait()
+        except TimeoutError:
+            self.markers_missed += 1
+            self._deaf()
+            raise DeafListener(
+                f"a marker sent through the pool did not arrive within {self._marker_timeout} s"
+            ) from None
+        finally:
+            self._awaited = None
+
+    def _on_marker(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        awaited = self._awaited
+        if awaited is not None and awaited[0] == payload:
+            awaited[1].set()
+
     async def _watch(self) -> None:
-        """Returns (by raising) when the connection is lost or stops answering."""
+        """Returns (by raising) when the connection is lost, stops answering, or no longer
+        hears its markers."""
+        proven_at = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lost.wait(), self._ping_seconds)
@@ -163,6 +231,9 @@ class AccessListener:
                 raise ConnectionError("the listening connection was closed")
             assert self._conn is not None  # set by _connect before _watch runs
             await self._conn.execute("SELECT 1", timeout=self._ping_seconds)
+            if time.monotonic() - proven_at >= self._heartbeat_seconds:
+                await self._prove_hearing()
+                proven_at = time.monotonic()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         try:
@@ -183,6 +254,10 @@ class AccessListener:
                 await asyncio.wait_for(conn.close(), self._connect_timeout)
             if not conn.is_closed():
                 conn.terminate()
+
+
+class DeafListener(ConnectionError):
+    """The listening connection is up but does not hear what is sent through the pool."""
 
 
 def _dispatch_to(listener: ChannelListener) -> Callable[[object, int, str, object], None]:

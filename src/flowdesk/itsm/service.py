@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
+from flowdesk.audit import log as audit_log
 from flowdesk.db.query import Connection
 from flowdesk.errors import InvalidInput, found
 from flowdesk.itsm import repository as repo
@@ -198,10 +199,30 @@ async def update_licence(
         await ensure_itsm_agent_group(conn, tenant_id)
     if changes:
         await repo.add_licence_event(conn, tenant_id, actor, changes)
+        # The tenant's admins see it in their audit log too (the operator's name stays in the
+        # licence log: the tenant learns only that the platform or an operator changed it).
+        await audit_log.record(
+            conn,
+            tenant_id,
+            audit_log.PLATFORM if actor == "platform-api" else audit_log.OPERATOR,
+            "licence.updated",
+            ("licence", tenant_id),
+            before={k: _side(v, 0) for k, v in changes.items()},
+            after={k: _side(v, 1) for k, v in changes.items()},
+        )
     result = await view(conn, tenant)
     # A lowered quota shows up as an alert at once, not only at the next background check.
     await reconcile_agent_alert(conn, tenant_id, result.quotas["max_agents"], result.agents)
     return result
+
+
+def _side(change: object, side: int) -> object:
+    """One side (0: before, 1: after) of a licence log change: `[old, new]`, or a mapping of
+    them (flags, quotas)."""
+    if isinstance(change, dict):
+        return {k: v[side] for k, v in change.items()}
+    assert isinstance(change, list)
+    return change[side]
 
 
 async def ensure_itsm_agent_group(conn: Connection, tenant_id: uuid.UUID) -> GroupRow:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
+    Integer,
     String,
     Table,
     Uuid,
@@ -38,7 +39,7 @@ from flowdesk.db.constraints import unique
 from flowdesk.db.query import Connection, Query, row, rows, value
 from flowdesk.itsm.repository import TenantRow
 from flowdesk.models import api_keys, group_members, groups, tenants, ticket_counters, users
-from flowdesk.vocabulary import ADMIN
+from flowdesk.vocabulary import ADMIN, FIRST_PARTY
 
 
 class UserRow(TypedDict):
@@ -46,6 +47,7 @@ class UserRow(TypedDict):
     email: str
     name: str
     kind: str
+    manager_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
 
@@ -62,6 +64,13 @@ class GroupRow(TypedDict):
 class MemberRow(TypedDict):
     group_id: uuid.UUID
     user_id: uuid.UUID
+    # How many members the group has (the rows are only the first of them).
+    members: int
+
+
+class GroupMemberRow(TypedDict):
+    user_id: uuid.UUID
+    joined_at: datetime
 
 
 class ApiKeyRow(TypedDict):
@@ -74,6 +83,8 @@ class ApiKeyRow(TypedDict):
     revoked_at: datetime | None
     last_used_at: datetime | None
     created_at: datetime
+    created_by_key_id: uuid.UUID | None
+    channel: str
 
 
 _TENANT = tuple(tenants.c)
@@ -82,6 +93,7 @@ _USER = (
     users.c.email,
     users.c.name,
     users.c.kind,
+    users.c.manager_id,
     users.c.created_at,
     users.c.updated_at,
 )
@@ -103,6 +115,8 @@ _API_KEY = (
     api_keys.c.revoked_at,
     api_keys.c.last_used_at,
     api_keys.c.created_at,
+    api_keys.c.created_by_key_id,
+    api_keys.c.channel,
 )
 
 
@@ -175,6 +189,7 @@ _INSERT_USER = Query(
         email=bindparam("email"),
         name=bindparam("name"),
         kind=bindparam("kind"),
+        manager_id=bindparam("manager_id", type_=Uuid),
     )
     .returning(*_USER)
 )
@@ -212,6 +227,14 @@ _SOFT_DELETE_USER = Query(
         )
         .values(revoked_at=func.now())
         .cte("revoked_keys"),
+        # Their reports have no manager any more (a deleted user approves nothing).
+        update(users)
+        .where(
+            users.c.tenant_id == _deleted_user.c.tenant_id,
+            users.c.manager_id == _deleted_user.c.id,
+        )
+        .values(manager_id=None, updated_at=func.now())
+        .cte("left_reports"),
     )
 )
 _COUNT_ADMINS = Query(
@@ -242,11 +265,23 @@ def _email_taken(email: str) -> AbstractContextManager[None]:
 
 
 async def insert_user(
-    conn: Connection, tenant_id: uuid.UUID, email: str, name: str, kind: str
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    email: str,
+    name: str,
+    kind: str,
+    manager_id: uuid.UUID | None = None,
 ) -> UserRow:
     with _email_taken(email):
         made = await row(
-            conn, UserRow, _INSERT_USER, tenant_id=tenant_id, email=email, name=name, kind=kind
+            conn,
+            UserRow,
+            _INSERT_USER,
+            tenant_id=tenant_id,
+            email=email,
+            name=name,
+            kind=kind,
+            manager_id=manager_id,
         )
     assert made is not None
     return made
@@ -295,6 +330,38 @@ async def update_user(
         return await row(conn, UserRow, stmt, tenant_id=tenant_id, user_id=user_id)
 
 
+# Whether `user_id` is `manager_id` or above it in the chain of managers: making `user_id`
+# report to `manager_id` would close a cycle. (Bounded: a chain deeper than 100 is refused.)
+_chain = (
+    select(users.c.id, users.c.manager_id, literal(1).label("depth"))
+    .where(_mine(users), users.c.id == bindparam("manager_id", type_=Uuid))
+    .cte("chain", recursive=True)
+)
+_above = users.alias("above")
+_chain = _chain.union_all(
+    select(_above.c.id, _above.c.manager_id, (_chain.c.depth + 1).label("depth")).where(
+        _above.c.tenant_id == bindparam("tenant_id"),
+        _above.c.id == _chain.c.manager_id,
+        _chain.c.depth < 100,
+    )
+)
+_CLOSES_CYCLE = Query(
+    select(
+        func.bool_or((_chain.c.id == bindparam("user_id", type_=Uuid)) | (_chain.c.depth >= 100))
+    )
+)
+
+
+async def closes_cycle(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, manager_id: uuid.UUID
+) -> bool:
+    """Whether `manager_id` already reports, directly or not, to `user_id`."""
+    found = await value(
+        conn, _CLOSES_CYCLE, tenant_id=tenant_id, user_id=user_id, manager_id=manager_id
+    )
+    return bool(found)
+
+
 async def soft_delete_user(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     """Delete the user, their memberships and keys; False when there is no such user."""
     deleted = await value(conn, _SOFT_DELETE_USER, tenant_id=tenant_id, user_id=user_id)
@@ -319,13 +386,42 @@ _INSERT_GROUP = Query(
     .returning(*_GROUP)
 )
 _GET_GROUP = Query(select(*_GROUP).where(_mine(groups), groups.c.id == bindparam("group_id")))
-_MEMBERS = Query(
-    select(group_members.c.group_id, group_members.c.user_id)
+_joined = (group_members.c.created_at, group_members.c.user_id)
+_ranked = (
+    select(
+        group_members.c.group_id,
+        group_members.c.user_id,
+        func.row_number()
+        .over(partition_by=group_members.c.group_id, order_by=_joined)
+        .label("rank"),
+        func.count().over(partition_by=group_members.c.group_id).label("members"),
+    )
     .where(
         _mine(group_members),
         group_members.c.group_id == any_(cast(bindparam("group_ids"), ARRAY(Uuid))),
     )
-    .order_by(group_members.c.created_at, group_members.c.user_id)
+    .subquery("m")
+)
+# The first `shown` members of each group, and how many it has.
+_MEMBERS = Query(
+    select(_ranked.c.group_id, _ranked.c.user_id, _ranked.c.members)
+    .where(_ranked.c.rank <= bindparam("shown", type_=Integer))
+    .order_by(_ranked.c.group_id, _ranked.c.rank)
+)
+# A page of one group's members, in the order they joined.
+_MEMBERS_PAGE = Query(
+    select(group_members.c.user_id, group_members.c.created_at.label("joined_at"))
+    .where(
+        _mine(group_members),
+        group_members.c.group_id == bindparam("group_id"),
+        tuple_(*_joined)
+        > tuple_(
+            bindparam("after_at", type_=group_members.c.created_at.type),
+            bindparam("after_id", type_=Uuid),
+        ),
+    )
+    .order_by(*_joined)
+    .limit(bindparam("limit", type_=Integer))
 )
 _DELETE_GROUP = Query(
     delete(groups).where(_mine(groups), groups.c.id == bindparam("group_id")).returning(groups.c.id)
@@ -393,17 +489,42 @@ async def groups_page(
 
 
 async def member_ids(
-    conn: Connection, tenant_id: uuid.UUID, group_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[uuid.UUID]]:
-    """Each group's members, in the order they joined."""
-    result: dict[uuid.UUID, list[uuid.UUID]] = {group_id: [] for group_id in group_ids}
+    conn: Connection, tenant_id: uuid.UUID, group_ids: Sequence[uuid.UUID], shown: int
+) -> dict[uuid.UUID, tuple[list[uuid.UUID], int]]:
+    """Each group's first `shown` members, in the order they joined, and how many it has."""
+    result: dict[uuid.UUID, tuple[list[uuid.UUID], int]] = {
+        group_id: ([], 0) for group_id in group_ids
+    }
     if not group_ids:
         return result
     for member in await rows(
-        conn, MemberRow, _MEMBERS, tenant_id=tenant_id, group_ids=list(group_ids)
+        conn, MemberRow, _MEMBERS, tenant_id=tenant_id, group_ids=list(group_ids), shown=shown
     ):
-        result[member["group_id"]].append(member["user_id"])
+        ids, _ = result[member["group_id"]]
+        ids.append(member["user_id"])
+        result[member["group_id"]] = (ids, member["members"])
     return result
+
+
+async def members_page(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    group_id: uuid.UUID,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[GroupMemberRow]:
+    """`limit` members of the group who joined after `after` (joined_at, user id)."""
+    after_at, after_id = after or (datetime(1970, 1, 1, tzinfo=UTC), uuid.UUID(int=0))
+    return await rows(
+        conn,
+        GroupMemberRow,
+        _MEMBERS_PAGE,
+        tenant_id=tenant_id,
+        group_id=group_id,
+        after_at=after_at,
+        after_id=after_id,
+        limit=limit,
+    )
 
 
 async def update_group(
@@ -456,6 +577,8 @@ _INSERT_KEY = Query(
         key_hash=bindparam("key_hash"),
         scopes=bindparam("scopes"),
         expires_at=bindparam("expires_at"),
+        created_by_key_id=bindparam("created_by_key_id", type_=api_keys.c.id.type),
+        channel=bindparam("channel"),
     )
     .returning(*_API_KEY)
 )
@@ -477,6 +600,8 @@ async def insert_key(
     key_hash: bytes,
     scopes: Sequence[str],
     expires_at: datetime | None,
+    created_by_key_id: uuid.UUID | None = None,
+    channel: str = FIRST_PARTY,
 ) -> ApiKeyRow:
     made = await row(
         conn,
@@ -489,6 +614,8 @@ async def insert_key(
         key_hash=key_hash,
         scopes=list(scopes),
         expires_at=expires_at,
+        created_by_key_id=created_by_key_id,
+        channel=channel,
     )
     assert made is not None
     return made

@@ -20,7 +20,7 @@ from flowdesk.schema_types import (
     TicketPrefix,
     no_nul,
 )
-from flowdesk.vocabulary import Scope
+from flowdesk.vocabulary import KeyChannel, Scope
 
 UserKind = Literal["person", "service"]
 
@@ -45,11 +45,18 @@ class TenantPatch(BaseModel):
     )
 
 
+_MANAGER = (
+    "The user's manager (another user of the tenant), who gives approvals that the catalog "
+    "says the requester's manager gives (seed 003's manager approval)."
+)
+
+
 class UserIn(BaseModel):
     model_config = INPUT_CONFIG
     email: Email
     name: Name
     kind: UserKind = "person"
+    manager_id: uuid.UUID | None = Field(default=None, description=_MANAGER)
 
 
 class UserPatch(BaseModel):
@@ -57,6 +64,7 @@ class UserPatch(BaseModel):
     email: Email | None = None
     name: Name | None = None
     kind: UserKind | None = None
+    manager_id: uuid.UUID | None = Field(default=None, description=_MANAGER + " null: none.")
 
 
 class UserOut(BaseModel):
@@ -64,6 +72,7 @@ class UserOut(BaseModel):
     email: str
     name: str
     kind: str
+    manager_id: uuid.UUID | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -100,9 +109,18 @@ class GroupOut(BaseModel):
     name: str
     permissions: list[str]
     system: bool
-    member_ids: list[uuid.UUID]
+    member_ids: list[uuid.UUID] = Field(
+        description="The first 100 members, in the order they joined: all of them, page by "
+        "page, at GET /v1/groups/{id}/members"
+    )
+    member_count: int = Field(description="How many members the group has")
     created_at: datetime
     updated_at: datetime
+
+
+class GroupMemberOut(BaseModel):
+    user_id: uuid.UUID
+    joined_at: datetime
 
 
 class ApiKeyIn(BaseModel):
@@ -111,6 +129,11 @@ class ApiKeyIn(BaseModel):
     name: ShortName
     scopes: list[Scope] = Field(min_length=1, max_length=3)
     expires_at: datetime | None = None
+    channel: KeyChannel = Field(
+        default="first_party",
+        description="The API the key is for: first_party (/v1) or public (/public/v1); it is "
+        "refused (403) on the other.",
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -123,6 +146,12 @@ class ApiKeyOut(BaseModel):
     revoked_at: datetime | None
     last_used_at: datetime | None
     created_at: datetime
+    created_by_key_id: uuid.UUID | None = Field(
+        default=None, description="The key that created this one (none: the CLI, a sign-in)"
+    )
+    channel: str = Field(
+        default="first_party", description="first_party (/v1) or public (/public/v1)"
+    )
 
 
 class ApiKeyCreated(ApiKeyOut):

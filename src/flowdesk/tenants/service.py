@@ -19,11 +19,13 @@ from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound, found
 from flowdesk.itsm.quotas import SeatGuard, check_agent_seats, grants_agent_seat, guard_agent_seats
 from flowdesk.itsm.repository import TenantRow
 from flowdesk.tenants import repository as repo
-from flowdesk.tenants.repository import ApiKeyRow, GroupRow, UserRow
-from flowdesk.vocabulary import PERMISSIONS, SCOPES
+from flowdesk.tenants.repository import ApiKeyRow, GroupMemberRow, GroupRow, UserRow
+from flowdesk.vocabulary import FIRST_PARTY, PERMISSIONS, SCOPES
 from flowdesk.workflow import Catalog
 
 ADMIN_GROUP = "Administrators"
+# A group's answer lists at most this many member ids (GET …/members pages through them all).
+MEMBER_IDS_SHOWN = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,9 @@ class NewTenant:
 @dataclass(frozen=True, slots=True)
 class GroupView:
     group: GroupRow
+    # The first MEMBER_IDS_SHOWN members; all of them page by page with `members_page`.
     member_ids: list[uuid.UUID]
+    member_count: int
 
 
 def _in_transaction(conn: Connection) -> None:
@@ -134,18 +138,50 @@ async def list_users(
 
 
 async def create_user(
-    conn: Connection, tenant_id: uuid.UUID, email: str, name: str, kind: str
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    email: str,
+    name: str,
+    kind: str,
+    manager_id: uuid.UUID | None = None,
 ) -> UserRow:
-    """Conflict when a live user of the tenant has the e-mail (in any case)."""
-    return await repo.insert_user(conn, tenant_id, email, name, kind)
+    """Conflict when a live user of the tenant has the e-mail (in any case); 422 for a
+    manager who is no live user of the tenant."""
+    if manager_id is not None:
+        await _check_manager(conn, tenant_id, None, manager_id)
+    return await repo.insert_user(conn, tenant_id, email, name, kind, manager_id)
 
 
 async def update_user(
     conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, values: Mapping[str, Any]
 ) -> UserRow:
+    """Change email, name, kind or manager_id (None: no manager)."""
     if not values:
         return await get_user(conn, tenant_id, user_id)
+    manager_id = values.get("manager_id")
+    if manager_id is not None:
+        await get_user(conn, tenant_id, user_id)  # 404 before judging the manager
+        await _check_manager(conn, tenant_id, user_id, manager_id)
     return found(await repo.update_user(conn, tenant_id, user_id, values), f"No user {user_id}.")
+
+
+async def _check_manager(
+    conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID | None, manager_id: uuid.UUID
+) -> None:
+    """A user's manager (who gives seed 003's manager approval) is another live user of the
+    tenant, and not one who reports to them, directly or not: a cycle would make people
+    approve their managers' requests as their manager."""
+    if manager_id == user_id:
+        raise InvalidInput("A user cannot be their own manager.", [("/manager_id", "the user")])
+    if await repo.get_user(conn, tenant_id, manager_id) is None:
+        raise InvalidInput(
+            f"No user {manager_id} in this tenant.", [("/manager_id", "no such user")]
+        )
+    if user_id is not None and await repo.closes_cycle(conn, tenant_id, user_id, manager_id):
+        raise InvalidInput(
+            "The manager reports to this user (directly or not): that would be a cycle.",
+            [("/manager_id", "reports to the user")],
+        )
 
 
 async def delete_user(conn: Connection, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
@@ -180,9 +216,22 @@ async def list_groups(
 async def with_members(
     conn: Connection, tenant_id: uuid.UUID, groups: Sequence[GroupRow]
 ) -> list[GroupView]:
-    """The groups with their members' ids (one query for all of them)."""
-    members = await repo.member_ids(conn, tenant_id, [g["id"] for g in groups])
-    return [GroupView(g, members[g["id"]]) for g in groups]
+    """The groups with their first members' ids and member counts (one query for all)."""
+    members = await repo.member_ids(conn, tenant_id, [g["id"] for g in groups], MEMBER_IDS_SHOWN)
+    return [GroupView(g, *members[g["id"]]) for g in groups]
+
+
+async def members_page(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    group_id: uuid.UUID,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[GroupMemberRow]:
+    """A page of the group's members in the order they joined, and one more when another
+    page follows; 404 for no such group."""
+    await get_group(conn, tenant_id, group_id)
+    return await repo.members_page(conn, tenant_id, group_id, after, limit + 1)
 
 
 def check_grants(catalog: Catalog, permissions: Sequence[str]) -> None:
@@ -315,10 +364,13 @@ async def create_key(
     expires_at: datetime | None,
     *,
     within: frozenset[str] | None = None,
+    created_by_key_id: uuid.UUID | None = None,
+    channel: str = FIRST_PARTY,
 ) -> NewKey:
     """A key for a live user of the tenant; its secret is in the result and nowhere else.
     `within`: the scopes of the key asking (a key never mints one that may do more than
-    itself); None for the operator (the CLI)."""
+    itself); None for the operator (the CLI). `created_by_key_id`: the key asking, recorded
+    on the new one."""
     beyond = sorted(set(scopes) - within) if within is not None else []
     if beyond:
         raise Forbidden(
@@ -335,7 +387,9 @@ async def create_key(
             raise InvalidInput(
                 "expires_at is in the past.", [("/expires_at", "must be in the future")]
             )
-    return await _insert_key(conn, tenant_id, user_id, name, scopes, expires_at)
+    return await _insert_key(
+        conn, tenant_id, user_id, name, scopes, expires_at, created_by_key_id, channel
+    )
 
 
 async def _insert_key(
@@ -345,6 +399,8 @@ async def _insert_key(
     name: str,
     scopes: Sequence[str],
     expires_at: datetime | None,
+    created_by_key_id: uuid.UUID | None = None,
+    channel: str = FIRST_PARTY,
 ) -> NewKey:
     secret = keys.generate_key()
     record = await repo.insert_key(
@@ -356,6 +412,8 @@ async def _insert_key(
         keys.hash_key(secret),
         sorted(set(scopes)),
         expires_at,
+        created_by_key_id,
+        channel,
     )
     return NewKey(record, secret)
 

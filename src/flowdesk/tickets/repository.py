@@ -16,10 +16,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, NotRequired, TypedDict
+from datetime import UTC, datetime, timedelta
+from typing import Any, NotRequired, TypedDict, cast
 
 from flowdesk.db.query import Connection, Query, row, rows, value
+from flowdesk.tickets import counters
 from flowdesk.tickets import statements as sql
 
 
@@ -51,6 +52,8 @@ class TicketRow(TypedDict):
     assignee_id: uuid.UUID | None
     resolution: str | None
     fields: dict[str, Any]
+    # The intake form's answers (flowdesk.workflow.form_schema.intake).
+    answers: dict[str, Any]
     version: int
     created_at: datetime
     updated_at: datetime
@@ -60,6 +63,8 @@ class TicketRow(TypedDict):
     timer_due_at: datetime | None
     asset_id: uuid.UUID | None
     movement_id: uuid.UUID | None
+    # The SLA clocks, as JSON objects (flowdesk.tickets.sla_statements.clocks_json).
+    sla: list[dict[str, Any]]
     requester_name: str
     assignee_name: str | None
     asset_external_ref: str | None
@@ -106,6 +111,10 @@ class EventRow(TypedDict):
     created_at: datetime
 
 
+# Before any row's created_at: the key the first page of a list starts after.
+FIRST_KEY_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class LinkRow(TypedDict):
     id: uuid.UUID
     kind: str
@@ -122,6 +131,12 @@ class ApprovalRow(TypedDict):
     approver_id: uuid.UUID
     approver_name: str
     created_at: datetime
+
+
+class ApproverRow(TypedDict):
+    email: str
+    requester_manager_id: uuid.UUID | None
+    groups: list[str] | None
 
 
 class Event(TypedDict):
@@ -153,6 +168,7 @@ class NewTicket(TypedDict):
     priority: str
     requester_id: uuid.UUID
     fields: dict[str, Any]
+    answers: dict[str, Any]
     asset_id: uuid.UUID | None
     movement_id: uuid.UUID | None
     # The lifecycle columns (flowdesk.tickets.lifecycle): True stamps now, a delay arms the
@@ -161,6 +177,8 @@ class NewTicket(TypedDict):
     resolved_at: bool | None
     closed_at: bool | None
     timer_due_at: timedelta | None
+    # The SLA clock operations of entering the status (flowdesk.tickets.sla), if any.
+    sla: NotRequired[list[Any]]
 
 
 class LinkTargets(TypedDict):
@@ -176,7 +194,7 @@ class _LinkId(TypedDict):
     link_id: uuid.UUID
 
 
-_UPDATES: dict[tuple[str, ...], Query] = {}
+_UPDATES: dict[tuple[tuple[str, ...], bool], Query] = {}
 
 
 class TicketRepository:
@@ -225,21 +243,39 @@ class TicketRepository:
         return found
 
     async def insert(
-        self, values: NewTicket, actor_id: uuid.UUID, events: list[Event], outbox: list[Message]
+        self,
+        values: NewTicket,
+        actor_id: uuid.UUID,
+        events: list[Event],
+        outbox: list[Message],
+        approvals: Sequence[str] = (),
     ) -> TicketRow | None:
         """The new ticket, or None when its requester is not a live user of the tenant, or
         its asset not a live asset, or its movement not one of that asset (then no number
-        was taken)."""
-        return await row(
+        was taken). `approvals` are given by the actor with the filing."""
+        clocks = values.get("sla")
+        created = await row(
             self.conn,
             TicketRow,
-            sql.CREATE,
+            sql.CREATE_WITH_SLA if clocks else sql.CREATE,
             **values,
             tenant_id=self.tenant_id,
             actor_id=actor_id,
             events=events,
             outbox=outbox,
+            filed_approvals=list(approvals),
         )
+        if created is not None:
+            counters.count_created(values["workflow"])
+        return await self._with_clocks(created) if clocks else created
+
+    async def _with_clocks(self, written: TicketRow | None) -> TicketRow | None:
+        """The written row with its clocks as the write left them: a statement's own reads
+        do not see what its CTEs wrote, so a write that moved a clock reads them again."""
+        if written is None:
+            return None
+        clocks = await value(self.conn, sql.CLOCKS, tenant_id=self.tenant_id, id=written["id"])
+        return cast(TicketRow, {**written, "sla": clocks})
 
     async def update(
         self,
@@ -249,15 +285,21 @@ class TicketRepository:
         events: list[Event],
         outbox: list[Message],
         comment: tuple[uuid.UUID, str, str] | None = None,
+        cleared_approvals: Sequence[str] = (),
     ) -> TicketRow | None:
         """Apply `changes` if the ticket is still at `current`'s version; None if it moved on
-        (the caller decides again on a fresh read). `comment` is (id, body, visibility)."""
+        (the caller decides again on a fresh read). `comment` is (id, body, visibility);
+        the approvals named `cleared_approvals` are deleted with the change."""
         columns = tuple(sorted(changes))
-        statement = _UPDATES.get(columns)
+        key = (columns, bool(cleared_approvals))
+        statement = _UPDATES.get(key)
         if statement is None:
-            statement = _UPDATES[columns] = sql.update_statement(columns)
+            statement = _UPDATES[key] = sql.update_statement(
+                columns, clears_approvals=bool(cleared_approvals)
+            )
         comment_id, body, visibility = comment or (None, None, None)
-        return await row(
+        extra = {"cleared_approvals": list(cleared_approvals)} if cleared_approvals else {}
+        written = await row(
             self.conn,
             TicketRow,
             statement,
@@ -271,7 +313,11 @@ class TicketRepository:
             comment_id=comment_id,
             comment_body=body,
             comment_visibility=visibility,
+            **extra,
         )
+        if written is not None:
+            counters.count_transitions(current["workflow"], events)
+        return await self._with_clocks(written) if changes.get("sla") else written
 
     # --- people --------------------------------------------------------------------------
 
@@ -405,6 +451,22 @@ class TicketRepository:
     async def links(self, ticket_id: uuid.UUID) -> list[LinkRow]:
         return await rows(self.conn, LinkRow, sql.LINKS, tenant_id=self.tenant_id, id=ticket_id)
 
+    async def links_page(
+        self, ticket_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[LinkRow]:
+        """`limit` links after the key `after` (created_at, id), oldest first."""
+        after_at, after_id = after or (FIRST_KEY_TIME, uuid.UUID(int=0))
+        return await rows(
+            self.conn,
+            LinkRow,
+            sql.LINKS_PAGE,
+            tenant_id=self.tenant_id,
+            id=ticket_id,
+            after_at=after_at,
+            after_id=after_id,
+            limit=limit,
+        )
+
     async def add_link(
         self,
         ticket: TicketRow,
@@ -449,8 +511,15 @@ class TicketRepository:
         return removed is not None
 
     async def add_approval(
-        self, ticket: TicketRow, name: str, approver_id: uuid.UUID, events: list[Event]
+        self,
+        ticket: TicketRow,
+        name: str,
+        approver_id: uuid.UUID,
+        events: list[Event],
+        outbox: list[Message],
     ) -> ApprovalRow | None:
+        """The approval recorded (a second by the same approver breaks the unique index
+        `uq_ticket_approvals_approver`), or None when the ticket moved on."""
         return await row(
             self.conn,
             ApprovalRow,
@@ -461,12 +530,63 @@ class TicketRepository:
             name=name,
             actor_id=approver_id,
             events=events,
-            outbox=[],
+            outbox=outbox,
+        )
+
+    async def delete_approval(
+        self,
+        ticket: TicketRow,
+        approval_id: uuid.UUID,
+        actor_id: uuid.UUID,
+        events: list[Event],
+        outbox: list[Message],
+    ) -> bool:
+        """Whether the approval was there (and is now gone, recorded with `events`); False
+        also when the ticket moved on."""
+        removed = await row(
+            self.conn,
+            _Id,
+            sql.DELETE_APPROVAL,
+            tenant_id=self.tenant_id,
+            id=ticket["id"],
+            status=ticket["status"],
+            approval_id=approval_id,
+            actor_id=actor_id,
+            events=events,
+            outbox=outbox,
+        )
+        return removed is not None
+
+    async def approver(self, approver_id: uuid.UUID, requester_id: uuid.UUID) -> ApproverRow | None:
+        """What the approval policies ask of a live user about a requester's ticket."""
+        return await row(
+            self.conn,
+            ApproverRow,
+            sql.APPROVER,
+            tenant_id=self.tenant_id,
+            approver_id=approver_id,
+            requester_id=requester_id,
         )
 
     async def approvals(self, ticket_id: uuid.UUID) -> list[ApprovalRow]:
         return await rows(
             self.conn, ApprovalRow, sql.APPROVALS, tenant_id=self.tenant_id, id=ticket_id
+        )
+
+    async def approvals_page(
+        self, ticket_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[ApprovalRow]:
+        """`limit` approvals after the key `after` (created_at, id), oldest first."""
+        after_at, after_id = after or (FIRST_KEY_TIME, uuid.UUID(int=0))
+        return await rows(
+            self.conn,
+            ApprovalRow,
+            sql.APPROVALS_PAGE,
+            tenant_id=self.tenant_id,
+            id=ticket_id,
+            after_at=after_at,
+            after_id=after_id,
+            limit=limit,
         )
 
 
