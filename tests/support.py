@@ -15,6 +15,8 @@ from flowdesk.tenants.service import create_tenant
 from flowdesk.vocabulary import FLAGS
 
 ALL_SCOPES = ["tickets:read", "tickets:write", "admin"]
+# A public-API key's: the public API has no administration.
+PUBLIC_SCOPES = ["tickets:read", "tickets:write"]
 # The platform operator's credential in the test app's settings.
 PLATFORM_TOKEN = "test-platform-token-0123456789abcdef"
 
@@ -70,8 +72,10 @@ class TenantCtx:
         scopes: list[str] | None = None,
         kind: str = "person",
         name: str | None = None,
+        channel: str = "first_party",
     ) -> Member:
-        """A new user holding `permissions` (through a group) with a key of `scopes`."""
+        """A new user holding `permissions` (through a group) with a key of `scopes` for
+        `channel` (the first-party API, /v1, or the public API, /public/v1)."""
         email = f"{uuid.uuid4().hex[:10]}@{self.slug}.example"
         r = await self.client.post(
             "/v1/users",
@@ -86,8 +90,13 @@ class TenantCtx:
                 f"/v1/groups/{group_id}/members/{user_id}", headers=self.headers
             )
             assert r.status_code == 204, r.text
-        key = await self.key(user_id, scopes or ALL_SCOPES)
+        key = await self.key(user_id, scopes or ALL_SCOPES, channel=channel)
         return Member(user_id, email, key)
+
+    async def public(self, member: Member, scopes: list[str] | None = None) -> Member:
+        """The same user with a key for the public API (/public/v1) instead."""
+        key = await self.key(member.id, scopes or PUBLIC_SCOPES, channel="public")
+        return Member(member.id, member.email, key)
 
     async def key(self, user_id: str, scopes: list[str], **extra: Any) -> str:
         r = await self.client.post(

@@ -1,5 +1,6 @@
 """Log lines (flowdesk.logs): FLOWDESK_LOG_FORMAT=json gives one JSON object per line with the
-request id and the exception; text stays the default."""
+request id, the tenant, key id and route of the request, and the exception; text stays the
+default."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ import json
 import logging
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from fastapi.routing import APIRoute
 
-from flowdesk.logs import logging_config, request_id_var
+from flowdesk.api.auth import Authenticated
+from flowdesk.app import create_app
+from flowdesk.config import Settings
+from flowdesk.logs import logging_config, request_id_var, request_scope_var
+from tests.support import new_tenant
 
 
 @pytest.fixture
@@ -71,3 +78,48 @@ def test_the_access_line_leaves_out_the_query_and_the_client(
     line = json.loads(stream.getvalue())
     assert line["path"] == "/v1/users" and line["status"] == 200 and line["method"] == "GET"
     assert "203.0.113.9" not in stream.getvalue() and "a@b.example" not in stream.getvalue()
+
+
+async def test_a_request_line_says_tenant_key_and_route_never_the_key(
+    settings: Settings, json_logger: tuple[logging.Logger, io.StringIO]
+) -> None:
+    """Through the real middleware: a line logged while serving names the tenant, the key's
+    id and the route template; never the key, nor the values in the path."""
+    logger, stream = json_logger
+    app = create_app(settings)
+
+    async def probe(ref: str, principal: Authenticated) -> dict[str, str]:
+        logger.warning("probing %s", "something")
+        return {}
+
+    app.router.routes.insert(0, APIRoute("/v1/_log_probe/{ref}", probe))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as client:
+            tenant = await new_tenant(app, client)
+            r = await client.get("/v1/_log_probe/TKT-000042", headers=tenant.headers)
+            assert r.status_code == 200, r.text
+            key_id = (await client.get("/v1/me", headers=tenant.headers)).json()["key_id"]
+    logger.warning("after")
+    served, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert served["message"] == "probing something"
+    assert served["tenant"] == tenant.slug and served["key_id"] == key_id
+    assert served["route"] == "/v1/_log_probe/{ref}" and served["request_id"] != "-"
+    text = stream.getvalue()
+    assert tenant.admin.key not in text and "TKT-000042" not in text
+    assert tenant.admin.email not in text
+    # Outside a request: none of them.
+    assert "tenant" not in outside and "route" not in outside
+
+
+def test_a_line_before_authentication_and_routing_says_so(
+    json_logger: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = json_logger
+    token = request_scope_var.set({"type": "http", "path": "/v1/tickets"})
+    try:
+        logger.warning("early")
+    finally:
+        request_scope_var.reset(token)
+    line = json.loads(stream.getvalue())
+    assert (line["tenant"], line["key_id"], line["route"]) == ("-", "-", "-")

@@ -8,27 +8,53 @@ from __future__ import annotations
 import contextvars
 import logging
 import logging.config
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# The ASGI scope of the request being served (set with the request id). Who is calling and
+# which route answers are read from it only when a line is written: the router leaves the
+# matched route in it, authentication the principal in its state, so a request that logs
+# nothing pays for none of it.
+request_scope_var: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "request_scope", default=None
+)
 
 TEXT_FORMAT = "%(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds the current request id to every log record (`%(request_id)s`)."""
+    """Adds the current request id to every log record (`%(request_id)s`), and who the
+    request is from and which route serves it: `tenant` (the tenant's slug), `key_id` (the
+    API key's id, never the key) and `route` (the template, `/v1/tickets/{ref}`, never the
+    path with its values), each "-" when unknown (outside a request, before authentication
+    or routing)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        record.tenant, record.key_id, record.route = _caller(request_scope_var.get())
         return True
+
+
+def _caller(scope: Mapping[str, Any] | None) -> tuple[str, str, str]:
+    if scope is None:
+        return "-", "-", "-"
+    route = getattr(scope.get("route"), "path", None) or "-"
+    principal = (scope.get("state") or {}).get("principal")
+    if principal is None:
+        return "-", "-", route
+    tenant = getattr(principal, "tenant_slug", None) or "-"
+    key_id = getattr(principal, "key_id", None)
+    return str(tenant), str(key_id) if key_id is not None else "-", route
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC, RFC 3339), level, logger, message, request_id,
-    and the exception's type and traceback when there is one.
+    on a request's lines its tenant, key_id and route, and the exception's type and
+    traceback when there is one.
 
     uvicorn's access line is written as method, path and status, without the client's address
     or the query string (they may be personal data)."""
@@ -41,6 +67,10 @@ class JsonFormatter(logging.Formatter):
             "message": self._message(record),
             "request_id": getattr(record, "request_id", request_id_var.get()),
         }
+        scope = request_scope_var.get()
+        if scope is not None:  # a request's line: who and which route, "-" when not known yet
+            tenant, key_id, route = _caller(scope)
+            line |= {"tenant": tenant, "key_id": key_id, "route": route}
         if record.name == "uvicorn.access" and _is_access_args(record.args):
             _client, method, path, _version, status = record.args  # type: ignore[misc]
             line |= {"method": method, "path": str(path).partition("?")[0], "status": status}

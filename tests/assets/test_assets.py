@@ -257,7 +257,7 @@ async def test_the_flags_ignore_links_while_off(desk: Desk, operator: Operator, 
 
 
 async def test_assets_on_the_public_api(desk: Desk, client: httpx.AsyncClient) -> None:
-    h = desk.agent.headers
+    h = (await desk.tenant.public(desk.agent)).headers
     r = await client.put(
         "/public/v1/assets/by-ref/AS-77", json={"name": "Forklift", "type": "vehicle"}, headers=h
     )

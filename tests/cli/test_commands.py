@@ -51,6 +51,15 @@ async def test_tenants_and_keys_from_the_command_line(
     assert key.returncode == 0, key.stderr
     r = await client.get("/v1/me", headers=bearer(key.stdout.strip()))
     assert r.status_code == 200 and r.json()["scopes"] == ["tickets:read"]
+    # A key for the public API works there, not on /v1.
+    public = run(
+        database_url,
+        *("keys", "create", "--tenant", "acme-cli", "--user", me["user"]["email"]),
+        *("--scopes", "tickets:read", "--channel", "public"),
+    )
+    assert public.returncode == 0, public.stderr
+    r = await client.get("/v1/me", headers=bearer(public.stdout.strip()))
+    assert r.status_code == 403 and r.json()["type"] == "/problems/key-channel"
     assert (
         run(
             database_url,

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from flowdesk.app import create_app
 from flowdesk.config import Settings
 from tests.servers import free_port, start_serve, stop, wait_healthy
-from tests.support import PLATFORM_TOKEN, bearer
+from tests.support import PLATFORM_TOKEN, TICKET, bearer, new_tenant
 
 METRICS_TOKEN = "metrics-token-0123456789"
 
@@ -88,6 +88,44 @@ async def test_requests_are_counted_by_route_template_not_by_path(
     assert samples(after, "flowdesk_outbox_pending_messages")
 
 
+async def test_tickets_created_and_transitions_are_counted_by_workflow_and_action(
+    metrics_app: FastAPI, metrics_client: httpx.AsyncClient
+) -> None:
+    def counted(text: str) -> tuple[float, dict[tuple[tuple[str, str], ...], float]]:
+        created = samples(text, "flowdesk_tickets_created_total")
+        return (
+            created.get((("workflow", "itsm_default"),), 0.0),
+            samples(text, "flowdesk_ticket_transitions_total"),
+        )
+
+    tenant = await new_tenant(metrics_app, metrics_client)
+    before = (await metrics_client.get("/metrics", headers=bearer(METRICS_TOKEN))).text
+    r = await metrics_client.post("/v1/tickets", json=TICKET, headers=tenant.headers)
+    assert r.status_code == 201, r.text
+    ticket = r.json()
+    # A refused write counts nothing.
+    r = await metrics_client.post(
+        "/v1/tickets", json={**TICKET, "catalog_item": "nope"}, headers=tenant.headers
+    )
+    assert r.status_code == 422
+    action = "start"  # itsm_default: open -> in_progress
+    r = await metrics_client.post(
+        f"/v1/tickets/{ticket['id']}/transitions",
+        json={"action": action},
+        headers=tenant.headers,
+    )
+    assert r.status_code == 200, r.text
+    after = (await metrics_client.get("/metrics", headers=bearer(METRICS_TOKEN))).text
+
+    created_before, moved_before = counted(before)
+    created_after, moved_after = counted(after)
+    assert created_after - created_before == 1
+    label = (("action", action), ("workflow", "itsm_default"))
+    assert moved_after[label] - moved_before.get(label, 0.0) == 1
+    # Labels are the catalog's words, never a client's value.
+    assert ticket["number"] not in after and tenant.slug not in after
+
+
 async def test_metrics_are_off_unless_enabled(client: httpx.AsyncClient) -> None:
     r = await client.get("/metrics", headers=bearer(PLATFORM_TOKEN))
     assert r.status_code == 404
@@ -137,6 +175,11 @@ def test_two_workers_are_added_up_and_log_json_lines(database_url: str, tmp_path
         assert {"time", "level", "logger", "message", "request_id"} <= line.keys()
     served = [line for line in lines if line["logger"] == "uvicorn.access"]
     assert {line["request_id"] for line in served} >= {f"req-{i}" for i in range(40)}
+    # Each request's line names its route template; an unknown key names no tenant nor key.
+    refused = [line for line in served if line["request_id"].startswith("req-")]
+    assert {(line["route"], line["tenant"], line["key_id"]) for line in refused} == {
+        ("/v1/tickets/{ref}", "-", "-")
+    }
     # No personal data: the access line has neither the query string nor the client address.
     assert "someone@example.com" not in log.read_text()
     assert all("127.0.0.1" not in line["message"] for line in served)

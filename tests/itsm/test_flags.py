@@ -79,14 +79,15 @@ async def test_end_user_portal(
 
 async def test_public_api(client: httpx.AsyncClient, tenant: TenantCtx, operator: Operator) -> None:
     system = await tenant.user(*AGENT, kind="service")
-    r = await client.post("/public/v1/tickets", json=TICKET, headers=system.headers)
+    public = (await tenant.public(system)).headers
+    r = await client.post("/public/v1/tickets", json=TICKET, headers=public)
     assert r.status_code == 201, r.text
-    assert (await client.get("/public/v1/tickets", headers=system.headers)).status_code == 200
+    assert (await client.get("/public/v1/tickets", headers=public)).status_code == 200
 
     await operator.flags(tenant.slug, public_api=False)
-    assert_disabled(await client.get("/public/v1/tickets", headers=system.headers), "public_api")
+    assert_disabled(await client.get("/public/v1/tickets", headers=public), "public_api")
     assert_disabled(
-        await client.post("/public/v1/tickets", json=TICKET, headers=system.headers), "public_api"
+        await client.post("/public/v1/tickets", json=TICKET, headers=public), "public_api"
     )
     # The first-party API is governed by the portals, not by public_api.
     assert (await client.get("/v1/tickets", headers=system.headers)).status_code == 200

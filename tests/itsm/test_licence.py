@@ -14,6 +14,7 @@ async def test_without_a_licence_only_the_ticket_endpoints_close(
 ) -> None:
     tenant = await new_tenant(app, client, licensed=False)
     h = tenant.headers
+    public = (await tenant.public(tenant.admin)).headers
     for method, path, body in [
         ("GET", "/v1/tickets", None),
         ("POST", "/v1/tickets", TICKET),
@@ -21,7 +22,8 @@ async def test_without_a_licence_only_the_ticket_endpoints_close(
         ("GET", "/public/v1/tickets", None),
         ("POST", "/public/v1/tickets", TICKET),
     ]:
-        r = await client.request(method, path, json=body, headers=h)
+        headers = public if path.startswith("/public/") else h
+        r = await client.request(method, path, json=body, headers=headers)
         assert r.status_code == 403, (path, r.text)
         assert problem_type(r) == "licence-inactive"
         assert "platform operator" in r.json()["detail"]

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from flowdesk.api.usage_middleware import family_of
 from flowdesk.usage.meter import UsageMeter
 from flowdesk.usage.repository import MAX_ROWS
-from tests.support import TICKET, Operator, TenantCtx, runtime
+from tests.support import TICKET, Operator, TenantCtx, bearer, runtime
 
 
 async def stored_rows(app: FastAPI, tenant: TenantCtx) -> int:
@@ -39,12 +39,25 @@ async def test_requests_are_counted_and_flushed_in_batches(
     member = await tenant.user("tickets:create", scopes=["tickets:read", "tickets:write"])
     key_id = (await client.get("/v1/me", headers=member.headers)).json()["key_id"]
     h = member.headers
+    # The same user's key for the public API (a key works on one API only).
+    r = await client.post(
+        "/v1/api-keys",
+        json={
+            "user_id": member.id,
+            "name": "integration",
+            "scopes": ["tickets:read", "tickets:write"],
+            "channel": "public",
+        },
+        headers=tenant.headers,
+    )
+    assert r.status_code == 201 and r.json()["channel"] == "public"
+    public_id, p = r.json()["id"], bearer(r.json()["key"])
     meter = runtime(app).usage_meter
     await meter.flush()
     for _ in range(3):
-        assert (await client.get("/public/v1/tickets", headers=h)).status_code == 200
-    assert (await client.post("/public/v1/tickets", json=TICKET, headers=h)).status_code == 201
-    assert (await client.get("/public/v1/tickets/TKT-999999", headers=h)).status_code == 404
+        assert (await client.get("/public/v1/tickets", headers=p)).status_code == 200
+    assert (await client.post("/public/v1/tickets", json=TICKET, headers=p)).status_code == 201
+    assert (await client.get("/public/v1/tickets/TKT-999999", headers=p)).status_code == 404
     assert (await client.get("/v1/tickets", headers=h)).status_code == 200
     assert (await client.get("/v1/users", headers=h)).status_code == 403
     assert (await client.get("/v1/no-such-thing", headers=h)).status_code == 404
@@ -62,9 +75,8 @@ async def test_requests_are_counted_and_flushed_in_batches(
     report = r.json()
     today = datetime.now(UTC).date().isoformat()
     assert report["last_day"] == today
+    assert counts(report, public_id) == {("public.tickets", "2xx"): 4, ("public.tickets", "4xx"): 1}
     assert counts(report, key_id) == {
-        ("public.tickets", "2xx"): 4,
-        ("public.tickets", "4xx"): 1,
         ("v1.me", "2xx"): 1,
         ("v1.tickets", "2xx"): 1,
         ("v1.users", "4xx"): 1,
@@ -74,12 +86,12 @@ async def test_requests_are_counted_and_flushed_in_batches(
 
     # A second batch adds to the first.
     for _ in range(2):
-        await client.get("/public/v1/tickets", headers=h)
+        await client.get("/public/v1/tickets", headers=p)
     await meter.flush()
-    r = await operator.get(f"/tenants/{tenant.slug}/usage", api_key_id=key_id)
+    r = await operator.get(f"/tenants/{tenant.slug}/usage", api_key_id=public_id)
     assert r.status_code == 200
-    assert counts(r.json(), key_id)[("public.tickets", "2xx")] == 6
-    assert {i["api_key_id"] for i in r.json()["items"]} == {key_id}
+    assert counts(r.json(), public_id)[("public.tickets", "2xx")] == 6
+    assert {i["api_key_id"] for i in r.json()["items"]} == {public_id}
 
     # Only admins read it; ranges are bounded.
     assert (await client.get("/v1/usage", headers=h)).status_code == 403
@@ -166,7 +178,9 @@ async def test_the_key_is_resolved_once_per_request(
         return await original(authorization)
 
     monkeypatch.setattr(authenticator, "authenticate", counting)
+    public = await tenant.public(tenant.admin)
     for path in ["/public/v1/tickets", "/v1/tickets", "/v1/me"]:
+        headers = public.headers if path.startswith("/public/") else tenant.headers
         calls.clear()
-        assert (await client.get(path, headers=tenant.headers)).status_code == 200
+        assert (await client.get(path, headers=headers)).status_code == 200
         assert len(calls) == 1, path

@@ -12,8 +12,10 @@ AGENT = ("tickets:create", "tickets:manage", "tickets:close")
 
 async def test_scopes(client: httpx.AsyncClient, tenant: TenantCtx) -> None:
     # One service account with two keys: one that reads, one that writes.
-    writer = await tenant.user("tickets:create", kind="service", scopes=["tickets:write"])
-    reader_key = await tenant.key(writer.id, ["tickets:read"])
+    writer = await tenant.user(
+        "tickets:create", kind="service", scopes=["tickets:write"], channel="public"
+    )
+    reader_key = await tenant.key(writer.id, ["tickets:read"], channel="public")
     read = {"Authorization": f"Bearer {reader_key}"}
 
     r = await client.post("/public/v1/tickets", json=TICKET, headers=writer.headers)
@@ -37,7 +39,7 @@ async def test_same_semantics_as_v1(
     client: httpx.AsyncClient, tenant: TenantCtx, other_tenant: TenantCtx
 ) -> None:
     system = await tenant.user(*AGENT, kind="service")
-    h = system.headers
+    h = (await tenant.public(system)).headers
     r = await client.post(
         "/public/v1/tickets", json=TICKET, headers=h | {"Idempotency-Key": "ext-1"}
     )
@@ -53,7 +55,7 @@ async def test_same_semantics_as_v1(
 
     # One ticket, two APIs.
     by_number = await client.get(f"/public/v1/tickets/{ticket['number']}", headers=h)
-    v1 = await client.get(f"/v1/tickets/{ticket['id']}", headers=h)
+    v1 = await client.get(f"/v1/tickets/{ticket['id']}", headers=system.headers)
     assert by_number.json() == v1.json() == ticket
 
     r = await client.patch(
@@ -75,7 +77,8 @@ async def test_same_semantics_as_v1(
     assert r.status_code == 422
     assert (await client.get("/public/v1/tickets/TKT-999999", headers=h)).status_code == 404
     # Another tenant's ticket is 404, never 403.
-    r = await client.get(f"/public/v1/tickets/{ticket['id']}", headers=other_tenant.headers)
+    outsider = await other_tenant.public(other_tenant.admin)
+    r = await client.get(f"/public/v1/tickets/{ticket['id']}", headers=outsider.headers)
     assert r.status_code == 404
 
     page = (await client.get("/public/v1/tickets", params={"limit": 1}, headers=h)).json()

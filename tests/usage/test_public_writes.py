@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support import TICKET, Operator, TenantCtx, problem_type
+from tests.support import TICKET, Operator, TenantCtx, bearer, problem_type
 
 AGENT = ("tickets:create", "tickets:manage", "tickets:close")
 
@@ -15,7 +15,7 @@ AGENT = ("tickets:create", "tickets:manage", "tickets:close")
 async def test_an_external_system_works_tickets_through_the_public_api(
     client: httpx.AsyncClient, tenant: TenantCtx, operator: Operator
 ) -> None:
-    system = await tenant.user(*AGENT, kind="service")
+    system = await tenant.user(*AGENT, kind="service", channel="public")
     h = system.headers
     ticket = (await client.post("/public/v1/tickets", json=TICKET, headers=h)).json()
     other = (await client.post("/public/v1/tickets", json=TICKET, headers=h)).json()
@@ -75,7 +75,8 @@ async def test_a_write_only_key_reads_nothing_through_its_writes(
     client: httpx.AsyncClient, tenant: TenantCtx
 ) -> None:
     system = await tenant.user(*AGENT, kind="service")
-    writer = {"Authorization": f"Bearer {await tenant.key(system.id, ['tickets:write'])}"}
+    writer = bearer(await tenant.key(system.id, ["tickets:write"], channel="public"))
+    v1_writer = bearer(await tenant.key(system.id, ["tickets:write"]))
     r = await client.post("/public/v1/tickets", json=TICKET, headers=writer)
     assert r.status_code == 201
     receipt = r.json()
@@ -89,7 +90,7 @@ async def test_a_write_only_key_reads_nothing_through_its_writes(
     assert r.status_code == 200
     assert r.json() == {**receipt, "version": receipt["version"] + 1}
     # On /v1 too: the rule is the key's, not the channel's.
-    r = await client.patch(f"/v1/tickets/{receipt['id']}", json={"title": "T"}, headers=writer)
+    r = await client.patch(f"/v1/tickets/{receipt['id']}", json={"title": "T"}, headers=v1_writer)
     assert r.status_code == 200 and set(r.json()) == {"id", "number", "version"}
     r = await client.get(base, headers=writer)
     assert r.status_code == 403 and r.json()["required_scope"] == "tickets:read"

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from flowdesk.auth.channels import ensure_channel
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import Forbidden
 from flowdesk.runtime import runtime_of
@@ -23,15 +24,19 @@ BEARER_SCHEME = {
 
 
 async def current_principal(request: Request) -> Principal:
-    """The caller, from the request's API key (401 problem without a valid one)."""
+    """The caller, from the request's API key (401 problem without a valid one, 403 for a key
+    issued for the other API)."""
     # The usage middleware may have resolved this request's key already.
     known = getattr(request.state, "principal", None)
     if isinstance(known, Principal):
-        return known
-    principal = await runtime_of(request).authenticator.authenticate(
-        request.headers.get("authorization")
-    )
-    request.state.principal = principal
+        principal = known
+    else:
+        principal = await runtime_of(request).authenticator.authenticate(
+            request.headers.get("authorization")
+        )
+        request.state.principal = principal
+    # A key works only on the API it was issued for (403 on the other).
+    ensure_channel(principal, request.scope["path"])
     return principal
 
 

@@ -11,6 +11,7 @@ describes itself as the OpenAPI parameter FastAPI would have written; routes add
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,9 @@ from flowdesk.errors import InvalidInput
 class RequestHeader:
     name: str
     max_length: int
+    # The characters a value may have, as a regular expression (documented as the schema's
+    # `pattern`); None: any.
+    pattern: str | None = None
 
     @property
     def pointer(self) -> str:
@@ -38,21 +42,23 @@ class RequestHeader:
             )
         return value
 
+    def valid(self, value: str) -> bool:
+        """Whether the value has the characters the pattern allows (and is not too long)."""
+        if len(value) > self.max_length:
+            return False
+        return self.pattern is None or re.fullmatch(self.pattern, value) is not None
+
     def parameter(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "in": "header",
-            "required": False,
-            "schema": {
-                "anyOf": [{"type": "string", "maxLength": self.max_length}, {"type": "null"}],
-                "title": self.name,
-            },
-        }
+        schema: dict[str, Any] = {"type": "string", "maxLength": self.max_length}
+        if self.pattern is not None:
+            schema |= {"minLength": 1, "pattern": f"^{self.pattern}$"}
+        return {"name": self.name, "in": "header", "required": False, "schema": schema}
 
 
 IF_MATCH = RequestHeader("If-Match", 512)
 IF_NONE_MATCH = RequestHeader("If-None-Match", 512)
-IDEMPOTENCY_KEY = RequestHeader("Idempotency-Key", 255)
+# Printable ASCII, spaces included: what a header carries intact through every proxy.
+IDEMPOTENCY_KEY = RequestHeader("Idempotency-Key", 255, pattern="[\\x20-\\x7E]+")
 
 
 def documented(*headers: RequestHeader) -> dict[str, Any]:

@@ -79,6 +79,18 @@ POOL_CONNECTIONS = Gauge(
     ["state"],
     multiprocess_mode="livesum",
 )
+LISTENER_HEARING = Gauge(
+    "flowdesk_cache_listener_hearing",
+    "Workers whose cache listener proved it hears (its last marker came back): the others "
+    "trust cached keys and licences only for the short TTL. Alert when below the workers.",
+    multiprocess_mode="livesum",
+)
+LISTENER_MARKERS_MISSED = Gauge(
+    "flowdesk_cache_listener_markers_missed",
+    "Markers the cache listeners sent through the pool that never came back (a deaf "
+    "listener, e.g. behind a transaction pooler), since each worker started, summed.",
+    multiprocess_mode="livesum",
+)
 POOL_MAX = Gauge(
     "flowdesk_db_pool_max_connections",
     "The request pools' maximum size, summed over live workers.",
@@ -128,6 +140,8 @@ def sample_pool(runtime: Runtime) -> None:
     POOL_CONNECTIONS.labels("in_use").set(size - idle)
     POOL_CONNECTIONS.labels("idle").set(idle)
     POOL_MAX.labels("requests").set(pool.get_max_size())
+    LISTENER_HEARING.set(1 if runtime.listener.listening else 0)
+    LISTENER_MARKERS_MISSED.set(runtime.listener.markers_missed)
 
 
 class PoolSampler(Periodic):

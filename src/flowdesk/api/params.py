@@ -12,8 +12,9 @@ the parameters into the OpenAPI document as FastAPI would have
 from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
@@ -24,14 +25,23 @@ Cursor = Annotated[str | None, Query(max_length=512)]
 """The opaque `cursor` of a list's next page (flowdesk.pagination)."""
 
 
-def cursor_page(*parts: Part) -> Any:
+def cursor_page(*parts: Part, default: int = DEFAULT_LIMIT) -> Any:
     """The page a list is asked for (`?limit=&cursor=`), its cursor read back by `parts`:
-    `page: PageRequest = cursor_page(cursor_time, cursor_uuid)`."""
+    `page: PageRequest = cursor_page(cursor_time, cursor_uuid)`. `default`: the page size
+    when `limit` is not given."""
 
-    def page_request(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> PageRequest:
+    def page_request(limit: Limit = default, cursor: Cursor = None) -> PageRequest:
         return PageRequest(limit, decode_cursor(cursor, *parts))
 
     return Depends(page_request)
+
+
+def next_page_link(request: Request, response: Response, limit: int, cursor: str | None) -> None:
+    """For a list answered as a bare JSON array (kept so for clients of the first version):
+    the next page's URL in the `Link` header (RFC 8288, `rel="next"`), when there is one."""
+    if cursor is not None:
+        query = urlencode({"limit": limit, "cursor": cursor})
+        response.headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'
 
 
 FromDay = Annotated[

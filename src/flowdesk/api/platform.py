@@ -11,6 +11,7 @@ from pydantic import AfterValidator
 
 from flowdesk.api.db import Tx, after_commit
 from flowdesk.api.identity_providers import NamePath, forget_after_commit
+from flowdesk.api.openapi import NAMED_IN_REQUEST
 from flowdesk.api.params import FromDay, ToDay, cursor_page
 from flowdesk.api.platform_auth import PlatformOperator
 from flowdesk.auth import identity
@@ -130,6 +131,7 @@ async def licence_events(
     "/quota-alerts",
     response_model=Page[QuotaAlertOut],
     summary="Quota alerts: refused overruns and tenants found over quota, newest first",
+    responses=NAMED_IN_REQUEST,
 )
 async def list_quota_alerts(
     operator: PlatformOperator,

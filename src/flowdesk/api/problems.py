@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from flowdesk.api.auth import current_principal
-from flowdesk.errors import AppError, Unauthorized, problem
+from flowdesk.errors import AppError, Forbidden, Unauthorized, problem
 
 logger = logging.getLogger(__name__)
 
@@ -119,22 +119,31 @@ _UNPARSABLE_BODY = "There was an error parsing the body"
 async def _unauthenticated(request: Request) -> Response | None:
     """FastAPI decodes a JSON body before it runs the endpoint's dependencies, so a body that
     does not decode would be answered before the caller is authenticated. An API request
-    without a valid credential is a 401 whatever its body: the 401 it would have had, or
-    None when the caller is authenticated (then the body's error stands)."""
+    without a valid credential is a 401 whatever its body (and one with a key of the other
+    channel a 403): the refusal it would have had, or None when the caller is authenticated
+    (then the body's error stands)."""
     if not request.url.path.startswith(("/v1/", "/public/v1/")):
         return None
     try:
         await current_principal(request)
-    except Unauthorized as exc:
+    except (Unauthorized, Forbidden) as exc:
         return error_response(exc)
     return None
 
 
 def _allowed_methods(request: Request) -> list[str]:
+    """The methods of the resource the path names: every route of the first matching route's
+    template (GET and PATCH of /v1/tickets/{ref} are two routes). Not those of a later,
+    broader template that also matches (/v1/tickets/counts is not a ticket's {ref})."""
     methods: set[str] = set()
+    template = None
     for route in request.app.router.routes:
+        path = getattr(route, "path", None)
+        if template is not None and path != template:
+            continue
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
+            template = path
             methods |= getattr(route, "methods", None) or set()
     return sorted(methods)
 

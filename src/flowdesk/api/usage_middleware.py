@@ -1,7 +1,8 @@
 """Rate limits and usage metering for API-key requests, as pure ASGI middleware.
 
-For a request under a limited prefix (the public API by default) carrying a valid key, the
-key's budget is drawn from before the app runs: over it, the answer is 429 problem+json with
+For a request under a limited prefix (both APIs by default) carrying a valid key, the key's
+budget and its tenant's aggregate budget on the key's channel are drawn from before the app
+runs (flowdesk.usage.ratelimit): over either, the answer is 429 problem+json with
 `Retry-After`, without touching the app. Every response under a limited prefix carries the
 IETF `RateLimit` and `RateLimit-Policy` fields (error responses included). Requests under a
 metered prefix are counted per key once the response has started (see flowdesk.usage.meter).
@@ -26,8 +27,10 @@ from flowdesk.api.problems import (
 )
 from flowdesk.auth.principal import Principal
 from flowdesk.errors import AppError, RateLimited
+from flowdesk.itsm.controls import first_party_policy
 from flowdesk.runtime import Runtime, app_runtime
 from flowdesk.usage.ratelimit import Decision
+from flowdesk.vocabulary import PUBLIC
 
 logger = logging.getLogger(__name__)
 
@@ -135,21 +138,37 @@ async def _principal(runtime: Runtime, scope: Scope) -> Principal | None:
 
 
 async def _decide(runtime: Runtime, principal: Principal) -> Decision | None:
-    try:
-        controls = await runtime.controls.get(principal.tenant_id)
-    except Exception:  # the database away: no policy to apply; the endpoint will answer 503
-        logger.warning("rate limiter: no policy for tenant %s", principal.tenant_id)
-        return None
-    return await runtime.rate_limiter.hit(str(principal.key_id), controls.rate_policy)
+    """The key's budget: a public key's is its tenant's licence policy (or the default), a
+    first-party key's the deployment's first-party policy."""
+    if principal.channel == PUBLIC:
+        try:
+            controls = await runtime.controls.get(principal.tenant_id)
+        except Exception:  # the database away: no policy to apply; the endpoint answers 503
+            logger.warning("rate limiter: no policy for tenant %s", principal.tenant_id)
+            return None
+        policy = controls.rate_policy
+    else:
+        policy = first_party_policy(runtime.settings)
+    return await runtime.rate_limiter.hit(
+        str(principal.key_id),
+        policy,
+        tenant_id=str(principal.tenant_id),
+        channel=principal.channel,
+    )
 
 
 def _too_many(decision: Decision) -> Response:
     retry_after = max(1, decision.reset_seconds or 1)
-    policy = decision.policy
+    if decision.by_tenant:
+        policy = decision.tenant_policy
+        whose = "This tenant's aggregate rate limit (all its keys on this API together)"
+    else:
+        policy = decision.policy
+        whose = "This API key's rate limit"
     return error_response(
         RateLimited(
-            f"This API key's rate limit of {policy.requests} requests per "
-            f"{policy.window_seconds} seconds is used up; retry in {retry_after} seconds.",
+            f"{whose} of {policy.requests} requests per {policy.window_seconds} seconds is "
+            f"used up; retry in {retry_after} seconds.",
             retry_after,
         )
     )

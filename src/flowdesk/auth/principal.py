@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from flowdesk.vocabulary import ADMIN, TICKETS_MANAGE
+from flowdesk.vocabulary import ADMIN, FIRST_PARTY, TICKETS_MANAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,8 @@ class Principal:
     # What the user holds through their groups, whatever the key. Reads are decided on these
     # (with the tickets:read scope): an agent's read-only key still sees the agent's queue.
     user_permissions: frozenset[str] = frozenset()
+    # The API the key was issued for (flowdesk.auth.channels): "first_party" or "public".
+    channel: str = FIRST_PARTY
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions

@@ -25,6 +25,7 @@ class KeyRow(TypedDict):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    channel: str
     # Every permission the user's groups grant (None when they are in no group).
     granted: list[str] | None
 
@@ -61,6 +62,7 @@ _FETCH_KEY = Query(
         api_keys.c.expires_at,
         api_keys.c.revoked_at,
         api_keys.c.last_used_at,
+        api_keys.c.channel,
         GRANTED.label("granted"),
     )
     .select_from(

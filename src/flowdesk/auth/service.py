@@ -121,6 +121,7 @@ class Authenticator:
             scopes=frozenset(record["scopes"]),
             permissions=effective_permissions(granted, record["scopes"]),
             user_permissions=user_permissions(granted),
+            channel=record["channel"],
         )
         previous = self._cache.peek(digest)
         # The database is the judge of when the key was last marked used; a fresh load of a

@@ -31,7 +31,15 @@ class RatePolicy:
 
 
 def default_policy(settings: Settings) -> RatePolicy:
+    """A public key's budget unless its tenant's licence sets one."""
     return RatePolicy(settings.rate_limit_requests, settings.rate_limit_window_seconds)
+
+
+def first_party_policy(settings: Settings) -> RatePolicy:
+    """Every first-party key's budget (the deployment's; no licence sets it)."""
+    return RatePolicy(
+        settings.first_party_rate_limit_requests, settings.first_party_rate_limit_window_seconds
+    )
 
 
 def rate_policy(requests: int | None, window: int | None, default: RatePolicy) -> RatePolicy:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKeyConstraint,
@@ -37,6 +38,21 @@ users = Table(
     updated_at(),
     # Users are soft-deleted: tickets and the audit trail keep pointing at them.
     Column("deleted_at", DateTime(timezone=True)),
+    # Their manager, who gives seed 003's manager approval (migration 0011). Its removal
+    # clears this column only (tenant_id stays: PostgreSQL 15's column list).
+    Column("manager_id", Uuid),
+    ForeignKeyConstraint(
+        ["tenant_id", "manager_id"],
+        ["users.tenant_id", "users.id"],
+        ondelete="SET NULL (manager_id)",
+    ),
+    CheckConstraint("manager_id <> id", name="manager_not_self"),
+    Index(
+        "ix_users_tenant_id_manager_id",
+        "tenant_id",
+        "manager_id",
+        postgresql_where=text("manager_id IS NOT NULL"),
+    ),
     # E-mail is unique among the tenant's live users; a deleted user's address is free.
     Index(
         "uq_users_tenant_id_email",
@@ -93,11 +109,24 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("last_used_at", DateTime(timezone=True)),
     created_at(),
+    # The key that created this one through the API (None: the CLI, a sign-in, or before
+    # migration 0014). Its deletion clears this column only.
+    Column("created_by_key_id", Uuid),
+    # Where the key may be used: "first_party" (/v1) or "public" (/public/v1); migration 0015.
+    Column("channel", String(16), nullable=False, server_default=text("'first_party'")),
+    CheckConstraint("channel IN ('first_party', 'public')", name="ck_api_keys_channel"),
     ForeignKeyConstraint(
         ["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"
     ),
-    # Authentication looks a key up by its hash before the tenant is known.
-    Index("uq_api_keys_key_hash", "key_hash", unique=True),
+    ForeignKeyConstraint(
+        ["tenant_id", "created_by_key_id"],
+        ["api_keys.tenant_id", "api_keys.id"],
+        ondelete="SET NULL (created_by_key_id)",
+    ),
+    # Authentication looks a key up by its hash before the tenant is known. The hash of 32
+    # random bytes is unique by construction; tenant_id is in the index for distribution
+    # (migration 0016, docs/scaling.md).
+    Index("uq_api_keys_key_hash_tenant_id", "key_hash", "tenant_id", unique=True),
     Index("ix_api_keys_tenant_id_user_id", "tenant_id", "user_id"),
 )
 

@@ -17,7 +17,7 @@ from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
 from flowdesk.errors import Conflict, Forbidden, InvalidInput, found
 from flowdesk.pagination import next_cursor
-from flowdesk.tickets import lifecycle, listing
+from flowdesk.tickets import answers, implied_approvals, lifecycle, listing
 from flowdesk.tickets.errors import StaleVersion, StatusMapMissingError, TransitionRefusedError
 from flowdesk.tickets.facts import (
     AssetLinks,
@@ -111,8 +111,15 @@ async def create_ticket(
                 extra={"required_permission": TICKETS_MANAGE},
             )
         requester = body.requester_id
+    filed = await answers.filing(conn, principal.tenant_id, item, body)
     workflow = catalog.workflow(item.workflow)
-    facts = TicketFacts(status=None, type=item.type, requester=str(requester), fields=body.fields)
+    facts = TicketFacts(
+        status=None,
+        type=item.type,
+        requester=str(requester),
+        fields=filed.fields,
+        answers=filed.answers,
+    )
     actor = actor_of(principal, item.name)
     target = body.status or workflow.default_create_status
     try:
@@ -125,22 +132,23 @@ async def create_ticket(
         ) from exc
     except TransitionRefused as exc:
         raise TransitionRefusedError.from_engine(exc) from exc
-    fields = _clean_fields(body.fields)
+    fields = _clean_fields(filed.fields)
     _check_fields_size(fields)
     repo = repository_for(conn, principal)
     asset_id, movement_id = await _asset_links(repo, body, links)
-    moment = lifecycle.entering(workflow, None, outcome.status)
+    moment = lifecycle.entering(workflow, None, outcome.status, item=item.name)
     values: NewTicket = {
-        "title": body.title,
-        "description": body.description,
+        "title": filed.title,
+        "description": filed.description,
         "type": item.type,
         "catalog_item": item.name,
         "workflow": workflow.name,
         "status": outcome.status,
         "status_category": workflow.status_category(outcome.status),
-        "priority": body.priority or item.default_priority,
+        "priority": filed.priority or item.default_priority,
         "requester_id": requester,
         "fields": fields,
+        "answers": filed.stored,
         "asset_id": asset_id,
         "movement_id": movement_id,
         "started_at": moment.get("started_at"),
@@ -148,6 +156,8 @@ async def create_ticket(
         "closed_at": moment.get("closed_at"),
         "timer_due_at": moment.get("timer_due_at"),
     }
+    if "sla" in moment:
+        values["sla"] = moment["sla"]
     created: dict[str, Any] = {
         "status": outcome.status,
         "priority": values["priority"],
@@ -157,9 +167,13 @@ async def create_ticket(
         created["asset_id"] = asset_id
     if movement_id is not None:
         created["movement_id"] = movement_id
-    events: list[Event] = [{"kind": "created", "data": created}]
-    outbox: list[Message] = [{"topic": "ticket.created", "payload": {}}]
-    row = await repo.insert(values, principal.user_id, events, outbox)
+    # A request the requester's manager files for them carries the manager's approval.
+    given, approved, announced = await implied_approvals.filed_approvals(
+        repo, catalog, workflow, principal.user_id, requester
+    )
+    events: list[Event] = [{"kind": "created", "data": created}, *approved]
+    outbox: list[Message] = [{"topic": "ticket.created", "payload": {}}, *announced]
+    row = await repo.insert(values, principal.user_id, events, outbox, given)
     if row is None:
         # The links were checked above; one may have gone meanwhile (an asset deleted).
         await _asset_links(repo, body, links)
@@ -250,6 +264,8 @@ def filters_of(catalog: Catalog, principal: Principal, p: TicketFilterQuery) -> 
         closed_before=p.closed_before,
         q=p.q,
         stale_in=stale_in,
+        sla_state=p.sla_state,
+        answers=tuple(p.answer.items()),
     )
 
 
@@ -309,6 +325,8 @@ def _deleted(catalog: Catalog, row: TicketRow) -> bool:
 def _sort_key(row: TicketRow, sort: str) -> object:
     """The value of the row's sort column (flowdesk.tickets.listing.SORT_COLUMNS)."""
     column = sort.lstrip("-")
+    if column == "sla_due":
+        return row["sla_due_at"]  # type: ignore[typeddict-item]  # the sla_due page's key
     if column == "priority":
         return row["priority_rank"]
     return row["updated_at"] if column == "updated" else row["created_at"]
@@ -320,8 +338,9 @@ def _person(value: str | None, principal: Principal, name: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
     except ValueError as exc:
+        # Only `assignee` also takes "none", which never reaches here.
         raise InvalidInput(
-            f"'{name}' must be 'me', 'none' or a user id.", [(f"/query/{name}", "invalid")]
+            f"'{name}' must be 'me' or a user id.", [(f"/query/{name}", "invalid")]
         ) from exc
 
 
@@ -459,7 +478,7 @@ def _move(catalog: Catalog, row: TicketRow, item_name: str, events: list[Event])
         }
     )
     return {
-        **lifecycle.entering(workflow, row, status),
+        **lifecycle.entering(workflow, row, status, item=item.name),
         "catalog_item": item.name,
         "type": item.type,
         "workflow": workflow.name,
