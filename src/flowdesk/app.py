@@ -14,15 +14,19 @@ from starlette.routing import BaseRoute
 
 from flowdesk import __version__
 from flowdesk.api.assets import router as assets_router
+from flowdesk.api.attachments import is_upload
+from flowdesk.api.audit import router as audit_router
 from flowdesk.api.auth import BEARER_SCHEME
 from flowdesk.api.cors import CorsMiddleware
 from flowdesk.api.identity_providers import router as identity_providers_router
 from flowdesk.api.metrics import PoolSampler, install_metrics
 from flowdesk.api.middleware import RequestMiddleware
 from flowdesk.api.notifications import router as notifications_router
+from flowdesk.api.openapi import install_openapi_errors
 from flowdesk.api.platform import router as platform_router
 from flowdesk.api.problems import install_handlers
 from flowdesk.api.public import router as public_router
+from flowdesk.api.shutdown import ShutdownCutOff
 from flowdesk.api.stream import router as stream_router
 from flowdesk.api.stream import streams_end_on_shutdown
 from flowdesk.api.tenants import router as tenants_router
@@ -47,9 +51,11 @@ from flowdesk.runtime import Runtime, runtime_of
 from flowdesk.tenants.origins import OriginRegistry
 from flowdesk.tickets.live import CHANNEL as TICKETS_CHANNEL
 from flowdesk.tickets.live import LiveHub
+from flowdesk.tickets.sla_tick import sla_job
 from flowdesk.tickets.timers import timer_job
 from flowdesk.usage.meter import UsageMeter
 from flowdesk.usage.ratelimit import RateLimiter
+from flowdesk.usage.retention import usage_purge_job
 from flowdesk.workflow import Catalog, load_catalog
 
 logger = logging.getLogger(__name__)
@@ -111,10 +117,15 @@ async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime
         db = await Database.open(url, settings)
         started.push_async_callback(db.close)
         # Keys and licences are cached for as long as this process hears of every change.
+        # Straight to PostgreSQL when a transaction pooler fronts it (a LISTEN outlives a
+        # transaction): FLOWDESK_LISTEN_DATABASE_URL.
         listener = AccessListener(
-            asyncpg_dsn(url),
+            asyncpg_dsn(settings.listen_database_url or url),
             long_ttl=settings.access_cache_seconds,
             connect_timeout=settings.db_connect_timeout,
+            db=db,
+            heartbeat_seconds=settings.listener_heartbeat_seconds,
+            marker_timeout=settings.listener_marker_timeout_seconds,
         )
         authenticator = Authenticator(
             db,
@@ -144,7 +155,9 @@ async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime
             authenticator=authenticator,
             controls=controls,
             platform_guard=PlatformGuard(settings.platform_token),
-            rate_limiter=RateLimiter(settings.redis_url),
+            rate_limiter=RateLimiter(
+                settings.redis_url, tenant_factor=settings.tenant_rate_limit_factor
+            ),
             usage_meter=UsageMeter(db, settings.usage_flush_seconds),
             relay=Relay(db, settings, catalog),
             live=live,
@@ -169,7 +182,9 @@ async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime
             ),
             quota_check_job(db, settings.quota_check_seconds),
             timer_job(db, catalog, settings.timer_tick_seconds),
+            sla_job(db, catalog, settings.sla_tick_seconds),
             purge_job(db, settings),
+            usage_purge_job(db, settings),
             PoolSampler(runtime),
         )
         for job in jobs:
@@ -220,6 +235,7 @@ def _routes() -> list[BaseRoute]:
         public_router,
         assets_router,
         tenants_router,
+        audit_router,
         identity_providers_router,
         workflows_router,
         notifications_router,
@@ -250,6 +266,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         openapi_tags=TAGS,
         lifespan=lifespan,
         routes=_routes(),
+        # FLOWDESK_DOCS_ENABLED=false: no /docs, /redoc or /openapi.json (404); app.openapi()
+        # still builds the document (`flowdesk openapi`).
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
         telemetry=None
         if settings.opentelemetry
         else {"tracing": False, "metrics": False, "logs": False},
@@ -257,6 +278,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     install_handlers(app)
 
     _document_bearer_auth(app)
+    # Every error status of every operation, as problem+json, and the links (api/openapi.py).
+    install_openapi_errors(app)
 
     @app.get("/healthz", tags=["health"], summary="The process is up", openapi_extra=_NO_AUTH)
     async def healthz() -> dict[str, str]:
@@ -282,7 +305,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         RequestMiddleware,
         max_bytes=settings.max_body_bytes,
         body_seconds=settings.body_timeout_seconds,
+        streamed=is_upload,
     )
     app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
+    # A request cancelled by the shutdown's deadline answers 503 (counted by the metrics).
+    app.add_middleware(ShutdownCutOff)
     install_metrics(app, settings)  # outermost: counts what the layers inside refuse
     return app

@@ -18,6 +18,14 @@ class Settings(BaseSettings):
     # None means "start the embedded PostgreSQL in data_dir" (development and tests);
     # production sets a postgresql+asyncpg:// URL.
     database_url: str | None = None
+    # The role that owns the schema, for `flowdesk migrate` (and the start-up migration) only;
+    # unset: database_url migrates too. The runtime role then needs DML grants only
+    # (docs/deployment.md, "Database roles").
+    migration_database_url: str | None = None
+    # Whether `serve` and the other commands upgrade the schema before they work. False in a
+    # deployment whose migrations run as a job of their own (`flowdesk migrate`): `serve` then
+    # only checks that the schema is not behind this release, and refuses to start if it is.
+    auto_migrate: bool = True
     data_dir: Path = Path(".flowdesk")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -43,11 +51,27 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=2.0, gt=0)
     db_connect_timeout: float = Field(default=2.0, gt=0)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    # What stands between the pool and PostgreSQL. `pgbouncer` (transaction pooling): no
+    # prepared-statement cache (a server connection is shared between clients, so a named
+    # statement may not be there on the next transaction) and no startup parameters PgBouncer
+    # refuses (jit, statement_timeout: set them on the role instead, docs/scaling.md).
+    database_pooler: Literal["none", "pgbouncer"] = "none"
+    # asyncpg's cache of prepared statements per connection; unset: 100 directly, 0 behind a
+    # pooler (PgBouncer >= 1.21 with max_prepared_statements may take it back up).
+    database_statement_cache_size: int | None = Field(default=None, ge=0)
+    # The LISTEN connection's own URL, straight to PostgreSQL (a transaction pooler cannot
+    # keep a LISTEN); unset: database_url.
+    listen_database_url: str | None = None
 
     # How long cached API keys and licences are trusted while the process hears PostgreSQL's
     # access-change notifications (flowdesk.db.listener): any change reaches every worker's
     # caches within milliseconds of its commit, so this only bounds memory of idle keys.
     access_cache_seconds: float = Field(default=300.0, ge=0)
+    # The listener proves it hears (a marker NOTIFY sent through the pool must come back on its
+    # connection) on connecting and this often; a marker missing after the timeout sends the
+    # caches back to their short TTLs and the listener reconnects (flowdesk.db.listener).
+    listener_heartbeat_seconds: float = Field(default=30.0, gt=0)
+    listener_marker_timeout_seconds: float = Field(default=5.0, gt=0)
     # How long a verified API key is trusted while the notifications are not heard (the
     # listening connection is down): a revocation takes effect within this many seconds.
     auth_cache_seconds: float = Field(default=5.0, ge=0)
@@ -84,6 +108,9 @@ class Settings(BaseSettings):
     metrics_sample_seconds: float = Field(default=5.0, gt=0)
     # Expired Idempotency-Key records (kept 24 h) are deleted this often (0: never).
     idempotency_purge_seconds: float = Field(default=600.0, ge=0)
+    # How long an Idempotency-Key claim is its request's alone before a retry may take it over
+    # (unset: derived from the statement and pool timeouts, flowdesk.idempotency.repository.lease).
+    idempotency_lease_seconds: float | None = Field(default=None, gt=0)
     # Redis shared by replicas for rate limits (redis://host:6379/0); unset: in-process limits.
     redis_url: str | None = None
 
@@ -96,21 +123,37 @@ class Settings(BaseSettings):
     # The default rate limit per API key, for tenants without a policy of their own.
     rate_limit_requests: int = Field(default=600, ge=1)
     rate_limit_window_seconds: int = Field(default=60, ge=1)
-    # Path prefixes the rate limit applies to (comma-separated in the environment). The public
-    # API always; add "/v1/" to limit the first-party API too.
-    rate_limit_paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["/public/"])
+    # Every first-party key's budget (the SPAs' sign-ins, operators' tools): the tenant's
+    # licence sets its public keys' (above), never these.
+    first_party_rate_limit_requests: int = Field(default=1200, ge=1)
+    first_party_rate_limit_window_seconds: int = Field(default=60, ge=1)
+    # A tenant's aggregate budget per channel (first-party, public) is this many keys' worth:
+    # minting keys does not multiply what a tenant may send (flowdesk.usage.ratelimit).
+    tenant_rate_limit_factor: int = Field(default=10, ge=1)
+    # Path prefixes the rate limits apply to (comma-separated in the environment): both APIs,
+    # so that every key is limited on the channel it was issued for.
+    rate_limit_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/public/", "/v1/"]
+    )
     # Path prefixes whose requests are metered (per key, day, endpoint family, status class).
     metered_paths: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["/public/", "/v1/"]
     )
     # Usage counts are kept in memory and written in one batch this often (and at shutdown).
     usage_flush_seconds: float = Field(default=10.0, gt=0)
+    # API usage days and e-mail months older than this are deleted, in bounded batches, this
+    # often (0: never) (flowdesk.usage.retention).
+    usage_retention_days: int = Field(default=400, ge=1)
+    usage_purge_seconds: float = Field(default=3600.0, ge=0)
     # The background quota check runs this often in each process (0: never); an advisory lock
     # lets one process at a time do it.
     quota_check_seconds: float = Field(default=300.0, ge=0)
     # Due timers of the catalog (a status's `timeout`) are looked for this often in each
     # process (0: never); the due rows are claimed, so the processes never move one twice.
     timer_tick_seconds: float = Field(default=60.0, ge=0)
+    # Due SLA marks (reminders, warnings, breaches and their actions) are looked for this
+    # often in each process (0: never); due clocks are claimed, so each mark is done once.
+    sla_tick_seconds: float = Field(default=60.0, ge=0)
     # Notifications (flowdesk.notifications). Mails go through this SMTP server
     # (smtp://user:pass@host:587?starttls=true, smtps://…:465); unset, they are written to the
     # Maildir data_dir/mail, which `flowdesk mail list` reads.
@@ -154,8 +197,29 @@ class Settings(BaseSettings):
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
     stream_max_per_key: int = Field(default=5, ge=1)
 
+    # Attachments (flowdesk.attachments): at most this many bytes per file and per ticket (all
+    # its files together), else 413; an upload's body must be in within the timeout (else
+    # 408). Uploads are streamed, outside the JSON body limit (max_body_bytes).
+    attachment_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    attachment_ticket_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    attachment_timeout_seconds: float = Field(default=300.0, gt=0)
+    # An S3-compatible bucket for attachments' bytes; unset: they are kept in PostgreSQL.
+    # Credentials come from the environment as boto3 reads them (AWS_ACCESS_KEY_ID, …).
+    attachment_s3_bucket: str | None = None
+    attachment_s3_endpoint_url: str | None = None
+    attachment_s3_region: str | None = None
+
     # Seeds a demo tenant (and prints its admin key) on an empty embedded database.
     seed_demo: bool = True
+    # The interactive OpenAPI docs (/docs, /redoc) and the document (/openapi.json). A
+    # production deployment may turn them off: the document is published with the release
+    # (openapi/openapi.json), and the pages load their scripts from a CDN.
+    docs_enabled: bool = True
+    # On SIGTERM, requests in flight get this long to finish before they are cancelled; then the
+    # usage counts are flushed and the pool closed. Keep it a few seconds under the container's
+    # stop grace period (Docker's default is 10 s: `--stop-timeout`/`stop_grace_period`;
+    # Kubernetes' terminationGracePeriodSeconds is 30 s), see docs/deployment.md.
+    shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
 
     @field_validator("rate_limit_paths", "metered_paths", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ flowdesk.cli.itsm and flowdesk.workflow.cli, which share flowdesk.cli.common wit
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from flowdesk.cli.attachments import attachments_cli
 from flowdesk.cli.common import (
     fail,
     load_settings,
@@ -23,6 +25,7 @@ from flowdesk.cli.common import (
 from flowdesk.cli.identity import identity_provider_cli
 from flowdesk.cli.itsm import license_command, quotas_cli
 from flowdesk.cli.notifications import mail, worker
+from flowdesk.cli.sla import sla_cli
 from flowdesk.cli.timers import timers_cli
 from flowdesk.logs import configure as configure_logging
 from flowdesk.logs import logging_config
@@ -71,9 +74,12 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     os.environ["FLOWDESK_DATABASE_URL"] = url
     _exit_cleanly_on_signals()
     base = f"http://{settings.host}:{settings.port}"
-    click.echo(
-        f"flowdesk: serving on {base} (OpenAPI docs: {base}/docs, schema: {base}/openapi.json)"
-    )
+    if settings.docs_enabled:
+        click.echo(
+            f"flowdesk: serving on {base} (OpenAPI docs: {base}/docs, schema: {base}/openapi.json)"
+        )
+    else:
+        click.echo(f"flowdesk: serving on {base} (OpenAPI docs off)")
     uvicorn.run(
         "flowdesk.app:create_app",
         factory=True,
@@ -91,7 +97,10 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         limit_concurrency=settings.limit_concurrency,
         # The same header budget, were uvicorn's h11 protocol ever chosen instead.
         h11_max_incomplete_event_size=settings.max_header_bytes,
-        timeout_graceful_shutdown=10,
+        # On SIGTERM: stop accepting, let requests in flight finish for this long, then the
+        # lifespan's shutdown (usage flush, pool close). docs/deployment.md relates it to the
+        # container's stop grace period.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
         timeout_keep_alive=settings.keepalive_seconds,
     )
 
@@ -160,8 +169,16 @@ def _seed_demo_tenant(url: str, settings: Settings) -> None:
 
 @main.command()
 def migrate() -> None:
-    """Upgrade the database schema to the latest revision."""
-    prepared_database(load_settings())
+    """Upgrade the database schema to the latest revision (as FLOWDESK_MIGRATION_DATABASE_URL's
+    role when set, else FLOWDESK_DATABASE_URL's), whatever FLOWDESK_AUTO_MIGRATE says."""
+    settings = load_settings()
+    if settings.migration_database_url:
+        # The migration job needs no other URL (nor an embedded server started for nothing).
+        from flowdesk.db import migrate as migrations
+
+        migrations.upgrade(settings.migration_database_url)
+    else:
+        prepared_database(settings, migrate=True)
     click.echo("flowdesk: database is at the latest revision")
 
 
@@ -243,8 +260,16 @@ def keys() -> None:
 @click.option("--user", "email", required=True, help="E-mail of the key's user.")
 @click.option("--scopes", required=True, help="Comma-separated: tickets:read,tickets:write,admin")
 @click.option("--name", default="cli key", show_default=True)
-def keys_create(slug: str, email: str, scopes: str, name: str) -> None:
+@click.option(
+    "--channel",
+    type=click.Choice(["first_party", "public"]),
+    default="first_party",
+    show_default=True,
+    help="The API the key is for: first_party (/v1) or public (/public/v1).",
+)
+def keys_create(slug: str, email: str, scopes: str, name: str, channel: str) -> None:
     """Create an API key for a user; print it (shown once)."""
+    from flowdesk.audit import log as audit_log
     from flowdesk.errors import AppError
     from flowdesk.itsm.service import tenant_by_slug
     from flowdesk.tenants.service import create_key, user_by_email
@@ -258,7 +283,17 @@ def keys_create(slug: str, email: str, scopes: str, name: str) -> None:
     async def work(conn: Connection) -> NewKey:
         tenant = await tenant_by_slug(conn, slug)
         user = await user_by_email(conn, tenant["id"], email)
-        return await create_key(conn, tenant["id"], user["id"], name, wanted, None)
+        new = await create_key(conn, tenant["id"], user["id"], name, wanted, None, channel=channel)
+        # The tenant's admins see the operator's key in their audit log (flowdesk.audit).
+        await audit_log.record(
+            conn,
+            tenant["id"],
+            audit_log.OPERATOR,
+            "api_key.created",
+            ("api_key", new.record["id"]),
+            after=new.record,
+        )
+        return new
 
     settings = load_settings()
     try:
@@ -269,9 +304,11 @@ def keys_create(slug: str, email: str, scopes: str, name: str) -> None:
 
 
 main.add_command(workflows_cli, "workflows")
+main.add_command(attachments_cli, "attachments")
 tenants.add_command(license_command, "license")
 tenants.add_command(identity_provider_cli, "identity-provider")
 main.add_command(quotas_cli, "quotas")
 main.add_command(timers_cli, "timers")
+main.add_command(sla_cli, "sla")
 main.add_command(worker, "worker")
 main.add_command(mail, "mail")
