@@ -9,8 +9,8 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test coverage lint format typecheck openapi openapi-check check bench bench-notifications \
-	bench-streams \
-	lock clean
+	bench-streams bench-sla bench-growth bench-purge \
+	lock lock-hashes pin-base-image image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,22 @@ bench-streams: $(RUN_STAMP)
 	VENV_PY=$(BIN)/python bash bench/setup.sh
 	$(BIN)/python bench/streams.py
 
+# The SLA tick on 100,000 running clocks in a scratch database on the local PostgreSQL (or
+# BENCH_DATABASE_URL): a tick with nothing due, with N due, its plan, and what clocks add to a
+# create and a transition; about a minute. See bench/README.md.
+bench-sla: $(RUN_STAMP)
+	$(BIN)/python bench/sla_tick.py
+
+# Growth: 5,000,000 tickets over 1,000 tenants, one holding 1,000,000, then every list shape
+# of the big tenant with its plan (BENCH_GROWTH_SCALE=0.1 for a tenth; a full seed is long on
+# two cores). See bench/README.md, "Growth".
+bench-growth: $(RUN_STAMP)
+	$(BIN)/python bench/growth.py --scale $${BENCH_GROWTH_SCALE:-1}
+
+# The purges on a million rows: time, a concurrent writer's waits, the table after VACUUM.
+bench-purge: $(RUN_STAMP)
+	$(BIN)/python bench/purge.py
+
 # Re-resolve the newest versions into constraints.txt (in a scratch venv, so nothing stale
 # from .venv leaks in).
 lock:
@@ -84,6 +100,38 @@ lock:
 	  echo "#   make lock"; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -iv '^flowdesk' ) > constraints.txt
 	rm -rf .lock-venv
+
+# The production image's dependencies with their hashes (the Dockerfile installs them with
+# --require-hashes --no-deps): the runtime dependencies at constraints.txt's versions and the
+# build backend, resolved from PyPI alone (no local index or wheel directory), in a scratch venv.
+# Run it after `make lock` or a change of dependencies (tests/faults/test_deployment.py checks
+# the lock agrees with pyproject.toml and constraints.txt); it downloads every file to hash it.
+# Resolved for the Python running it: 3.11.3 or later, as the image's (below that, redis needs
+# async-timeout, which the lock then leaves out).
+PIP_TOOLS_VERSION ?= 7.6.2
+lock-hashes:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+	  .lock-venv/bin/python -m pip install --quiet --index-url https://pypi.org/simple \
+	  pip-tools==$(PIP_TOOLS_VERSION)
+	env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+	  .lock-venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	  --build-deps-for=wheel --index-url=https://pypi.org/simple --no-emit-index-url \
+	  --constraint=constraints.txt --output-file=requirements.lock pyproject.toml
+	rm -rf .lock-venv
+
+# Pin the Dockerfile's base image to the current digest of its tag (needs docker with buildx
+# and the registry).
+BASE_TAG ?= python:3.11-slim
+pin-base-image:
+	digest=$$(docker buildx imagetools inspect $(BASE_TAG) --format '{{json .Manifest.Digest}}' | tr -d '"') \
+	  && test -n "$$digest" \
+	  && sed -i "s|^ARG BASE_IMAGE=.*|ARG BASE_IMAGE=$(BASE_TAG)@$$digest|" Dockerfile \
+	  && grep '^ARG BASE_IMAGE=' Dockerfile
+
+# The production image (docs/deployment.md).
+image:
+	docker build -t flowdesk:latest .
 
 clean:
 	rm -rf $(VENV) .flowdesk .pytest_cache .mypy_cache .ruff_cache

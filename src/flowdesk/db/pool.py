@@ -13,7 +13,7 @@ back (broken connections are replaced). docs/adr/0002-one-pool.md says why it is
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol, runtime_checkable
 
@@ -66,18 +66,52 @@ class KeptOnRollback(Protocol):
     async def record(self, conn: Connection) -> None: ...
 
 
+QueryLogger = Callable[[asyncpg.connection.LoggedQuery], None]
+
+
+def statement_cache_size(settings: Settings) -> int:
+    """asyncpg's prepared statements per connection: its default of 100 directly, none behind
+    a transaction pooler unless told otherwise (docs/scaling.md)."""
+    if settings.database_statement_cache_size is not None:
+        return settings.database_statement_cache_size
+    return 0 if settings.database_pooler == "pgbouncer" else 100
+
+
+def server_settings(settings: Settings) -> dict[str, str]:
+    """The session settings sent at connection start. PgBouncer refuses a startup packet
+    carrying parameters it does not track (jit, statement_timeout), so behind it only the
+    application name goes, and the role carries the rest (ALTER ROLE … SET, docs/scaling.md)."""
+    sent = {"application_name": "flowdesk"}
+    if settings.database_pooler == "pgbouncer":
+        return sent
+    sent["jit"] = "off"
+    if settings.db_statement_timeout_ms:
+        sent["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return sent
+
+
 class Database:
     """The pool, with the acquire deadline every caller gets."""
 
-    def __init__(self, pool: Pool[Record], acquire_timeout: float) -> None:
+    def __init__(
+        self,
+        pool: Pool[Record],
+        acquire_timeout: float,
+        query_loggers: list[QueryLogger] | None = None,
+    ) -> None:
         self.pool = pool
         self._acquire_timeout = acquire_timeout
+        self._query_loggers = query_loggers if query_loggers is not None else []
 
     @classmethod
     async def open(cls, url: str, settings: Settings, *, size: int | None = None) -> Database:
-        server_settings = {"application_name": "flowdesk", "jit": "off"}
-        if settings.db_statement_timeout_ms:
-            server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+        query_loggers: list[QueryLogger] = []
+
+        async def init(conn: asyncpg.Connection[Record]) -> None:
+            await _init(conn)
+            for logger in query_loggers:
+                conn.add_query_logger(logger)
+
         pool = await asyncpg.create_pool(
             asyncpg_dsn(url),
             # No connection at start: the service starts (and answers 503) while the
@@ -86,11 +120,19 @@ class Database:
             max_size=size or settings.db_pool_size,
             max_inactive_connection_lifetime=300,
             timeout=settings.db_connect_timeout,
-            server_settings=server_settings,
-            init=_init,
+            server_settings=server_settings(settings),
+            statement_cache_size=statement_cache_size(settings),
+            init=init,
             reset=_reset,
         )
-        return cls(pool, settings.db_pool_timeout)
+        return cls(pool, settings.db_pool_timeout, query_loggers)
+
+    async def add_query_logger(self, logger: QueryLogger) -> None:
+        """Have `logger` told of every statement any connection of the pool runs from now on
+        (asyncpg's query loggers; tests/db/test_distribution.py reads the app's SQL with it).
+        Connections already open are replaced as they come back, so none is missed."""
+        self._query_loggers.append(logger)
+        await self.pool.expire_connections()
 
     def connection(self) -> PoolAcquireContext[Record]:
         """`async with db.connection() as conn:` autocommitted statements.

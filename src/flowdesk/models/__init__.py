@@ -3,6 +3,8 @@ statement is built from. One module per aggregate."""
 
 from flowdesk.db.base import metadata
 from flowdesk.models.assets import asset_movements, assets
+from flowdesk.models.attachments import attachment_chunks, attachments
+from flowdesk.models.audit import admin_audit_log
 from flowdesk.models.identity import (
     api_keys,
     group_members,
@@ -18,6 +20,7 @@ from flowdesk.models.notifications import (
     notification_templates,
     webhooks,
 )
+from flowdesk.models.sla import sla_clocks
 from flowdesk.models.tenants import tenants
 from flowdesk.models.tickets import (
     idempotency_keys,
@@ -33,10 +36,13 @@ from flowdesk.models.tickets import (
 from flowdesk.models.usage import api_usage
 
 __all__ = [
+    "admin_audit_log",
     "api_keys",
     "api_usage",
     "asset_movements",
     "assets",
+    "attachment_chunks",
+    "attachments",
     "deliveries",
     "email_usage",
     "group_members",
@@ -49,6 +55,7 @@ __all__ = [
     "notification_templates",
     "outbox",
     "quota_alerts",
+    "sla_clocks",
     "tenants",
     "ticket_approvals",
     "ticket_comments",

@@ -32,8 +32,11 @@ PRIORITY_RANK_SQL = (
     + " ".join(f"WHEN '{name}' THEN {rank}" for rank, name in enumerate(PRIORITIES, start=1))
     + " END"
 )
+# The title, the description and the string values of the intake form's answers (migration
+# 0010); jsonb_to_tsvector with an explicit configuration is immutable, as generated columns need.
 SEARCH_SQL = (
     "to_tsvector('english'::regconfig, coalesce(title, '') || ' ' || coalesce(description, ''))"
+    " || jsonb_to_tsvector('english'::regconfig, answers, '[\"string\"]'::jsonb)"
 )
 
 # One row per tenant; `UPDATE … RETURNING` in the creating statement hands out numbers with
@@ -71,6 +74,9 @@ tickets = Table(
     Column("assignee_id", Uuid),
     Column("resolution", String(100)),
     Column("fields", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # The intake form's answers that map onto no ticket field, keyed by question
+    # (flowdesk.workflow.forms); filtered by containment, searched through `search`.
+    Column("answers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("search", TSVECTOR, Computed(SEARCH_SQL, persisted=True), nullable=False),
     Column("version", Integer, nullable=False, server_default=text("1")),
     created_at(),
@@ -96,9 +102,22 @@ tickets = Table(
     Index("ix_tickets_tenant_id_created_at", "tenant_id", "created_at", "id"),
     Index("ix_tickets_tenant_id_updated_at", "tenant_id", "updated_at", "id"),
     Index("ix_tickets_tenant_id_priority_rank", "tenant_id", "priority_rank", "id"),
+    # The queue's counts read the counted categories only, from the index alone (0016).
+    Index(
+        "ix_tickets_tenant_id_status_category",
+        "tenant_id",
+        "status_category",
+        postgresql_include=["status", "assignee_id", "priority", "workflow", "requester_id"],
+    ),
     Index("ix_tickets_tenant_id_requester_id", "tenant_id", "requester_id", "created_at"),
     Index("ix_tickets_tenant_id_assignee_id", "tenant_id", "assignee_id", "created_at"),
     Index("ix_tickets_search", "search", postgresql_using="gin"),
+    Index(
+        "ix_tickets_answers",
+        "answers",
+        postgresql_using="gin",
+        postgresql_ops={"answers": "jsonb_path_ops"},
+    ),
     Index(
         "ix_tickets_tenant_id_asset_id",
         "tenant_id",
@@ -182,7 +201,10 @@ ticket_approvals = Table(
     created_at(),
     _ticket_fk(),
     ForeignKeyConstraint(["tenant_id", "approver_id"], ["users.tenant_id", "users.id"]),
-    Index("ix_ticket_approvals_tenant_id_ticket_id", "tenant_id", "ticket_id"),
+    # One approval per (ticket, name, approver) (migration 0011): a second is a 409.
+    Index(
+        "uq_ticket_approvals_approver", "tenant_id", "ticket_id", "name", "approver_id", unique=True
+    ),
 )
 
 # The tenants someone watches live (GET /v1/events/stream) on some process: only their ticket
@@ -222,6 +244,9 @@ idempotency_keys = Table(
     Column("key", String(255), primary_key=True),
     Column("request_hash", LargeBinary(32), nullable=False),
     Column("state", String(10), nullable=False),  # in_flight | done
+    # The fence of an in-flight claim (migration 0014): each claim, and each takeover of a
+    # claim whose lease ran out, draws a new one; completing or releasing needs the current one.
+    Column("claim_token", Uuid),
     Column("response_status", SmallInteger),
     Column("response_body", LargeBinary),
     Column("response_headers", JSONB),

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     Date,
     ForeignKeyConstraint,
+    Index,
     SmallInteger,
     String,
     Table,
@@ -34,4 +35,6 @@ api_usage = Table(
     ForeignKeyConstraint(
         ["tenant_id", "api_key_id"], ["api_keys.tenant_id", "api_keys.id"], ondelete="CASCADE"
     ),
+    # The purge of days past retention, across tenants (migration 0016).
+    Index("ix_api_usage_day", "day"),
 )
