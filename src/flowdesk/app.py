@@ -36,6 +36,7 @@ from flowdesk.api.usage_middleware import ApiUsageMiddleware
 from flowdesk.api.workflows import router as workflows_router
 from flowdesk.auth.platform import PlatformGuard
 from flowdesk.auth.service import Authenticator
+from flowdesk.auth.throttle import FailureThrottle
 from flowdesk.config import Settings, get_settings
 from flowdesk.db import embedded
 from flowdesk.db.listener import AccessListener
@@ -133,6 +134,9 @@ async def serving(settings: Settings, catalog: Catalog) -> AsyncIterator[Runtime
             touch_interval=settings.key_touch_interval_seconds,
             flush_seconds=settings.key_use_flush_seconds,
             seats=within_agent_seats,
+            failures=FailureThrottle(
+                settings.auth_failure_limit, settings.auth_failure_window_seconds
+            ),
         )
         controls = ControlsCache(
             db,

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # How long a verified API key is trusted while the notifications are not heard (the
     # listening connection is down): a revocation takes effect within this many seconds.
     auth_cache_seconds: float = Field(default=5.0, ge=0)
+    # Well-formed keys that open nothing, per client address and process: past this many in a
+    # window, the address gets 429 without a lookup until the window ends.
+    auth_failure_limit: int = Field(default=100, ge=1)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
     # last_used_at is noted at most this often per key, never on every request, and the noted
     # uses are written in one statement this often (and at shutdown), off the request path.
     key_touch_interval_seconds: int = Field(default=60, ge=1)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from flowdesk.app import create_app
 from flowdesk.auth import keys
 from flowdesk.config import Settings
-from tests.support import TenantCtx, bearer, runtime
+from tests.support import TenantCtx, bearer, problem_type, runtime
 
 
 async def _last_used(app: FastAPI, key: str) -> datetime | None:
@@ -146,3 +146,44 @@ async def test_key_uses_noted_are_written_at_shutdown(
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             assert (await client.get("/v1/me", headers=tenant.headers)).status_code == 200
     assert await _last_used(app, tenant.admin.key) is not None
+
+
+async def test_invented_keys_cost_one_lookup_and_a_failing_address_is_throttled(
+    settings: Settings, tenant: TenantCtx
+) -> None:
+    """Anyone can make well-formed keys offline: a key found missing is not looked up again,
+    and an address that keeps presenting such keys gets 429 before any lookup."""
+    other = create_app(settings.model_copy(update={"auth_failure_limit": 3}))
+    statements: list[str] = []
+    async with other.router.lifespan_context(other):
+        await runtime(other).db.add_query_logger(lambda record: statements.append(record.query))
+        invented = keys.generate_key()
+
+        def looked_up() -> int:
+            return sum("key_hash" in s for s in statements)
+
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=other, client=("203.0.113.7", 4000)),
+            base_url="http://t",
+        ) as attacker:
+            for _ in range(2):
+                r = await attacker.get("/v1/me", headers=bearer(invented))
+                assert r.status_code == 401, r.text
+            # The usage middleware and the endpoint both asked, twice: one lookup in all.
+            assert looked_up() == 1
+            # Missing or malformed credentials cost no lookup and are not counted.
+            for headers in ({}, bearer("fdk_x"), bearer("x" * 40), bearer("fdk_" + "a" * 38)):
+                assert (await attacker.get("/v1/me", headers=headers)).status_code == 401
+            assert (await attacker.get("/v1/me", headers=bearer(invented))).status_code == 401
+            # The third key that opened nothing was the limit: the next is refused unread.
+            r = await attacker.get("/v1/me", headers=bearer(keys.generate_key()))
+            assert r.status_code == 429 and problem_type(r) == "rate-limited"
+            assert 1 <= int(r.headers["retry-after"]) <= 60
+            assert looked_up() == 1
+            # Until the window ends, even a good key from this address waits.
+            assert (await attacker.get("/v1/me", headers=tenant.headers)).status_code == 429
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=other, client=("198.51.100.2", 4000)),
+            base_url="http://t",
+        ) as neighbour:
+            assert (await neighbour.get("/v1/me", headers=tenant.headers)).status_code == 200

@@ -32,7 +32,8 @@ async def current_principal(request: Request) -> Principal:
         principal = known
     else:
         principal = await runtime_of(request).authenticator.authenticate(
-            request.headers.get("authorization")
+            request.headers.get("authorization"),
+            request.client.host if request.client else None,
         )
         request.state.principal = principal
     # A key works only on the API it was issued for (403 on the other).

@@ -128,8 +128,9 @@ async def _principal(runtime: Runtime, scope: Scope) -> Principal | None:
         if key == b"authorization":
             authorization = value.decode("latin-1")
             break
-    if not authorization:
-        return None
+    client = scope.get("client")
+    if not authorization or runtime.authenticator.throttled(client[0] if client else None):
+        return None  # the endpoint answers: 401, or 429 to an address failing too often
     try:
         principal: Principal = await runtime.authenticator.authenticate(authorization)
     except AppError:  # 401: the endpoint answers it; there is no key to charge

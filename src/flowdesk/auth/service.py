@@ -31,10 +31,11 @@ from flowdesk.auth.oidc import TokenAuthenticator, looks_like_jwt
 from flowdesk.auth.permissions import effective_permissions, user_permissions
 from flowdesk.auth.principal import Principal
 from flowdesk.auth.repository import KeyRow, fetch_key, record_key_use
+from flowdesk.auth.throttle import FailureThrottle, UnknownKeys
 from flowdesk.db.cache import TenantCache
 from flowdesk.db.listener import TtlPolicy
 from flowdesk.db.pool import Database
-from flowdesk.errors import Unauthorized
+from flowdesk.errors import RateLimited, Unauthorized
 from flowdesk.periodic import Periodic
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,13 @@ logger = logging.getLogger(__name__)
 _MAX_CACHED_KEYS = 10_000
 # Key uses noted while the database is away; beyond this, new ones wait for the next use.
 _MAX_PENDING_USES = 100_000
+# How long a digest that found no key is answered 401 from memory.
+_UNKNOWN_KEY_SECONDS = 60.0
+
+
+class _UnknownKey(Unauthorized):
+    """A well-formed key that opens nothing (none such, revoked or expired): what the failure
+    throttle counts. A missing or malformed credential costs no lookup and is not counted."""
 
 
 @dataclass(slots=True)
@@ -60,12 +68,15 @@ class Authenticator:
         touch_interval: int,
         flush_seconds: float,
         seats: SeatGuard = ungarded,
+        failures: FailureThrottle | None = None,
     ) -> None:
         self._db = db
         self._touch_interval = touch_interval
         self._cache: TenantCache[bytes, _Cached] = TenantCache(
             ttl=ttl, max_entries=_MAX_CACHED_KEYS
         )
+        self._unknown = UnknownKeys(_UNKNOWN_KEY_SECONDS)
+        self._failures = failures or FailureThrottle(limit=100, window=60.0)
         self._uses: dict[tuple[uuid.UUID, uuid.UUID], datetime] = {}
         # Sign-in may join groups: within the agent seats of the tenant's licence (`seats`).
         self.tokens = TokenAuthenticator(db, ttl=ttl, seats=seats)
@@ -81,7 +92,26 @@ class Authenticator:
         self._cache.forget_tenant(tenant_id)
         self.tokens.forget_tenant(tenant_id)
 
-    async def authenticate(self, authorization: str | None) -> Principal:
+    def throttled(self, client: str | None) -> bool:
+        """Whether `client` has failed to authenticate too often to be heard for now."""
+        return client is not None and self._failures.retry_after(client) is not None
+
+    async def authenticate(self, authorization: str | None, client: str | None = None) -> Principal:
+        """The caller of a request with this Authorization header. With the `client` address,
+        its failures are counted and, past the limit, refused with 429 before any lookup: the
+        endpoints' dependency passes it, once per request."""
+        if client is not None:
+            wait = self._failures.retry_after(client)
+            if wait is not None:
+                raise RateLimited("Too many failed authentications from this address.", wait)
+        try:
+            return await self._authenticate(authorization)
+        except _UnknownKey:
+            if client is not None:
+                self._failures.failed(client)
+            raise
+
+    async def _authenticate(self, authorization: str | None) -> Principal:
         key = _bearer_token(authorization)
         # One body for every failure, so a caller learns nothing about which keys exist.
         if key is None:
@@ -91,13 +121,16 @@ class Authenticator:
         digest = keys.hash_key(key)
         cached = self._cache.get(digest)
         if cached is None:
-            # Only a well-formed key is worth a query; a cached one was checked when loaded.
+            # Only a well-formed key not known to be missing is worth a query; a cached one was
+            # checked when loaded.
             if not keys.is_well_formed(key):
                 raise Unauthorized()
+            if digest in self._unknown:
+                raise _UnknownKey()
             cached = await self._load(digest)
         if not _usable(cached.record):
             self._cache.pop(digest)
-            raise Unauthorized()
+            raise _UnknownKey()
         now = time.monotonic()
         if now - cached.touched_at > self._touch_interval:
             cached.touched_at = now
@@ -110,7 +143,8 @@ class Authenticator:
             record = await fetch_key(conn, digest)
         if record is None:
             self._cache.pop(digest)
-            raise Unauthorized()
+            self._unknown.add(digest)
+            raise _UnknownKey()
         granted = record["granted"] or ()
         principal = Principal(
             tenant_id=record["tenant_id"],
