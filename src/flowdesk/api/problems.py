@@ -200,6 +200,23 @@ def install_handlers(app: FastAPI) -> None:
         logger.warning("database unavailable: %s", exc)
         return database_unavailable_response(exc)
 
+    async def on_data_error(request: Request, exc: Exception) -> Response:
+        # A value PostgreSQL cannot take (SQLSTATE class 22: out of range, bad encoding,
+        # division by zero...) that validation let through: the request's fault, not a 500.
+        # The message is not logged: it may quote the value.
+        logger.warning(
+            "data exception %s on %s %s",
+            getattr(exc, "sqlstate", "22000"),
+            request.method,
+            request.url.path,
+        )
+        return problem_response(
+            422,
+            "validation-error",
+            "Invalid request",
+            "A value in the request is outside what the service can store.",
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "internal-error", "Internal error", "An unexpected error.")
@@ -207,6 +224,7 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(asyncpg.exceptions.DataError, on_data_error)
     # Connection-level failures are handled here (not by the catch-all) so that they become a
     # 503 the client can retry, and are not re-raised to the server as crashes.
     for exc_class in (OSError, TimeoutError, *_ASYNCPG_UNREACHABLE):
