@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi import FastAPI
 
+from flowdesk.tickets import activity
 from tests.sql import fetch
 from tests.tickets.conftest import Desk
 
@@ -199,3 +201,39 @@ async def test_a_requester_sees_no_number_of_a_linked_ticket_they_cannot_read(
     assert [link["target_number"] for link in as_agent] == [also_mine["number"], theirs["number"]]
     as_requester = (await desk.client.get(url, headers=desk.requester.headers)).json()
     assert [link["target_number"] for link in as_requester] == [also_mine["number"], None]
+
+
+async def test_comments_per_minute_and_links_per_ticket_are_bounded(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16, case 1: every growing collection of a ticket is bounded, so the lowest
+    privilege cannot grow a ticket and its trail without end."""
+    monkeypatch.setattr(activity, "COMMENTS_PER_MINUTE", 3)
+    monkeypatch.setattr(activity, "LINKS_MAX", 2)
+    c = desk.client
+    ticket = await desk.open()
+    url = f"/v1/tickets/{ticket['id']}/comments"
+    for n in range(3):
+        body = {"body": f"Still broken ({n})", "visibility": "external"}
+        assert (await c.post(url, json=body, headers=desk.requester.headers)).status_code == 201
+    r = await c.post(
+        url, json={"body": "And again", "visibility": "external"}, headers=desk.requester.headers
+    )
+    assert r.status_code == 429 and r.headers["retry-after"] == "60", r.text
+    # Another author is not held back by the first.
+    r = await c.post(
+        url, json={"body": "On it", "visibility": "external"}, headers=desk.agent.headers
+    )
+    assert r.status_code == 201, r.text
+    comments = (await c.get(url, headers=desk.agent.headers)).json()["items"]
+    assert len(comments) == 4
+
+    others = [await desk.open() for _ in range(3)]
+    links = f"/v1/tickets/{ticket['id']}/links"
+    for other in others[:2]:
+        body = {"kind": "relates_to", "target": other["number"]}
+        assert (await c.post(links, json=body, headers=desk.agent.headers)).status_code == 201
+    body = {"kind": "relates_to", "target": others[2]["number"]}
+    r = await c.post(links, json=body, headers=desk.agent.headers)
+    assert r.status_code == 409 and "at most 2 links" in r.json()["detail"], r.text
+    assert len((await c.get(links, headers=desk.agent.headers)).json()) == 2

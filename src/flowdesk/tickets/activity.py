@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from flowdesk.auth.principal import Principal
 from flowdesk.db.query import Connection
-from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound
+from flowdesk.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from flowdesk.pagination import Page, next_cursor
 from flowdesk.tickets import lifecycle, sla
 from flowdesk.tickets.facts import format_number, visible_to
@@ -36,6 +36,10 @@ from flowdesk.workflow.model import RETURN
 
 # The action an automatic move on a requester's reply is recorded as (RT's AutoOpen).
 ON_REPLY = "on_reply"
+# What one ticket may collect: every write is allowed to the lowest privilege that may make
+# it, and without a bound one caller could grow a ticket (and its trail) without end.
+COMMENTS_PER_MINUTE = 20  # by one author on one ticket
+LINKS_MAX = 200
 
 
 def _require_agent(principal: Principal, what: str) -> None:
@@ -60,6 +64,11 @@ async def add_comment(
     announced: Message = {"topic": "ticket.comment_added", "payload": said}
     for _ in range(ATTEMPTS):
         repo, row = await _changeable(conn, catalog, principal, ref)
+        if await repo.recent_comments(row["id"], principal.user_id) >= COMMENTS_PER_MINUTE:
+            raise RateLimited(
+                f"At most {COMMENTS_PER_MINUTE} comments a minute by one author on a ticket.",
+                60,
+            )
         target = _auto_open(catalog, principal, row, body)
         stopped = _reply_clocks(catalog, principal, row, body)
         if target is None and stopped:
@@ -250,6 +259,8 @@ async def add_link(
             ) from exc
         if target["id"] == row["id"]:
             raise InvalidInput("A ticket cannot link to itself.", [("/target", "same ticket")])
+        if len(await repo.links(row["id"])) >= LINKS_MAX:
+            raise Conflict(f"A ticket holds at most {LINKS_MAX} links: remove one first.")
         link_id = await repo.add_link(
             row,
             kind,

@@ -448,6 +448,16 @@ class TicketRepository:
         )
         return frozenset(r["name"] for r in found)
 
+    async def recent_comments(self, ticket_id: uuid.UUID, author_id: uuid.UUID) -> int:
+        found = await value(
+            self.conn,
+            sql.RECENT_COMMENTS,
+            tenant_id=self.tenant_id,
+            id=ticket_id,
+            author_id=author_id,
+        )
+        return found if isinstance(found, int) else 0
+
     async def links(self, ticket_id: uuid.UUID) -> list[LinkRow]:
         return await rows(self.conn, LinkRow, sql.LINKS, tenant_id=self.tenant_id, id=ticket_id)
 

@@ -11,6 +11,7 @@ extra, and a change that wrote no row writes no event.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -662,6 +663,19 @@ LINK_KINDS = Query(
     .distinct()
     .where(ticket_links.c.tenant_id == _tenant, ticket_links.c.ticket_id == _ticket)
 )
+# How many comments an author added to the ticket in the last minute (the per-minute bound of
+# flowdesk.tickets.activity; the (tenant, ticket, created_at) index answers it).
+RECENT_COMMENTS = Query(
+    select(func.count())
+    .select_from(ticket_comments)
+    .where(
+        ticket_comments.c.tenant_id == _tenant,
+        ticket_comments.c.ticket_id == _ticket,
+        ticket_comments.c.created_at > func.now() - literal(timedelta(minutes=1), Interval),
+        ticket_comments.c.author_id == bindparam("author_id", type_=Uuid),
+    )
+)
+
 APPROVAL_NAMES = Query(
     select(ticket_approvals.c.name)
     .distinct()
