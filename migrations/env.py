@@ -39,7 +39,8 @@ def _run(connection: Connection) -> None:
 async def _run_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url must be set (flowdesk.db.migrate sets it)"
-    engine = create_async_engine(url, poolclass=NullPool)
+    # hide_parameters: a failing migration's error names its statement, never the values.
+    engine = create_async_engine(url, poolclass=NullPool, hide_parameters=True)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
