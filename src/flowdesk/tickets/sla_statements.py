@@ -41,25 +41,29 @@ _now = func.now()
 _SECOND: ColumnElement[Any] = literal_column("interval '1 second'")
 
 
+# What a clock is, as the ticket JSON shows it and the tick reads it.
+CLOCK_COLUMNS = (
+    c.name,
+    c.state,
+    c.target_seconds,
+    c.elapsed_seconds,
+    c.started_at,
+    c.running_since,
+    c.due_at,
+    c.warn_at,
+    c.paused_at,
+    c.breached_at,
+    c.stopped_at,
+    c.stage,
+)
+
+
 def clocks_json(tenant_id: ColumnElement[Any], ticket_id: ColumnElement[Any]) -> Any:
     """The ticket's clocks as a JSON array (empty without any), by name."""
     clock = func.jsonb_build_object(
         *(
             part
-            for col in (
-                c.name,
-                c.state,
-                c.target_seconds,
-                c.elapsed_seconds,
-                c.started_at,
-                c.running_since,
-                c.due_at,
-                c.warn_at,
-                c.paused_at,
-                c.breached_at,
-                c.stopped_at,
-                c.stage,
-            )
+            for col in CLOCK_COLUMNS
             # Keys written into the statement: two dozen parameters cost every ticket read.
             for part in (literal_column(f"'{col.name}'"), cast(ColumnElement[Any], col))
         )

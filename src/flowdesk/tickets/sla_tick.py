@@ -38,6 +38,7 @@ from flowdesk.periodic import Periodic
 from flowdesk.tickets import lifecycle, sla
 from flowdesk.tickets.facts import facts_of
 from flowdesk.tickets.repository import Event, Message, Ref, TicketRepository, TicketRow
+from flowdesk.tickets.sla_statements import CLOCK_COLUMNS
 from flowdesk.tickets.statements import audited
 from flowdesk.tickets.timers import SYSTEM
 from flowdesk.workflow import (
@@ -69,18 +70,7 @@ _DUE = Query(
     select(
         c.tenant_id,
         c.ticket_id,
-        c.name,
-        c.state,
-        c.target_seconds,
-        c.elapsed_seconds,
-        c.started_at,
-        c.running_since,
-        c.due_at,
-        c.warn_at,
-        c.paused_at,
-        c.breached_at,
-        c.stopped_at,
-        c.stage,
+        *CLOCK_COLUMNS,
         # `at` NULL: the database's now (one clock with the writes that set next_action_at).
         func.coalesce(_at, func.now()).label("now"),
     )

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Interval,
     Select,
     String,
+    Table,
     Text,
     Uuid,
     and_,
@@ -746,23 +747,25 @@ def _add_link() -> Query:
 ADD_LINK = _add_link()
 
 
-def _delete_link() -> Query:
+def _delete_of_ticket(table: Table, id_param: str) -> Query:
+    """Delete the row `id_param` of the ticket's rows in `table` (a link, an approval), while
+    the ticket is still in its status, with its audit event."""
     ticket = _still_in_status()
     written = (
-        delete(ticket_links)
+        delete(table)
         .where(
-            ticket_links.c.tenant_id == _tenant,
-            ticket_links.c.ticket_id == _ticket,
-            ticket_links.c.id == bindparam("link_id", type_=Uuid),
+            table.c.tenant_id == _tenant,
+            table.c.ticket_id == _ticket,
+            table.c.id == bindparam(id_param, type_=Uuid),
             select(ticket.c.id).exists(),
         )
-        .returning(ticket_links.c.tenant_id, ticket_links.c.ticket_id.label("id"))
+        .returning(table.c.tenant_id, table.c.ticket_id.label("id"))
         .cte("written")
     )
     return _audited_select(written, select(written.c.id))
 
 
-DELETE_LINK = _delete_link()
+DELETE_LINK = _delete_of_ticket(ticket_links, "link_id")
 
 
 def _add_approval() -> Query:
@@ -800,23 +803,7 @@ def _add_approval() -> Query:
 ADD_APPROVAL = _add_approval()
 
 
-def _delete_approval() -> Query:
-    ticket = _still_in_status()
-    written = (
-        delete(ticket_approvals)
-        .where(
-            ticket_approvals.c.tenant_id == _tenant,
-            ticket_approvals.c.ticket_id == _ticket,
-            ticket_approvals.c.id == bindparam("approval_id", type_=Uuid),
-            select(ticket.c.id).exists(),
-        )
-        .returning(ticket_approvals.c.tenant_id, ticket_approvals.c.ticket_id.label("id"))
-        .cte("written")
-    )
-    return _audited_select(written, select(written.c.id))
-
-
-DELETE_APPROVAL = _delete_approval()
+DELETE_APPROVAL = _delete_of_ticket(ticket_approvals, "approval_id")
 
 # What an approval policy asks of a would-be approver (a live user): their e-mail, their
 # groups' names, and whether they are the requester's manager.
