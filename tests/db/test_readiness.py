@@ -42,7 +42,10 @@ async def test_a_burst_of_probes_asks_the_database_once(settings: Settings) -> N
             answers = await asyncio.gather(*(client.get("/readyz") for _ in range(20)))
         assert {r.status_code for r in answers} == {200}
         assert runtime(app).readiness.checks == 1
-        assert runtime(app).db.pool.get_size() == 0
+        # Twenty probes at once opened no request connections: at most the one the
+        # background work of a starting process takes (the listener's marker NOTIFY, the
+        # periodic ticks' probes go through the pool).
+        assert runtime(app).db.pool.get_size() <= 1
 
 
 async def test_an_unreachable_database_is_not_ready_and_is_asked_again() -> None:
