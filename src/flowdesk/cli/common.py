@@ -21,8 +21,12 @@ if TYPE_CHECKING:  # imported when a command runs: `flowdesk --help` and the wor
     from flowdesk.config import Settings
     from flowdesk.db.pool import Database
     from flowdesk.db.query import Connection
+    from flowdesk.workflow import Catalog
 
 T = TypeVar("T")
+if TYPE_CHECKING:
+    # A timed job's run: what it did (or would do) at a time, None for the database's now.
+    Tick = Callable[[Database, Catalog, datetime | None], Awaitable[list[T]]]
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -153,3 +157,18 @@ def parse_at(at: str | None) -> datetime | None:
     if when.tzinfo is None:
         fail("--at: give a time zone (e.g. 2026-12-01T09:00:00Z)")
     return when
+
+
+def run_tick(at: str | None, dry_run: bool, tick: Tick[T], preview: Tick[T]) -> list[T]:
+    """One run of a timed job (`tick`, or with `--dry-run` its `preview`) against the catalog
+    and database `serve` uses, as if at `--at`; what it did, or would do."""
+    from flowdesk.workflow import load_catalog
+
+    when = parse_at(at)
+    settings = load_settings()
+    catalog = load_catalog(settings.workflow_files)
+
+    async def work(db: Database) -> list[T]:
+        return await (preview if dry_run else tick)(db, catalog, when)
+
+    return with_database(prepared_database(settings), settings, work)

@@ -7,13 +7,7 @@ import json
 
 import click
 
-from flowdesk.cli.common import (
-    load_settings,
-    parse_at,
-    prepared_database,
-    tick_options,
-    with_database,
-)
+from flowdesk.cli.common import run_tick, tick_options
 
 
 @click.group("sla")
@@ -28,18 +22,9 @@ def sla_tick(at: str | None, dry_run: bool) -> None:
 
     Safe next to running servers: due clocks are claimed with FOR UPDATE SKIP LOCKED, so each
     mark is done by one process only."""
-    from flowdesk.db.pool import Database
-    from flowdesk.tickets.sla_tick import Fired, preview, run_due
-    from flowdesk.workflow import load_catalog
+    from flowdesk.tickets.sla_tick import preview, run_due
 
-    when = parse_at(at)
-    settings = load_settings()
-    catalog = load_catalog(settings.workflow_files)
-
-    async def work(db: Database) -> list[Fired]:
-        return await (preview if dry_run else run_due)(db, catalog, when)
-
-    fired = with_database(prepared_database(settings), settings, work)
+    fired = run_tick(at, dry_run, run_due, preview)
     click.echo(
         json.dumps(
             {

@@ -7,13 +7,7 @@ import json
 
 import click
 
-from flowdesk.cli.common import (
-    load_settings,
-    parse_at,
-    prepared_database,
-    tick_options,
-    with_database,
-)
+from flowdesk.cli.common import run_tick, tick_options
 
 
 @click.group("timers")
@@ -28,18 +22,9 @@ def timers_tick(at: str | None, dry_run: bool) -> None:
 
     Safe next to running servers: due tickets are claimed with FOR UPDATE SKIP LOCKED, so a
     ticket is moved by one process only."""
-    from flowdesk.db.pool import Database
-    from flowdesk.tickets.timers import Moved, preview, run_due
-    from flowdesk.workflow import load_catalog
+    from flowdesk.tickets.timers import preview, run_due
 
-    when = parse_at(at)
-    settings = load_settings()
-    catalog = load_catalog(settings.workflow_files)
-
-    async def work(db: Database) -> list[Moved]:
-        return await (preview if dry_run else run_due)(db, catalog, when)
-
-    moved = with_database(prepared_database(settings), settings, work)
+    moved = run_tick(at, dry_run, run_due, preview)
     click.echo(
         json.dumps(
             {

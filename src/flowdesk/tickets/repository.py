@@ -17,11 +17,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, TypeVar, cast
 
 from flowdesk.db.query import Connection, Query, row, rows, value
 from flowdesk.tickets import counters
 from flowdesk.tickets import statements as sql
+
+# A row type read by a shared page helper.
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +461,28 @@ class TicketRepository:
         )
         return found if isinstance(found, int) else 0
 
+    async def _page(
+        self,
+        row_type: type[R],
+        query: Query,
+        ticket_id: uuid.UUID,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[R]:
+        """`limit` of the ticket's rows after the key `after` (created_at, id), in that order
+        (the first page starts after the smallest key there is)."""
+        after_at, after_id = after or (FIRST_KEY_TIME, uuid.UUID(int=0))
+        return await rows(
+            self.conn,
+            row_type,
+            query,
+            tenant_id=self.tenant_id,
+            id=ticket_id,
+            after_at=after_at,
+            after_id=after_id,
+            limit=limit,
+        )
+
     async def links(self, ticket_id: uuid.UUID) -> list[LinkRow]:
         return await rows(self.conn, LinkRow, sql.LINKS, tenant_id=self.tenant_id, id=ticket_id)
 
@@ -465,17 +490,7 @@ class TicketRepository:
         self, ticket_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[LinkRow]:
         """`limit` links after the key `after` (created_at, id), oldest first."""
-        after_at, after_id = after or (FIRST_KEY_TIME, uuid.UUID(int=0))
-        return await rows(
-            self.conn,
-            LinkRow,
-            sql.LINKS_PAGE,
-            tenant_id=self.tenant_id,
-            id=ticket_id,
-            after_at=after_at,
-            after_id=after_id,
-            limit=limit,
-        )
+        return await self._page(LinkRow, sql.LINKS_PAGE, ticket_id, after, limit)
 
     async def add_link(
         self,
@@ -587,17 +602,7 @@ class TicketRepository:
         self, ticket_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
     ) -> list[ApprovalRow]:
         """`limit` approvals after the key `after` (created_at, id), oldest first."""
-        after_at, after_id = after or (FIRST_KEY_TIME, uuid.UUID(int=0))
-        return await rows(
-            self.conn,
-            ApprovalRow,
-            sql.APPROVALS_PAGE,
-            tenant_id=self.tenant_id,
-            id=ticket_id,
-            after_at=after_at,
-            after_id=after_id,
-            limit=limit,
-        )
+        return await self._page(ApprovalRow, sql.APPROVALS_PAGE, ticket_id, after, limit)
 
 
 class _Kind(TypedDict):
