@@ -34,7 +34,7 @@ async def listeners(app: FastAPI) -> AsyncIterator[list[AccessListener]]:
     made: list[AccessListener] = []
     yield made
     for listener in made:
-        await listener.stop()
+        await asyncio.wait_for(listener.stop(), 10.0)
 
 
 def _listener(app: FastAPI, dsn: str, made: list[AccessListener]) -> AccessListener:
@@ -91,9 +91,11 @@ async def test_a_listener_that_goes_deaf_is_caught_by_its_heartbeat(
     for _ in range(50):  # the listener's own ping may be using the connection this instant
         try:
             assert listener._conn is not None
-            await listener._conn.execute("UNLISTEN *")
+            # Bounded: a connection the listener is replacing this instant may never answer,
+            # and a test must fail rather than hang.
+            await asyncio.wait_for(listener._conn.execute("UNLISTEN *"), 1.0)
             break
-        except asyncpg.InterfaceError:
+        except (asyncpg.InterfaceError, TimeoutError):
             await asyncio.sleep(0.01)
     await _until(lambda: listener.markers_missed >= 1, "the heartbeat's marker is missed")
     # It reconnected, and hears again.
