@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +22,23 @@ ALL_SCOPES = ["tickets:read", "tickets:write", "admin"]
 PUBLIC_SCOPES = ["tickets:read", "tickets:write"]
 # The platform operator's credential in the test app's settings.
 PLATFORM_TOKEN = "test-platform-token-0123456789abcdef"
+
+
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, deadline: float = 15.0
+) -> None:
+    """Polls `condition` until it holds; fails saying `what` did not happen. The deadline is
+    generous: the machine is shared, and a condition met at all is met within milliseconds."""
+    end = time.monotonic() + deadline
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)
 
 
 def runtime(app: FastAPI) -> Runtime:

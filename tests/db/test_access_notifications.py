@@ -23,7 +23,7 @@ from flowdesk.auth import keys
 from flowdesk.config import Settings
 from flowdesk.db.listener import CHANNEL, AccessListener
 from flowdesk.db.pool import asyncpg_dsn
-from tests.support import TenantCtx, new_tenant, problem_type, runtime
+from tests.support import TenantCtx, new_tenant, problem_type, runtime, until
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ async def slow_app(settings: Settings) -> AsyncIterator[FastAPI]:
         )
     )
     async with app.router.lifespan_context(app):
-        await _until(lambda: _listener(app).listening, "the listener connects")
+        await until(lambda: _listener(app).listening, "the listener connects")
         yield app
 
 
@@ -58,22 +58,6 @@ async def sql(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 def _listener(app: FastAPI) -> AccessListener:
     return runtime(app).listener
-
-
-async def _until(
-    condition: Callable[[], bool | Awaitable[bool]], what: str, deadline: float = 10.0
-) -> None:
-    """Polls; the deadline is generous because the machine is shared, and the hour-long
-    cache TTLs mean only a notification can make the condition true at all."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting until {what}")
 
 
 async def _heard_so_far(app: FastAPI, sql: asyncpg.Connection) -> None:
@@ -115,7 +99,7 @@ async def test_a_revocation_by_sql_reaches_the_key_cache(
         "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1",
         keys.hash_key(tenant.admin.key),
     )
-    await _until(
+    await until(
         _status_is(slow_client, "/v1/me", tenant.headers, 401), "the revoked key is refused"
     )
 
@@ -130,7 +114,7 @@ async def test_a_group_change_by_sql_reaches_the_key_cache(
         "UPDATE groups SET permissions = array_remove(permissions, 'admin') WHERE tenant_id = $1",
         tenant.id,
     )
-    await _until(
+    await until(
         _status_is(slow_client, "/v1/users", tenant.headers, 403), "admin is no longer held"
     )
 
@@ -149,7 +133,7 @@ async def test_a_licence_change_by_sql_reaches_the_licence_cache(
         r = await slow_client.get("/v1/tickets", headers=tenant.headers)
         return r.status_code == 403 and problem_type(r).endswith("feature-disabled")
 
-    await _until(disabled, "the agent portal is off")
+    await until(disabled, "the agent portal is off")
 
 
 async def test_other_tenants_keep_their_cache_entries(
@@ -164,7 +148,7 @@ async def test_other_tenants_keep_their_cache_entries(
     second_digest = keys.hash_key(second.admin.key)
     assert second_digest in cache
     await sql.execute("UPDATE users SET kind = kind WHERE tenant_id = $1", first.id)
-    await _until(lambda: keys.hash_key(first.admin.key) not in cache, "the first is forgotten")
+    await until(lambda: keys.hash_key(first.admin.key) not in cache, "the first is forgotten")
     assert second_digest in cache
 
 
@@ -210,9 +194,9 @@ async def test_a_lost_listener_falls_back_to_the_short_ttl_and_comes_back(
     assert listener._conn is not None
     pid = listener._conn.get_server_pid()
     await sql.execute("SELECT pg_terminate_backend($1)", pid)
-    await _until(lambda: not listener.listening, "the loss is noticed")
+    await until(lambda: not listener.listening, "the loss is noticed")
     assert ttl(before) == 5.0  # deaf: nothing is trusted beyond the short TTL
-    await _until(lambda: listener.listening, "the listener is back")
+    await until(lambda: listener.listening, "the listener is back")
     assert listener._conn is not None
     assert listener._conn.get_server_pid() != pid
     # What changed while it was away is unknown: everything was forgotten, and an entry
@@ -227,7 +211,7 @@ async def test_a_lost_listener_falls_back_to_the_short_ttl_and_comes_back(
         "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1",
         keys.hash_key(tenant.admin.key),
     )
-    await _until(
+    await until(
         _status_is(slow_client, "/v1/me", tenant.headers, 401), "the revoked key is refused"
     )
 
@@ -257,7 +241,7 @@ async def test_a_load_that_raced_a_change_is_not_cached(
             )
         )
 
-    await _until(waiting, "the lookup waits for the lock")
+    await until(waiting, "the lookup waits for the lock")
     authenticator.forget_tenant(tenant.id)
     await tx.rollback()
     principal = await lookup

@@ -16,17 +16,9 @@ from fastapi import FastAPI
 
 from flowdesk.db.listener import AccessListener
 from flowdesk.db.pool import asyncpg_dsn
-from tests.support import runtime
+from tests.support import runtime, until
 
 LONG, SHORT = 300.0, 5.0
-
-
-async def _until(condition: Callable[[], bool], what: str, deadline: float = 15.0) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -59,7 +51,7 @@ async def test_a_listener_that_hears_its_marker_trusts_the_long_ttl(
     app: FastAPI, database_url: str, listeners: list[AccessListener]
 ) -> None:
     listener = _listener(app, asyncpg_dsn(database_url), listeners)
-    await _until(lambda: listener.listening, "the marker is heard")
+    await until(lambda: listener.listening, "the marker is heard")
     assert _ttl_now(listener) == LONG
     # Heartbeats keep coming back: still trusted after several of them.
     await asyncio.sleep(1.0)
@@ -76,7 +68,7 @@ async def test_a_deaf_listener_keeps_the_short_ttl_and_reconnects(
     with caplog.at_level(logging.WARNING, logger="flowdesk.db.listener"):
         listener = _listener(app, elsewhere, listeners)
         # Each miss is a connection of its own: two misses, one reconnection at least.
-        await _until(lambda: listener.markers_missed >= 2, "the listener tried twice")
+        await until(lambda: listener.markers_missed >= 2, "the listener tried twice")
     assert not listener.listening
     assert _ttl_now(listener) == SHORT
     assert any("did not arrive" in r.getMessage() for r in caplog.records)
@@ -86,7 +78,7 @@ async def test_a_listener_that_goes_deaf_is_caught_by_its_heartbeat(
     app: FastAPI, database_url: str, listeners: list[AccessListener]
 ) -> None:
     listener = _listener(app, asyncpg_dsn(database_url), listeners)
-    await _until(lambda: listener.listening, "the marker is heard")
+    await until(lambda: listener.listening, "the marker is heard")
     # What a pooler does to a session's LISTEN when it hands the server connection on.
     for _ in range(50):  # the listener's own ping may be using the connection this instant
         try:
@@ -97,7 +89,7 @@ async def test_a_listener_that_goes_deaf_is_caught_by_its_heartbeat(
             break
         except (asyncpg.InterfaceError, TimeoutError):
             await asyncio.sleep(0.01)
-    await _until(lambda: listener.markers_missed >= 1, "the heartbeat's marker is missed")
+    await until(lambda: listener.markers_missed >= 1, "the heartbeat's marker is missed")
     # It reconnected, and hears again.
-    await _until(lambda: listener.listening, "the listener hears again")
+    await until(lambda: listener.listening, "the listener hears again")
     assert _ttl_now(listener) == LONG

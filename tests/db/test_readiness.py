@@ -10,6 +10,7 @@ import httpx
 
 from flowdesk.app import create_app
 from flowdesk.config import Settings
+from flowdesk.db.pool import asyncpg_dsn
 from flowdesk.db.readiness import ReadinessProbe
 from tests.servers import free_port
 from tests.support import runtime
@@ -68,3 +69,27 @@ async def test_readyz_answers_503_when_the_database_is_away(settings: Settings) 
             r = await client.get("/readyz")
     assert r.status_code == 503
     assert r.json()["type"] == "/problems/service-unavailable"
+
+
+async def test_a_cancel_landing_as_the_close_ends_is_not_lost(database_url: str) -> None:
+    """A cancel of the task closing the probe (the app's shutdown, cancelled by whoever runs
+    it) that lands in the instant the connection finishes closing is either refused (the close
+    had already returned) or delivered, never accepted and then dropped. On 3.11,
+    `asyncio.wait_for` returned the close's result instead (CPython gh-86296), and the
+    cancelled shutdown went on."""
+    probe = ReadinessProbe(asyncpg_dsn(database_url), timeout=2.0, cache_seconds=0.0)
+    assert await probe.ready() is True
+    conn = probe._conn
+    assert conn is not None
+    closing = asyncio.create_task(probe.close())
+    accepted: list[bool] = []
+    # asyncpg calls its termination listeners in the loop iteration after the close ends.
+    conn.add_termination_listener(lambda _conn: accepted.append(closing.cancel()))
+    await asyncio.wait({closing}, timeout=5.0)
+    assert closing.done(), "the close did not end within 5 s"
+    assert accepted, "the connection's termination was not reported"
+    assert conn.is_closed()
+    if accepted[0]:
+        assert closing.cancelled(), "an accepted cancel was dropped: the task went on"
+    else:
+        closing.result()

@@ -225,8 +225,12 @@ class AccessListener:
         hears its markers."""
         proven_at = time.monotonic()
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation
+            # that lands in the iteration where the wait ends (gh-86296), and `stop()` then
+            # waits for a task that goes on reconnecting forever. The same holds in _close.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), self._ping_seconds)
+                async with asyncio.timeout(self._ping_seconds):
+                    await self._lost.wait()
             if self._lost.is_set():
                 raise ConnectionError("the listening connection was closed")
             assert self._conn is not None  # set by _connect before _watch runs
@@ -250,8 +254,10 @@ class AccessListener:
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            # Bounded (asyncpg's close waits for the server without one), and a close that
+            # fails or runs out of time ends with the connection dropped without waiting.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), self._connect_timeout)
+                await conn.close(timeout=self._connect_timeout)
             if not conn.is_closed():
                 conn.terminate()
 

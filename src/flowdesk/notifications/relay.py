@@ -193,8 +193,10 @@ class Relay:
                 continue
             # Idle: wait for the poll interval, or less when this process's fan-out made
             # deliveries (the send loop need not wait for its next poll to see them).
+            # Not wait_for: on 3.11 it drops a stop landing as the wake fires (gh-86296).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), poll)
+                async with asyncio.timeout(poll):
+                    await wake.wait()
             wake.clear()
 
     async def drain(self) -> None:
