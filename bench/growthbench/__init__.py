@@ -1,0 +1,1 @@
+"""The growth benchmark's parts (bench/growth.py runs them)."""
