@@ -24,7 +24,7 @@ from asyncpg.pool import Pool, PoolAcquireContext
 from sqlalchemy.engine import make_url
 
 from flowdesk.config import Settings
-from flowdesk.db.query import Connection
+from flowdesk.db.query import Connection, PoolConnection
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -124,6 +124,7 @@ class Database:
             statement_cache_size=statement_cache_size(settings),
             init=init,
             reset=_reset,
+            connection_class=PoolConnection,
         )
         return cls(pool, settings.db_pool_timeout, query_loggers)
 

@@ -287,10 +287,13 @@ def _page_statement(shape: _PageShape) -> Query:
         .subquery("page")
     )
     page_column = page.c[column.name]
+    # Planned per call: a page of the million-ticket tenant needs the plan that walks the
+    # sort's index and stops; a plan made for any tenant sorts all of one's matches.
     return Query(
         with_names(page).order_by(
             *((page_column.desc(), page.c.id.desc()) if descending else (page_column, page.c.id))
-        )
+        ),
+        planned_per_call=True,
     )
 
 
@@ -311,7 +314,7 @@ def _sla_page_statement(shape: _PageShape, conditions: list[ColumnElement[bool]]
         .limit(bindparam("limit", type_=Integer))
         .subquery("page")
     )
-    return Query(with_names(page).order_by(page.c.sla_due_at, page.c.id))
+    return Query(with_names(page).order_by(page.c.sla_due_at, page.c.id), planned_per_call=True)
 
 
 _PAGES: dict[_PageShape, Query] = {}
@@ -350,7 +353,8 @@ def _count_statement(shape: _FilterShape, group_by: str) -> Query:
         select(column.label("key"), count)
         .where(*where(shape))
         .group_by(column)
-        .order_by(count.desc(), column.asc().nulls_last())
+        .order_by(count.desc(), column.asc().nulls_last()),
+        planned_per_call=True,
     )
 
 
