@@ -160,6 +160,8 @@ ticket_events = Table(
     "ticket_events",
     metadata,
     tenant_id(references_tenant=False),
+    # The primary key, (tenant_id, id), also serves a tenant's events after one: the replay of
+    # a live stream (flowdesk.tickets.live).
     Column("id", BigInteger, Identity(), primary_key=True),
     Column("ticket_id", Uuid, nullable=False),
     Column("kind", String(32), nullable=False),
@@ -170,8 +172,6 @@ ticket_events = Table(
     _ticket_fk(),
     ForeignKeyConstraint(["tenant_id", "actor_id"], ["users.tenant_id", "users.id"]),
     Index("ix_ticket_events_tenant_id_ticket_id", "tenant_id", "ticket_id", "id"),
-    # A tenant's events after one: the replay of a live stream (flowdesk.tickets.live).
-    Index("ix_ticket_events_tenant_id_id", "tenant_id", "id"),
 )
 
 ticket_links = Table(
