@@ -412,7 +412,7 @@ class TicketRepository:
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
     ) -> list[CommentRow]:
-        after_time, after_id = after or (None, None)
+        after_time, after_id = after or (FIRST_KEY_TIME, uuid.UUID(int=0))
         return await rows(
             self.conn,
             CommentRow,
@@ -435,7 +435,7 @@ class TicketRepository:
             tenant_id=self.tenant_id,
             id=ticket_id,
             external_only=external_only,
-            after=after,
+            after=after or 0,
             limit=limit + 1,
         )
 
