@@ -61,6 +61,7 @@ from growthbench.seed import (  # noqa: E402
 from loadbench.prepare import BODY  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The twin at `make bench`'s size: 5,000 tickets over 1,000 tenants, 1,000 in the big one.
 SMALL_SIZE = Size(5_000, 1_000, 1_000)
 # Keys, seed timings, wrk's data files and the servers' logs (bench/results is committed).
 WORK = ROOT / ".data" / "growth"
@@ -76,11 +77,11 @@ Databases = dict[str, tuple[str, list[str]]]  # "big"/"small" -> (postgresql:// 
 
 
 async def databases(
-    base: str, prefix: str, size: Size, reuse: bool, work: Path, run: Run
+    base: str, prefix: str, size: Size, small: Size, reuse: bool, work: Path, run: Run
 ) -> Databases:
     """The big database and its twin, seeded unless `reuse` finds them seeded."""
     made: Databases = {}
-    for which, name, wanted in (("small", f"{prefix}_small", SMALL_SIZE), ("big", prefix, size)):
+    for which, name, wanted in (("small", f"{prefix}_small", small), ("big", prefix, size)):
         url = database_url(base, name)
         keys_file = work / f"{name}.keys"
         steps_file = work / f"{name}.seed.json"
@@ -125,11 +126,9 @@ async def http_phase(
         await serve.start_flowdesk("flowdesk big", big_url, big_keys, work, tickets, deep),
     ]
     try:
-        references = [
-            await serve.start_reference("reference small", small_url, work, tickets),
-            await serve.start_reference("reference big", big_url, work, tickets),
-        ]
-        targets += references
+        for label, url in (("reference small", small_url), ("reference big", big_url)):
+            targets.append(await serve.start_reference(label, url, work, tickets))
+        references = targets[2:]
         run.pages = {
             t.label: {name: r.page for name, r in t.urls.items()} for t in targets if t.urls
         }
@@ -207,6 +206,9 @@ def main() -> None:
     parser.add_argument(
         "--audit-seconds", type=int, default=10, help="of creates, then of transitions"
     )
+    parser.add_argument(
+        "--small-tenants", type=int, default=SMALL_SIZE.tenants, help="of the small twin"
+    )
     parser.add_argument("--work", default=str(WORK), help="keys, wrk's files, servers' logs")
     parser.add_argument("--results", default=str(RESULTS), help="where growth.{md,json} go")
     parser.add_argument("--url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
@@ -251,6 +253,7 @@ async def measure_all(
 ) -> Run:
     base = plain_url(args.url)
     size = Size.scaled(args.scale)
+    small = Size(SMALL_SIZE.tickets, SMALL_SIZE.big, args.small_tenants)
     admin = await asyncpg.connect(base)
     try:
         server = str(await admin.fetchval("SELECT version()")).split(" on ")[0]
@@ -262,7 +265,7 @@ async def measure_all(
             "commit": os.environ.get("BENCH_COMMIT", "the working tree"),
             "scale": args.scale,
             "big_size": size.describe(),
-            "small_size": SMALL_SIZE.describe(),
+            "small_size": small.describe(),
             "cpus": os.cpu_count(),
             "server": server,
             "load": [round(x, 1) for x in os.getloadavg()],
@@ -272,7 +275,7 @@ async def measure_all(
             "request_body": BODY,
         }
     )
-    made = await databases(base, args.database, size, args.reuse, work, run)
+    made = await databases(base, args.database, size, small, args.reuse, work, run)
     if "plans" in phases:
         log("plans of every list shape, in the big tenant")
         big_url, big_keys = made["big"]

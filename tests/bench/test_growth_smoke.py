@@ -59,7 +59,9 @@ def test_growth_benchmark_runs_on_a_tiny_seed(
         "--warmup=0",
         "--repetitions=1",
         "--audit-seconds=1",
-        "--only=create_spread|transition|q common|page 100|events",
+        "--small-tenants=20",
+        # One write and one list shape through every server; the rest are the same code.
+        "--only=transition|q common",
     ]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -70,14 +72,12 @@ def test_growth_benchmark_runs_on_a_tiny_seed(
     assert all(p["plan"] for p in report["plans"]), [p["name"] for p in report["plans"]]
     points = {(p["scenario"], p["label"]): p["median"] for p in report["points"]}
     labels = ["flowdesk small", "flowdesk big", "reference small", "reference big"]
-    for scenario in ("create_spread", "transition"):
-        for label in labels:
-            assert points[(scenario, label)]["rps"] > 0, (scenario, label)
-            assert not points[(scenario, label)]["errors"], (scenario, label)
-    for shape in ("q common word (printer)", "page 100 (default)"):
-        for label in labels[:2]:
-            assert points[(shape, label)]["rps"] > 0
-            assert not points[(shape, label)]["errors"], (shape, label)
+    for label in labels:
+        assert points[("transition", label)]["rps"] > 0, label
+        assert not points[("transition", label)]["errors"], label
+    for label in labels[:2]:
+        assert points[("q common word (printer)", label)]["rps"] > 0, label
+        assert not points[("q common word (printer)", label)]["errors"], label
     assert report["audit"]["changes"] > 0
     assert report["audit"]["per_change"]["ticket_events"]["heap"] > 0
     if PGBOUNCER:
