@@ -460,10 +460,12 @@ def _history_page(
     table: Table, key: tuple[ColumnElement[Any], ...], after: ColumnElement[bool]
 ) -> Subquery:
     """One page of a ticket's comments or events, chosen from `table` alone in `key` order
-    after the cursor: the index (tenant_id, ticket_id, …) is walked from the cursor and left
-    after the page, so a page reads a page however long the history (the growth benchmark's
-    1,000-event ticket). With the names joined at the same level, PostgreSQL read and sorted
-    the ticket's whole history for every page."""
+    after the cursor, which is always a bound: the index (tenant_id, ticket_id, …) is read
+    from the cursor on. Events' index is in their key's order, so a page of events reads a
+    page however long the trail (the growth benchmark's 1,000-event ticket); comments' lacks
+    the id, so they read on to the last comment and sort. With the names joined at the same
+    level and a cursor that could be null, PostgreSQL read and sorted the ticket's whole
+    history for every page."""
     return (
         select(table)
         .where(
