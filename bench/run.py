@@ -216,7 +216,7 @@ class Bench:
             "create_spread": [str(files["keys"]), "spread"],
             "transition": [str(files["tickets"]), str(self.cfg.tickets_per_connection)],
             "get": [str(files["tickets"])],
-            "list": [str(files["keys"]), "50"],
+            "list": [str(files["keys"]), "/v1/tickets?limit=50"],
         }[scenario]
 
     def http_phase(self, workers: int, first: bool) -> None:

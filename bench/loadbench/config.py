@@ -19,7 +19,7 @@ SCENARIOS: dict[str, tuple[str, str | None]] = {
     "create_spread": ("create.lua", "create_spread.sql"),
     "transition": ("transition.lua", "transition.sql"),
     "get": ("get.lua", None),
-    "list": ("list.lua", None),
+    "list": ("path.lua", None),
 }
 SCENARIO_TEXT = {
     "create_one": "POST /v1/tickets, every request in one hot tenant",
