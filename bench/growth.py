@@ -133,8 +133,8 @@ async def http_phase(
             t.label: {name: r.page for name, r in t.urls.items()} for t in targets if t.urls
         }
         log("writes and single-ticket reads")
-        writes = [s for s in serve.WRITES if only.search(s)]
-        run.points += await serve.measure(writes, targets, knobs, log)
+        one_ticket = [s for s in serve.ONE_TICKET if only.search(s)]
+        run.points += await serve.measure(one_ticket, targets, knobs, log)
         for reference in references:
             reference.server.stop()
         targets = targets[:2]
@@ -180,7 +180,7 @@ async def pooler_phase(
         try:
             scenarios = [
                 s
-                for s in [*serve.WRITES, "default (open and active, newest first)"]
+                for s in [*serve.ONE_TICKET, "default (open and active, newest first)"]
                 if only.search(s)
             ]
             run.pooled += await serve.measure(scenarios, [direct, pooled], knobs, log)

@@ -8,7 +8,7 @@ from typing import Any
 
 from growthbench.audit import Growth
 from growthbench.plans import Plan
-from growthbench.serve import WRITES, Point
+from growthbench.serve import ONE_TICKET, Point
 from growthbench.shapes import LIST_TARGET_MS, SEARCH_TARGET_MS
 
 WRITE_FLOOR = 0.9  # a write at size keeps 90% of its small-data throughput
@@ -103,7 +103,7 @@ def _writes(run: Run) -> list[str]:
         "reference small | reference big | big / small |",
         "|---|--:|---|---|--:|---|---|---|--:|",
     ]
-    for scenario in WRITES:
+    for scenario in ONE_TICKET:
         for c in conns:
             small = _find(run.points, scenario, c, "flowdesk small")
             big = _find(run.points, scenario, c, "flowdesk big")
@@ -122,7 +122,7 @@ def _writes(run: Run) -> list[str]:
 
 
 def _lists(run: Run) -> list[str]:
-    shapes = [p.scenario for p in run.points if p.scenario not in WRITES]
+    shapes = [p.scenario for p in run.points if p.scenario not in ONE_TICKET]
     names = list(dict.fromkeys(shapes))
     if not names:
         return []

@@ -54,7 +54,8 @@ class Point:
         return {**asdict(self), "median": self.median.as_dict()}
 
 
-WRITES = ["create_one", "create_spread", "transition", "get"]
+# The scenarios on one ticket at a time: the writes, and a get.
+ONE_TICKET = ["create_one", "create_spread", "transition", "get"]
 
 
 async def start_flowdesk(
