@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -51,13 +52,12 @@ from growthbench.report import Run, render  # noqa: E402
 from growthbench.seed import (  # noqa: E402
     Size,
     asyncpg_url,
-    database_url,
     load_keys,
-    plain_url,
     recreate,
     save_keys,
     seed,
 )
+from loadbench import database  # noqa: E402
 from loadbench.prepare import BODY  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -77,17 +77,17 @@ Databases = dict[str, tuple[str, list[str]]]  # "big"/"small" -> (postgresql:// 
 
 
 async def databases(
-    base: str, prefix: str, size: Size, small: Size, reuse: bool, work: Path, run: Run
+    server: database.Server, prefix: str, size: Size, small: Size, reuse: bool, work: Path, run: Run
 ) -> Databases:
     """The big database and its twin, seeded unless `reuse` finds them seeded."""
     made: Databases = {}
     for which, name, wanted in (("small", f"{prefix}_small", small), ("big", prefix, size)):
-        url = database_url(base, name)
+        url = server.dsn(name)
         keys_file = work / f"{name}.keys"
         steps_file = work / f"{name}.seed.json"
-        if not (reuse and keys_file.exists() and await _exists(base, name)):
+        if not (reuse and keys_file.exists() and await _exists(server, name)):
             log(f"{name}: a fresh database")
-            url = await recreate(base, name)
+            url = await recreate(server, name)
             seeded = await seed(url, wanted)
             save_keys(keys_file, seeded.keys)
             steps_file.write_text(json.dumps(seeded.steps))
@@ -98,8 +98,8 @@ async def databases(
     return made
 
 
-async def _exists(base: str, name: str) -> bool:
-    conn = await asyncpg.connect(base)
+async def _exists(server: database.Server, name: str) -> bool:
+    conn = await asyncpg.connect(server.dsn("postgres"))
     try:
         return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
     finally:
@@ -251,12 +251,12 @@ def main() -> None:
 async def measure_all(
     args: argparse.Namespace, phases: list[str], knobs: serve.Knobs, work: Path
 ) -> Run:
-    base = plain_url(args.url)
+    server = database.Server(make_url(args.url), embedded=False)
     size = Size.scaled(args.scale)
     small = Size(SMALL_SIZE.tickets, SMALL_SIZE.big, args.small_tenants)
-    admin = await asyncpg.connect(base)
+    admin = await asyncpg.connect(server.dsn("postgres"))
     try:
-        server = str(await admin.fetchval("SELECT version()")).split(" on ")[0]
+        version = str(await admin.fetchval("SELECT version()")).split(" on ")[0]
     finally:
         await admin.close()
     run = Run(
@@ -267,7 +267,7 @@ async def measure_all(
             "big_size": size.describe(),
             "small_size": small.describe(),
             "cpus": os.cpu_count(),
-            "server": server,
+            "server": version,
             "load": [round(x, 1) for x in os.getloadavg()],
             "phases": phases,
             "knobs": f"{knobs.warmup} s of warm-up, then the median of {knobs.repetitions} "
@@ -275,7 +275,7 @@ async def measure_all(
             "request_body": BODY,
         }
     )
-    made = await databases(base, args.database, size, small, args.reuse, work, run)
+    made = await databases(server, args.database, size, small, args.reuse, work, run)
     if "plans" in phases:
         log("plans of every list shape, in the big tenant")
         big_url, big_keys = made["big"]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from loadbench import database
 from loadbench.seed import seed_flowdesk
 from sqlalchemy.engine import make_url
 
@@ -137,32 +138,17 @@ class Seeded:
     steps: list[tuple[str, float]] = field(default_factory=list)  # (statement, seconds)
 
 
-async def recreate(base_url: str, name: str) -> str:
-    """A fresh, migrated database `name` on the server of `base_url`; its postgresql:// URL."""
-    admin = await asyncpg.connect(base_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = database_url(base_url, name)
-    await asyncio.to_thread(migrate.upgrade, asyncpg_url(url))
-    return url
+async def recreate(server: database.Server, name: str) -> str:
+    """A fresh database `name` on `server` (`make bench`'s way), migrated to head; its DSN."""
+    await database.recreate(server, [name])
+    await asyncio.to_thread(migrate.upgrade, server.sqlalchemy_url(name))
+    return server.dsn(name)
 
 
-def database_url(base_url: str, name: str) -> str:
-    """`base_url` with database `name` (a Unix-socket `?host=` stays as it is)."""
-    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
-
-
-def plain_url(url: str) -> str:
-    """postgresql://, as asyncpg and the reference app take it."""
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
-def asyncpg_url(url: str) -> str:
-    """postgresql+asyncpg://, as flowdesk's settings take it."""
-    return url.replace("postgresql://", "postgresql+asyncpg://")
+def asyncpg_url(dsn: str) -> str:
+    """A DSN (postgresql://, as asyncpg and the reference app take it) as flowdesk's settings
+    take it: postgresql+asyncpg://. For PgBouncer's URL too, which no `Server` names."""
+    return make_url(dsn).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
 async def seed(url: str, size: Size) -> Seeded:

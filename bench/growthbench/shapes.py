@@ -101,9 +101,8 @@ async def resolve(client: httpx.AsyncClient, key: str, shape: Shape) -> Resolved
 
 
 async def big_tenant_subjects(client: httpx.AsyncClient, key: str) -> tuple[str, str]:
-    """The requester with the most tickets of the big tenant (its people are `user<n>@…`,
-    tickets spread evenly over them: the first page of any of them will do) and the id of
-    ticket 1, which carries 1,000 events."""
+    """The big tenant's requester of ticket 1 (the seed spreads tickets evenly over its
+    people, so any one has as many as the next) and ticket 1's id: it carries 1,000 events."""
     headers = {"Authorization": f"Bearer {key}"}
     r = await client.get(f"{TICKETS}/TKT-000001", headers=headers)
     r.raise_for_status()
